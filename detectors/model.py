@@ -83,3 +83,26 @@ class Alert:
         }
         out.update(self.extra)
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class KeyContext:
+    """What the policy may know about a key (from the key store; unknown keys get defaults)."""
+
+    key_id: str
+    account_id: str | None = None
+    environment: str = "live"  # live | test
+    status: str = "active"
+
+
+@dataclass(frozen=True, slots=True)
+class GeoInfo:
+    """Where an IP is, as far as the GeoIP databases know."""
+
+    country: str | None = None  # ISO 3166-1 alpha-2
+    city: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    accuracy_km: float | None = None
+    asn: int | None = None
+    asn_org: str | None = None

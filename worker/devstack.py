@@ -76,9 +76,19 @@ class EmbeddedBroker:
         listen = f"tcp://127.0.0.1:{self.port}"
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self._proc = subprocess.Popen(  # noqa: S603 - fixed binary, fixed arguments
-            [str(broker_binary()), "broker", "--listener-url", listen,
-             "--advertised-listener-url", listen, "--storage-engine", "memory://tansu/"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(broker_binary()),
+                "broker",
+                "--listener-url",
+                listen,
+                "--advertised-listener-url",
+                listen,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         if out is not subprocess.DEVNULL:
             self._log = out

@@ -1,16 +1,16 @@
 """One error tree for keywatch; adapters convert third-party exceptions at the edge.
 
-    KeywatchError
-    ├── ConfigError              bad settings, policy or rules file (fatal at start)
-    ├── InputError               a message, event, webhook or file keywatch cannot use
-    │   └── UnknownFormat        no access-log parser recognises the message
-    ├── KeyStoreError
-    │   ├── KeyNotFound          no key with that id or hash
-    │   ├── InvalidTransition    e.g. rotating a revoked key
-    │   └── KeyStoreUnavailable  the database or Redis cannot be reached (retryable)
-    ├── DeliveryError            an alert sink refused or failed (retryable)
-    │   └── DeliveryGaveUp       retries exhausted: the alert goes to the dead letter
-    └── FetchError               a code host API failed (retryable)
+KeywatchError
+├── ConfigError              bad settings, policy or rules file (fatal at start)
+├── InputError               a message, event, webhook or file keywatch cannot use
+│   └── UnknownFormat        no access-log parser recognises the message
+├── KeyStoreError
+│   ├── KeyNotFound          no key with that id or hash
+│   ├── InvalidTransition    e.g. rotating a revoked key
+│   └── KeyStoreUnavailable  the database or Redis cannot be reached (retryable)
+├── DeliveryError            an alert sink refused or failed (retryable)
+│   └── DeliveryGaveUp       retries exhausted: the alert goes to the dead letter
+└── FetchError               a code host API failed (retryable)
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""The ``keywatch`` sub-commands, one module each, loaded lazily by ``worker.cli``."""

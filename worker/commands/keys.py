@@ -1,0 +1,217 @@
+"""``keywatch keys``: issue, list, show, revoke, rotate, throttle and unthrottle keys."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+from worker.keystore.service import KafkaAnnouncer, KeyService
+from worker.keystore.store import KeyRecord, KeyStore, utcnow
+from worker.settings import Settings
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _emit(obj: Any) -> None:
+    click.echo(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode())
+
+
+def _with_service(fn: Callable[[KeyService], Awaitable[T]]) -> T:
+    """Run ``fn`` with a KeyService wired to the configured Redis and broker, then close them."""
+    settings = _settings()
+
+    async def run() -> T:
+        from worker.keystore.redis_view import RedisView
+
+        store = KeyStore(settings.database_url)
+        redis = RedisView(settings.redis_url) if settings.redis_url else None
+        announcer = KafkaAnnouncer(settings.broker_urls, settings.topics.key_actions, 3.0)
+        try:
+            return await fn(KeyService(store, redis, announcer))
+        finally:
+            await announcer.close()
+            if redis is not None:
+                await redis.close()
+            store.close()
+
+    return asyncio.run(run())
+
+
+def _describe(rec: KeyRecord) -> str:
+    rows = [
+        ("key id", rec.key_id), ("account", rec.account_id), ("environment", rec.environment),
+        ("kind", rec.kind), ("prefix", rec.prefix), ("status", rec.status_at(utcnow())),
+        ("created", rec.created_at.isoformat()),
+        ("expires", rec.expires_at.isoformat() if rec.expires_at else "-"),
+        ("last used", rec.last_used_at.isoformat() if rec.last_used_at else "-"),
+        ("throttled until", rec.throttled_until.isoformat() if rec.throttled_until else "-"),
+        ("revoked reason", rec.revoked_reason or "-"), ("rotated from", rec.rotated_from or "-"),
+    ]  # fmt: skip
+    return "\n".join(f"{name:>16}: {value}" for name, value in rows)
+
+
+def _record_json(rec: KeyRecord) -> dict[str, Any]:
+    out = rec.to_dict()
+    out["status"] = rec.status_at(utcnow())
+    return out
+
+
+@click.group("keys")
+def command() -> None:
+    """Issue and manage API keys in the key store (KEYWATCH_DATABASE_URL)."""
+
+
+@command.command("create")
+@click.option("--account", "account", required=True, help="Account (owner) id.")
+@click.option(
+    "--env", "env", type=click.Choice(["live", "test"]), default="live", show_default=True
+)
+@click.option(
+    "--kind", type=click.Choice(["secret", "publishable", "restricted"]), default="secret",
+    show_default=True, help="sk_ (secret), pk_ (publishable) or rk_ (restricted) key.",
+)  # fmt: skip
+@click.option("--scope", "scopes", multiple=True, help="A scope; repeat for several.")
+@click.option("--expires-days", type=float, help="Expire the key after this many days.")
+@click.option("--contact", help="Owner contact (e-mail or Slack handle) for alerts.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def create(
+    account: str, env: str, kind: str, scopes: tuple[str, ...], expires_days: float | None,
+    contact: str | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Issue a key. The full key is printed once and never stored."""
+    expires = utcnow() + timedelta(days=expires_days) if expires_days else None
+    store = KeyStore(_settings().database_url)
+    try:
+        new, rec = store.create(
+            account, env, kind=kind, scopes=scopes, expires_at=expires, contact=contact
+        )
+    finally:
+        store.close()
+    if as_json:
+        _emit({
+            "key": new.secret, "key_id": rec.key_id, "prefix": rec.prefix,
+            "environment": rec.environment, "account_id": rec.account_id, "status": rec.status,
+        })  # fmt: skip
+        return
+    click.echo(f"key: {new.secret}")
+    click.echo("  (shown once: keywatch stores only its SHA-256 hash)")
+    click.echo(_describe(rec))
+
+
+@command.command("list")
+@click.option("--account", help="Only this account's keys.")
+@click.option("--status", type=click.Choice(["active", "deprecated", "revoked", "expired"]))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def list_keys(account: str | None, status: str | None, as_json: bool) -> None:
+    """List keys, newest first."""
+    store = KeyStore(_settings().database_url)
+    try:
+        records = store.list(account_id=account)
+    finally:
+        store.close()
+    now = utcnow()
+    records = [r for r in records if status is None or r.status_at(now) == status]
+    if as_json:
+        _emit([_record_json(r) for r in records])
+        return
+    click.echo(f"{'KEY ID':<18} {'ACCOUNT':<16} {'ENV':<5} {'PREFIX':<9} {'STATUS':<11} CREATED")
+    for r in records:
+        click.echo(
+            f"{r.key_id:<18} {r.account_id[:16]:<16} {r.environment:<5} {r.prefix:<9} "
+            f"{r.status_at(now):<11} {r.created_at:%Y-%m-%d %H:%M}"
+        )
+
+
+@command.command("show")
+@click.argument("key_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def show(key_id: str, as_json: bool) -> None:
+    """Show one key's metadata and status."""
+    store = KeyStore(_settings().database_url)
+    try:
+        rec = store.get(key_id)
+    finally:
+        store.close()
+    if as_json:
+        _emit(_record_json(rec))
+    else:
+        click.echo(_describe(rec))
+
+
+@command.command("revoke")
+@click.argument("key_id")
+@click.option("--reason", required=True, help="Why (stored in the audit trail).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def revoke(key_id: str, reason: str, as_json: bool) -> None:
+    """Revoke a key now (idempotent); Redis and keywatch.key-actions follow."""
+    change = _with_service(lambda svc: svc.revoke(key_id, reason, actor="cli"))
+    _report(change.record, change.changed, "revoked", as_json)
+
+
+@command.command("rotate")
+@click.argument("key_id")
+@click.option("--grace-days", type=float, default=7.0, show_default=True,
+              help="Days the old key keeps working (deprecated) before it expires.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def rotate(key_id: str, grace_days: float, as_json: bool) -> None:
+    """Issue a successor key and deprecate the old one for a grace period."""
+
+    async def run(svc: KeyService) -> Any:
+        result = await asyncio.to_thread(svc.store.rotate, key_id, grace_days, actor="cli")
+        await svc.drain_quietly()
+        return result
+
+    new, rec, old = _with_service(run)
+    if as_json:
+        _emit({
+            "key": new.secret, "key_id": rec.key_id, "prefix": rec.prefix,
+            "environment": rec.environment, "account_id": rec.account_id, "status": rec.status,
+            "rotated_from": old.key_id, "old_status": old.status,
+            "old_expires_at": old.to_dict()["expires_at"],
+        })  # fmt: skip
+        return
+    click.echo(f"key: {new.secret}")
+    click.echo("  (shown once: keywatch stores only its SHA-256 hash)")
+    click.echo(_describe(rec))
+    click.echo(f"old key {old.key_id} is deprecated until {old.expires_at:%Y-%m-%d %H:%M} UTC")
+
+
+@command.command("throttle")
+@click.argument("key_id")
+@click.option("--ttl", "ttl_s", type=float, default=3600, show_default=True, help="Seconds.")
+@click.option("--reason", default="manual", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def throttle(key_id: str, ttl_s: float, reason: str, as_json: bool) -> None:
+    """Throttle a key for a while (a per-key override in Redis with a TTL)."""
+    change = _with_service(lambda svc: svc.throttle(key_id, ttl_s, reason, actor="cli"))
+    _report(change.record, change.changed, "throttled", as_json)
+
+
+@command.command("unthrottle")
+@click.argument("key_id")
+@click.option("--reason", default="manual", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def unthrottle(key_id: str, reason: str, as_json: bool) -> None:
+    """Lift a key's throttle."""
+    change = _with_service(lambda svc: svc.unthrottle(key_id, reason, actor="cli"))
+    _report(change.record, change.changed, "unthrottled", as_json)
+
+
+def _report(rec: KeyRecord, changed: bool, verb: str, as_json: bool) -> None:
+    if as_json:
+        out = _record_json(rec)
+        out["changed"] = changed
+        _emit(out)
+    elif changed:
+        click.echo(f"{rec.key_id}: {verb}")
+    else:
+        click.echo(f"{rec.key_id}: already {verb}; nothing changed")

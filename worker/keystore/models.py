@@ -1,0 +1,111 @@
+"""SQL schema of the key store (SQLAlchemy 2.0): keys, the audit trail, the outbox.
+
+Schema upgrades are versioned DDL steps in ``worker.keystore.schema``; never edit a released
+table in place without adding a step there.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the key store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the key-store tables."""
+
+
+class ApiKey(Base):
+    """One issued key. Only the SHA-256 hash of the secret is stored."""
+
+    __tablename__ = "kw_keys"
+
+    key_id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, index=True)
+    prefix: Mapped[str] = mapped_column(sa.String(16))
+    account_id: Mapped[str] = mapped_column(sa.String(128), index=True)
+    environment: Mapped[str] = mapped_column(sa.String(8))
+    kind: Mapped[str] = mapped_column(sa.String(16), default="secret")
+    scopes: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    status: Mapped[str] = mapped_column(sa.String(16), default="active", index=True)
+    contact: Mapped[str | None] = mapped_column(sa.String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_reason: Mapped[str | None] = mapped_column(sa.String(512))
+    revoked_alert_id: Mapped[str | None] = mapped_column(sa.String(64))
+    rotated_from: Mapped[str | None] = mapped_column(sa.String(32))
+    throttled_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    throttle_reason: Mapped[str | None] = mapped_column(sa.String(512))
+
+
+class AuditEvent(Base):
+    """Every issue, rotation, throttle, unthrottle, revocation and expiry, append-only.
+
+    ``dedupe_key`` makes at-least-once callers idempotent: the same alert acting twice on a key
+    hits the unique index and writes nothing the second time.
+    """
+
+    __tablename__ = "kw_key_audit"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(sa.String(32), index=True)
+    action: Mapped[str] = mapped_column(sa.String(16))
+    reason: Mapped[str | None] = mapped_column(sa.String(512))
+    actor: Mapped[str] = mapped_column(sa.String(64))
+    alert_id: Mapped[str | None] = mapped_column(sa.String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    detail: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    dedupe_key: Mapped[str | None] = mapped_column(sa.String(160), unique=True)
+
+
+class OutboxEntry(Base):
+    """A key change still to be applied to the Redis view and announced on Kafka.
+
+    Written in the same transaction as the change, so a crash or a Redis/broker outage can delay
+    the gateway-facing view but never lose it.
+    """
+
+    __tablename__ = "kw_outbox"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(sa.String(32))
+    key_hash: Mapped[str] = mapped_column(sa.String(64))
+    action: Mapped[str] = mapped_column(sa.String(16))
+    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    redis_done: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    kafka_done: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+
+
+class SchemaVersion(Base):
+    """The DDL version applied to this database."""
+
+    __tablename__ = "kw_schema_version"
+
+    version: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,40 @@
+"""Schema creation and versioned upgrades.
+
+Version 1 is the schema of ``worker.keystore.models``. An upgrade appends a function to
+``UPGRADES`` (version N -> N+1, plain DDL through ``conn.execute``); ``ensure_schema`` applies the
+missing steps in order inside one transaction per step, so every process can call it at start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from worker.keystore.models import Base, SchemaVersion
+
+CURRENT_VERSION = 1
+# UPGRADES[i] upgrades version i+1 to i+2.
+UPGRADES: list[Callable[[sa.Connection], None]] = []
+
+
+def ensure_schema(engine: sa.Engine) -> int:
+    """Create the tables on first use and apply pending upgrades; returns the version."""
+    Base.metadata.create_all(engine, checkfirst=True)
+    with engine.begin() as conn:
+        current = conn.execute(sa.select(sa.func.max(SchemaVersion.version))).scalar()
+        if current is None:
+            conn.execute(
+                sa.insert(SchemaVersion).values(version=CURRENT_VERSION, applied_at=_now())
+            )
+            return CURRENT_VERSION
+    for step in range(current, CURRENT_VERSION):
+        with engine.begin() as conn:
+            UPGRADES[step - 1](conn)
+            conn.execute(sa.insert(SchemaVersion).values(version=step + 1, applied_at=_now()))
+    return CURRENT_VERSION
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,170 @@
+"""Key actions as a service: SQL change first, then the Redis view and the announcement.
+
+``KeyService`` is what the CLI, the response agent and the scanner call. The SQL change commits
+with an outbox entry; ``drain`` then applies pending entries to Redis and announces them on
+``keywatch.key-actions``. If Redis or the broker is down the entry stays pending and the
+reconciler (``run_reconciler``) applies it when they return, in order: at-least-once, and every
+step is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from worker.errors import KeyStoreUnavailable
+from worker.keystore.redis_view import RedisView
+from worker.keystore.store import Change, KeyStore
+
+log = structlog.get_logger("keywatch.keystore")
+
+Announce = Callable[[dict[str, Any]], Awaitable[None]]
+ANNOUNCED_FIELDS = ("key_id", "action", "reason", "ts", "ttl_s", "alert_id", "expires_at")
+
+
+def announcement(payload: dict[str, Any]) -> dict[str, Any]:
+    """The ``keywatch.key-actions`` message for an outbox payload (contract fields only)."""
+    return {k: payload[k] for k in ANNOUNCED_FIELDS if k in payload}
+
+
+class KafkaAnnouncer:
+    """Publishes key actions with a plain aiokafka producer (CLI, scanner, tests)."""
+
+    def __init__(self, bootstrap: list[str], topic: str, timeout_s: float = 5.0) -> None:
+        self.topic = topic
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000), acks="all"
+        )
+        self._timeout = timeout_s
+        self._started = False
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        try:
+            if not self._started:
+                await asyncio.wait_for(self._producer.start(), self._timeout)
+                self._started = True
+            await asyncio.wait_for(
+                self._producer.send_and_wait(
+                    self.topic, orjson.dumps(message), key=message["key_id"].encode()
+                ),
+                self._timeout,
+            )
+        except (KafkaError, TimeoutError, OSError) as exc:
+            raise KeyStoreUnavailable(f"broker unavailable: {exc!r}") from exc
+
+    async def close(self) -> None:
+        """Stop the producer (safe when it never started)."""
+        with contextlib.suppress(KafkaError, TimeoutError, OSError):
+            await self._producer.stop()
+
+
+class KeyService:
+    """Revoke, throttle, unthrottle, rotate, expire: SQL, then Redis and Kafka via the outbox."""
+
+    def __init__(
+        self, store: KeyStore, redis: RedisView | None = None, announce: Announce | None = None
+    ) -> None:
+        self.store = store
+        self.redis = redis
+        self.announce = announce
+        self._drain_lock = asyncio.Lock()
+
+    async def revoke(
+        self, key_id: str, reason: str, *, actor: str = "keywatch", alert_id: str | None = None
+    ) -> Change:
+        """Revoke now (idempotent) and push the change out."""
+        change = await asyncio.to_thread(
+            self.store.revoke, key_id, reason, actor=actor, alert_id=alert_id
+        )
+        await self.drain_quietly()
+        return change
+
+    async def throttle(
+        self,
+        key_id: str,
+        ttl_s: float,
+        reason: str,
+        *,
+        actor: str = "keywatch",
+        alert_id: str | None = None,
+    ) -> Change:
+        """Throttle for ``ttl_s`` seconds (idempotent per alert) and push the change out."""
+        change = await asyncio.to_thread(
+            self.store.throttle, key_id, ttl_s, reason, actor=actor, alert_id=alert_id
+        )
+        await self.drain_quietly()
+        return change
+
+    async def unthrottle(self, key_id: str, reason: str, *, actor: str = "keywatch") -> Change:
+        """Lift a throttle and push the change out."""
+        change = await asyncio.to_thread(self.store.unthrottle, key_id, reason, actor=actor)
+        await self.drain_quietly()
+        return change
+
+    async def expire_due(self) -> list[Change]:
+        """Lift ended throttles and expire deprecated keys; announce them."""
+        changes = await asyncio.to_thread(self.store.expire_due)
+        await self.drain_quietly()
+        return changes
+
+    async def drain(self) -> int:
+        """Apply pending outbox entries in order; raises KeyStoreUnavailable at the first failure.
+
+        Without Redis the Redis side counts as done; without an announcer the Kafka side stays
+        pending for a process that has one (the worker's reconciler).
+        """
+        async with self._drain_lock:
+            done = 0
+            for entry in await asyncio.to_thread(self.store.pending_outbox):
+                redis_ok, kafka_ok = entry.redis_done, entry.kafka_done
+                try:
+                    if not redis_ok:
+                        if self.redis is not None:
+                            await self.redis.apply(entry.action, entry.key_hash, entry.payload)
+                        redis_ok = True
+                    if not kafka_ok and self.announce is not None:
+                        await self.announce(announcement(entry.payload))
+                        kafka_ok = True
+                finally:
+                    if (redis_ok, kafka_ok) != (entry.redis_done, entry.kafka_done):
+                        await asyncio.to_thread(
+                            self.store.mark_outbox, entry.id, redis=redis_ok, kafka=kafka_ok
+                        )
+                done += redis_ok and kafka_ok
+            return done
+
+    async def drain_quietly(self) -> int:
+        """``drain``, logging instead of raising: the reconciler retries what is left."""
+        try:
+            return await self.drain()
+        except KeyStoreUnavailable as exc:
+            log.warning("key_view_pending", error=str(exc))
+            return 0
+
+    async def repair_redis(self) -> int:
+        """Full repair of the revoked set from SQL (after Redis lost its data)."""
+        if self.redis is None:
+            return 0
+        revoked = await asyncio.to_thread(self.store.list, None, "revoked")
+        return await self.redis.ensure_revoked(r.key_hash for r in revoked)
+
+    async def run_reconciler(self, interval_s: float = 5.0, repair_every: int = 60) -> None:
+        """Forever: expire what is due, drain the outbox, now and then repair Redis in full."""
+        tick = 0
+        while True:
+            try:
+                await asyncio.to_thread(self.store.expire_due)
+                await self.drain()
+                if tick % repair_every == 0:
+                    await self.repair_redis()
+            except KeyStoreUnavailable as exc:
+                log.warning("reconciler_retry", error=str(exc))
+            tick += 1
+            await asyncio.sleep(interval_s)

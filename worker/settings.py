@@ -133,6 +133,7 @@ _ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("flush_interval_s", "KEYWATCH_FLUSH_INTERVAL_S", _positive_float),
     ("batch_max_events", "KEYWATCH_BATCH_MAX_EVENTS", _positive_int),
     ("data_dir", "KEYWATCH_DATA_DIR", Path),
+    ("session_timeout_s", "KEYWATCH_SESSION_TIMEOUT_S", _positive_float),
     ("log_level", "KEYWATCH_LOG_LEVEL", _log_level),
     ("dry_run", "KEYWATCH_DRY_RUN", _bool),
     ("max_body_bytes", "KEYWATCH_MAX_BODY_BYTES", _positive_int),
@@ -170,6 +171,7 @@ class Settings:
     flush_interval_s: float = 0.05
     batch_max_events: int = 2000
     data_dir: Path = Path(".keywatch")
+    session_timeout_s: float = 10.0
     log_level: str = "INFO"
     dry_run: bool = False
     max_body_bytes: int = 25 * 1024 * 1024

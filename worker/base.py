@@ -1,0 +1,140 @@
+"""What the anomaly worker and the leak scanner share: the Faust app, metrics, dead letters,
+``/health`` and ``/metrics``, and the key service (SQL + Redis view + key-action announcements)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+import structlog
+from faust.web import Request, Response, View
+
+from worker.errors import KeyStoreUnavailable
+from worker.keystore.redis_view import RedisView
+from worker.keystore.schema import ensure_schema
+from worker.keystore.service import KeyService
+from worker.keystore.store import KeyStore
+from worker.metrics import Metrics
+from worker.redaction import redact_obj
+from worker.settings import Settings
+
+log = structlog.get_logger("keywatch")
+
+MAX_DEAD_LETTER_BYTES = 256 * 1024
+
+
+def faust_app(settings: Settings, app_id: str, web_port: int, **extra: Any) -> faust.App:
+    """A Faust app configured from settings (raw bytes in and out: keywatch encodes itself)."""
+    options: dict[str, Any] = {
+        "broker": settings.broker,
+        "value_serializer": "raw",
+        "key_serializer": "raw",
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication_factor,
+        "store": "memory://",
+        "datadir": str(settings.data_dir / app_id),
+        "web_port": web_port,
+        "web_host": settings.web_host,
+        "web_bind": settings.web_host,
+        "consumer_auto_offset_reset": "earliest",
+        "stream_wait_empty": False,
+        "producer_acks": -1,
+        "autodiscover": False,
+        # Short group timeouts: a restarted worker rejoins in seconds, not a minute.
+        "broker_session_timeout": settings.session_timeout_s,
+        "broker_heartbeat_interval": max(0.5, settings.session_timeout_s / 10),
+        "broker_rebalance_timeout": settings.session_timeout_s,
+    }
+    options.update(extra)
+    Path(options["datadir"]).mkdir(parents=True, exist_ok=True)
+    return faust.App(app_id, **options)
+
+
+class KeywatchApp:
+    """A keywatch process: one Faust app plus the services its agents use."""
+
+    def __init__(self, settings: Settings, app_id: str, web_port: int, **faust_extra: Any) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.app = faust_app(settings, app_id, web_port, **faust_extra)
+        t = settings.topics
+        self.dead_letter_topic = self.app.topic(t.dead_letter, internal=True, partitions=1)
+        self.key_actions_topic = self.app.topic(t.key_actions, internal=True)
+        self.started_at = time.time()
+        self.consuming = False
+        self.store = KeyStore(settings.database_url, create=False)
+        self.redis = RedisView(settings.redis_url) if settings.redis_url else None
+        self.keys = KeyService(self.store, self.redis, self._announce)
+        self.store_ready = asyncio.Event()
+        self._install_web()
+        self.app.on_partitions_assigned.connect(self._on_assigned)
+        self.app.task(self._prepare_store)
+        self.app.timer(5.0)(self._reconcile)
+
+    async def dead_letter(
+        self, reason: str, source: str, payload: bytes | str | dict[str, Any], detail: str = ""
+    ) -> None:
+        """Send unusable input to the dead-letter topic with its reason; nothing is dropped."""
+        if isinstance(payload, bytes | bytearray):
+            body: Any = bytes(payload[:MAX_DEAD_LETTER_BYTES]).decode("utf-8", "replace")
+        else:
+            body = payload
+        record = {
+            "reason": reason, "source": source, "detail": detail, "at": time.time(),
+            "payload": redact_obj(body),
+        }  # fmt: skip
+        self.metrics.dead_letters.labels(reason=reason).inc()
+        fut = await self.dead_letter_topic.send(value=orjson.dumps(record))
+        await fut
+
+    async def _announce(self, message: dict[str, Any]) -> None:
+        fut = await self.key_actions_topic.send(
+            key=message["key_id"].encode(), value=orjson.dumps(message)
+        )
+        await fut
+
+    async def _prepare_store(self) -> None:
+        """Create the schema, retrying while the database is down (detection runs meanwhile)."""
+        delay = 0.5
+        while True:
+            try:
+                await asyncio.to_thread(ensure_schema, self.store.engine)
+                self.store_ready.set()
+                return
+            except Exception as exc:
+                log.warning("key_store_unavailable", error=str(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _reconcile(self) -> None:
+        """Lift ended throttles, expire keys, push pending key changes to Redis and Kafka."""
+        if not self.store_ready.is_set():
+            return
+        try:
+            await self.keys.expire_due()
+            await self.keys.drain()
+        except KeyStoreUnavailable as exc:
+            log.warning("reconcile_retry", error=str(exc))
+
+    async def _on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
+        self.consuming = True
+
+    def _install_web(self) -> None:
+        kw = self
+
+        @self.app.page("/health")
+        class Health(View):
+            async def get(self, request: Request) -> Response:
+                body = {"status": "ok" if kw.consuming else "starting",
+                        "consuming": kw.consuming, "key_store": kw.store_ready.is_set(),
+                        "uptime_s": round(time.time() - kw.started_at, 1)}  # fmt: skip
+                return self.json(body, status=200 if kw.consuming else 503)
+
+        @self.app.page("/metrics")
+        class Prom(View):
+            async def get(self, request: Request) -> Response:
+                return self.bytes(kw.metrics.render(), content_type="text/plain; version=0.0.4")

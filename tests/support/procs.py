@@ -1,0 +1,113 @@
+"""Run keywatch processes (worker, scanner, dev) for end-to-end tests, and stop them cleanly."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import httpx
+
+from worker.devstack import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def keywatch_env(
+    broker_url: str,
+    database_url: str,
+    tmp: Path,
+    redis_url: str | None = None,
+    **extra: str,
+) -> dict[str, str]:
+    """Environment for a keywatch child process: its own app id, ports and data directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWATCH_")}
+    env.update(
+        KEYWATCH_BROKER=broker_url,
+        KEYWATCH_DATABASE_URL=database_url,
+        KEYWATCH_APP_ID=f"kwtest-{secrets.token_hex(4)}",
+        KEYWATCH_WEB_PORT=str(free_port()),
+        KEYWATCH_SCANNER_WEB_PORT=str(free_port()),
+        KEYWATCH_DATA_DIR=str(tmp / "data"),
+        KEYWATCH_PARTITIONS="4",
+        KEYWATCH_SESSION_TIMEOUT_S="6",
+        KEYWATCH_LOG_LEVEL="INFO",
+        PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+    )
+    if redis_url:
+        env["KEYWATCH_REDIS_URL"] = redis_url
+    env.update(extra)
+    return env
+
+
+class Proc:
+    """A keywatch child process with its output in a log file."""
+
+    def __init__(self, args: list[str], env: Mapping[str, str], log_path: Path) -> None:
+        self.args, self.env, self.log_path = args, dict(env), log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", *args],
+            env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=log_path.parent,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def wait_healthy(self, port_var: str = "KEYWATCH_WEB_PORT", timeout: float = 60.0) -> None:
+        """Wait for ``GET /health`` to answer 200 (the worker is consuming)."""
+        url = f"http://127.0.0.1:{self.env[port_var]}/health"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"keywatch {self.args} exited early:\n{self.output()[-4000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url, timeout=1).status_code == 200:
+                    return
+            time.sleep(0.25)
+        raise AssertionError(
+            f"keywatch {self.args} not healthy in {timeout}s:\n{self.output()[-4000:]}"
+        )
+
+    def metrics(self, port_var: str = "KEYWATCH_WEB_PORT") -> str:
+        """The process's /metrics text."""
+        return httpx.get(f"http://127.0.0.1:{self.env[port_var]}/metrics", timeout=5).text
+
+    def output(self) -> str:
+        """Everything the process printed so far."""
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Signal the whole process group, wait, SIGKILL on timeout; returns the exit code."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout)
+        self._log.close()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        self.stop(signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def running(args: list[str], env: Mapping[str, str], log_path: Path,
+            port_var: str = "KEYWATCH_WEB_PORT") -> Iterator[Proc]:  # fmt: skip
+    """Start a process, wait until healthy, stop it afterwards."""
+    proc = Proc(args, env, log_path)
+    try:
+        proc.wait_healthy(port_var)
+        yield proc
+    finally:
+        proc.stop()

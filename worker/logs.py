@@ -25,6 +25,11 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    # Resolve sys.stderr at use: tests and click swap it.
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure(level: str = "INFO", json: bool = True) -> None:
     """Configure structlog and the stdlib root logger once per process."""
     lvl = getattr(logging, level.upper(), logging.INFO)
@@ -40,8 +45,8 @@ def configure(level: str = "INFO", json: bool = True) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        logger_factory=_stderr_logger,
+        cache_logger_on_first_use=False,
     )
     root = logging.getLogger()
     root.setLevel(lvl)

@@ -13,7 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from detectors.model import SEVERITY_RANK, AccessEvent, Action, GeoInfo, KeyContext, Severity, Signal
+from detectors.model import (
+    SEVERITY_RANK,
+    AccessEvent,
+    Action,
+    GeoInfo,
+    KeyContext,
+    Severity,
+    Signal,
+)
 
 _DEFAULT_ACTIONS: dict[str, Action] = {
     "low": "log",

@@ -71,7 +71,7 @@ class KeywatchApp:
         self.keys = KeyService(self.store, self.redis, self._announce)
         self.store_ready = asyncio.Event()
         self._install_web()
-        self.app.on_partitions_assigned.connect(self._on_assigned)
+        self.app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
         self.app.task(self._prepare_store)
         self.app.timer(5.0)(self._reconcile)
 
@@ -120,7 +120,7 @@ class KeywatchApp:
         except KeyStoreUnavailable as exc:
             log.warning("reconcile_retry", error=str(exc))
 
-    async def _on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
+    async def _on_assigned(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         self.consuming = True
 
     def _install_web(self) -> None:

@@ -61,6 +61,9 @@ def is_public(ip: str) -> bool:
 
 def client_ip(value: Any, field: str = "ip") -> str:
     """A required client IP; raises ``Rejected`` (missing_ip / invalid_ip)."""
+    hit = _cache.get(value) if value.__class__ is str else None
+    if hit is not None:
+        return hit
     if value is None or value == "":
         raise Rejected("missing_ip", f"no {field}")
     if not isinstance(value, str):

@@ -27,6 +27,8 @@ MAX_PATH: Final = 2048
 MAX_KEY: Final = 512  # longer "keys" are garbage; hashing them would only cost time
 _HEX: Final = frozenset("0123456789abcdef")
 _RAW_MARKS: Final = ("_live_", "_test_")
+_CACHE_MAX: Final = 100_000
+_plain_ids: set[str] = set()  # ids already checked: a key sends many requests
 
 
 def first_str(value: Any) -> str | None:
@@ -73,17 +75,20 @@ def _basic_user(b64: str) -> str | None:
 
 def key_from_headers(headers: Any) -> str | None:
     """A raw key in a dict of (lower-case) request headers, or None."""
-    if not isinstance(headers, dict):
+    if headers.__class__ is not dict:
         return None
-    auth = first_str(headers.get("authorization"))
-    if auth:
-        key = key_from_authorization(auth)
+    auth = headers.get("authorization")
+    if auth is not None and auth != "REDACTED":  # Kong's placeholder, the usual case
+        text = first_str(auth)
+        key = key_from_authorization(text) if text else None
         if key:
             return key
     for name in HEADER_KEY_NAMES:
-        key = usable(first_str(headers.get(name)))
-        if key:
-            return key
+        value = headers.get(name)
+        if value is not None:
+            key = usable(first_str(value))
+            if key:
+                return key
     return None
 
 
@@ -101,13 +106,19 @@ def key_from_query_dict(query: Any) -> str | None:
 
 def split_path(path: Any) -> tuple[str, str | None]:
     """(path with any query-string key redacted, the raw key found there or None)."""
-    if not isinstance(path, str):
+    if path.__class__ is not str:
         return "", None
+    if "?" not in path and "_" not in path and len(path) <= MAX_PATH:
+        return path, None
     if len(path) > MAX_PATH:
         path = path[:MAX_PATH]
     base, sep, query = path.partition("?")
     if not sep:
         return _scrub(path), None
+    if "%" not in query and "+" not in query:
+        low = query.lower()
+        if "key" not in low and "access_token" not in low:  # no key parameter can be there
+            return _scrub(path), None
     found: str | None = None
     parts = query.split("&")
     for i, part in enumerate(parts):
@@ -151,10 +162,29 @@ def key_hash_field(value: Any) -> str | None:
     return digest
 
 
+def _plain(value: Any) -> bool:
+    """An ordinary id: a short trimmed string, not a placeholder, not one of our raw keys."""
+    return (
+        value.__class__ is str
+        and 0 < len(value) <= 64
+        and value[2:8] not in _RAW_MARKS
+        and value[0] > " "
+        and value[-1] > " "
+        and value not in _PLACEHOLDERS
+    )
+
+
 def key_id_field(value: Any, field: str = "key_id") -> tuple[str | None, str | None]:
     """(key id, key hash) from a key-id field; a raw key given as an id is hashed instead."""
     if value is None:
         return None, None
+    if value.__class__ is str and value in _plain_ids:
+        return value, None
+    if _plain(value):
+        if len(_plain_ids) >= _CACHE_MAX:
+            _plain_ids.clear()
+        _plain_ids.add(value)
+        return value, None
     if value.__class__ is int:
         value = str(value)
     if not isinstance(value, str):
@@ -173,7 +203,7 @@ def key_id_field(value: Any, field: str = "key_id") -> tuple[str | None, str | N
 
 def text(value: Any, limit: int = 512) -> str:
     """A short string field; numbers are accepted, anything else becomes ''."""
-    if isinstance(value, str):
+    if value.__class__ is str:
         return value if len(value) <= limit else value[:limit]
     if value.__class__ is int:
         return str(value)
@@ -193,8 +223,11 @@ def identity(
     id_value: Any, hash_value: Any, raw_key: str | None, field: str = "key_id"
 ) -> tuple[str | None, str | None]:
     """(key id, key hash) from an id field, a hash field and a raw key; one must be present."""
+    plain = id_value.__class__ is str and id_value in _plain_ids  # fast path: checked before
+    if plain and raw_key is None and hash_value is None:
+        return id_value, None
     key_id, hashed = key_id_field(id_value, field)
-    key_hash = key_hash_field(hash_value) or hashed
+    key_hash = hashed if hash_value is None else key_hash_field(hash_value) or hashed
     if key_hash is None and raw_key is not None:
         key_hash = hash_raw(raw_key)
     if key_id is None and key_hash is None:

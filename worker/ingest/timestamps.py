@@ -20,15 +20,49 @@ _MAX_TEXT: Final = 64
 _UNITS: Final = ((1e11, 1.0), (1e14, 1e3), (1e17, 1e6), (1e20, 1e9))
 
 
+_MIN_MS: Final = int(MIN_TS * 1000)
+_MAX_MS: Final = int(MAX_TS * 1000)
+_CACHE_MAX: Final = 100_000
+_MILLIS: Final = {f"{i:03d}": i / 1000 for i in range(1000)}
+_seconds: dict[str, float] = {}  # "YYYY-MM-DDTHH:MM:SS" -> epoch: a stream repeats its seconds
+
+
 def parse_ts(value: Any) -> float:
     """Epoch seconds from a JSON value; raises ``Rejected`` with a reason on anything unusable."""
-    if value.__class__ is int or value.__class__ is float:
+    cls = value.__class__
+    if cls is str:
+        if len(value) == 24 and value[23] == "Z" and value[19] == ".":
+            base = _seconds.get(value[:19])
+            frac = _MILLIS.get(value[20:23])
+            if base is not None and frac is not None:
+                return base + frac
+            return _fast_iso(value)
+        return _from_text(value)
+    if cls is int:
+        if _MIN_MS <= value < _MAX_MS:  # the common case: epoch milliseconds
+            return float(value / 1000)
+        return _from_number(value)
+    if cls is float:
         return _from_number(value)
     if isinstance(value, str):
         return _from_text(value)
     if value is None:
         raise Rejected("missing_timestamp", "no timestamp")
     raise Rejected("invalid_timestamp", f"timestamp is a {type(value).__name__}")
+
+
+def _fast_iso(text: str) -> float:
+    """``YYYY-MM-DDTHH:MM:SS.fffZ`` (the commonest form) on a cache miss: fill the cache."""
+    frac = _MILLIS.get(text[20:23])
+    if frac is None:
+        raise Rejected("invalid_timestamp", "not ISO 8601")
+    base = _seconds.get(text[:19])
+    if base is None:
+        base = _from_text(text[:19] + "Z")
+        if len(_seconds) >= _CACHE_MAX:
+            _seconds.clear()
+        _seconds[text[:19]] = base
+    return base + frac
 
 
 def _from_number(value: float) -> float:

@@ -50,8 +50,10 @@ def parse(obj: dict[str, Any]) -> RawAccess:
     ip = client_ip(obj.get("client_ip"), "client_ip")
     req = _dict(obj.get("request"))
     headers = _dict(req.get("headers"))
-    path, query_key = split_path(_uri(req))
-    query_key = query_key or key_from_query_dict(req.get("querystring"))
+    uri = _uri(req)
+    path, query_key = split_path(uri)
+    if query_key is None and not (uri.__class__ is str and "?" in uri):
+        query_key = key_from_query_dict(req.get("querystring"))  # the uri's query was checked
     raw_key = key_from_headers(headers) or query_key
     entity = _dict(obj.get("authenticated_entity"))
     key_id, key_hash = identity(entity.get("id"), None, raw_key, "authenticated_entity.id")

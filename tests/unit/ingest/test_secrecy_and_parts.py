@@ -32,6 +32,8 @@ PLANTED: list[dict[str, Any]] = [
     variant(AWS_NESTED, ("identity.apiKey", KEY), ("path", f"/p?apikey={KEY2}")),
     variant(TYK, ("api_key", KEY), ("raw_path", f"/w?api%5Fkey={KEY2}")),
     variant(TYK, ("api_key", KEY), ("ip_address", KEY2)),
+    variant(ENVOY, ("gateway", f"Bearer {KEY}"), ("user_agent", KEY2), ("request_id", KEY)),
+    variant(NATIVE, ("account_id", KEY), ("method", KEY2)),
 ]
 
 

@@ -204,9 +204,10 @@ def key_id_field(value: Any, field: str = "key_id") -> tuple[str | None, str | N
 def text(value: Any, limit: int = 512) -> str:
     """A short string field; numbers are accepted, anything else becomes ''."""
     if value.__class__ is str:
-        if "_live_" in value or "_test_" in value:  # a key pasted into a free-text field
-            value = redact_text(value)
-        return value if len(value) <= limit else value[:limit]
+        out: str = value
+        if "_live_" in out or "_test_" in out:  # a key pasted into a free-text field
+            out = redact_text(out)
+        return out if len(out) <= limit else out[:limit]
     if value.__class__ is int:
         return str(value)
     return ""

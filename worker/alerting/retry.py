@@ -48,6 +48,8 @@ async def with_retries(
         try:
             await send()
             return attempt
+        except DeliveryGaveUp:
+            raise  # permanent (e.g. HTTP 400): another try cannot help
         except DeliveryError as exc:
             last = exc
         wait = last.retry_after if last.retry_after is not None else backoff.delay(attempt - 1)

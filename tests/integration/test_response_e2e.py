@@ -130,3 +130,53 @@ async def test_alert_to_revocation_and_delivery(
     assert all(new.secret not in text for text in everything)
     r.close()
     store.close()
+
+
+@pytest.mark.services
+@pytest.mark.slow
+async def test_throttle_expiry_resolves_pagerduty_and_leaks_are_delivered(
+    broker: EmbeddedBroker, topic_suffix: str, sqlite_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    store = KeyStore(sqlite_url)
+    _, record = store.create("acme", "live")
+    policy = tmp_path / "policy.toml"
+    policy.write_text("throttle_ttl_s = 1\n" + POLICY)
+    names = ("ACCESS", "ALERTS", "KEY_ACTIONS", "LEAKS", "DEAD_LETTER", "EVENTS_BY_KEY")
+    topics = {f"KEYWATCH_TOPIC_{n}": f"{n.lower()}-{topic_suffix}" for n in names}
+    alert = _alert(record.key_id, "-") | {"severity": "high", "action": "throttle"}
+    leak = _alert(record.key_id, "-") | {
+        "id": "01JDE2ELEAK000000000000001", "kind": "leak", "severity": "critical",
+        "action": "notify", "repository": "octo/app", "path": "config.py", "line": 3,
+        "redacted": "sk_live_4f…", "status": "active",
+    }  # fmt: skip
+    with serving(Receiver()) as pd, serving(Receiver()) as hook:
+        env = keywatch_env(
+            broker.url, sqlite_url, tmp_path, redis_url, KEYWATCH_POLICY=str(policy),
+            KEYWATCH_PAGERDUTY_ROUTING_KEY="R0UTE", KEYWATCH_PAGERDUTY_URL=pd.url,
+            KEYWATCH_WEBHOOK_URL=hook.url, KEYWATCH_WEBHOOK_SECRET=SECRET, **topics,
+        )  # fmt: skip
+        with running(["worker"], env, tmp_path / "worker.log"):
+            producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+            await producer.start()
+            try:
+                key = record.key_id.encode()
+                await producer.send_and_wait(topics["KEYWATCH_TOPIC_ALERTS"], orjson.dumps(alert),
+                                             key=key)  # fmt: skip
+                await producer.send_and_wait(topics["KEYWATCH_TOPIC_LEAKS"], orjson.dumps(leak),
+                                             key=key)  # fmt: skip
+            finally:
+                await producer.stop()
+            # throttled, then lifted by the reconciler (every 5 s) once the 1 s TTL is over
+            await _wait_for(lambda: len(pd.received) >= 3, 60, "trigger, leak trigger, resolve")
+            announced = await _announcements(broker.bootstrap, topics["KEYWATCH_TOPIC_KEY_ACTIONS"],
+                                             record.key_id, 10)  # fmt: skip
+            await _wait_for(lambda: len(hook.received) >= 2, 10, "webhook deliveries")
+    events = [orjson.loads(x.body) for x in pd.received]
+    actions = [e["event_action"] for e in events]
+    assert actions.count("trigger") == 2 and actions[-1] == "resolve"
+    assert len({e["dedup_key"] for e in events}) == 1  # one incident for the key, then resolved
+    assert [m["action"] for m in announced][:2] == ["throttle", "unthrottle"]
+    assert store.get(record.key_id).throttled_until is None
+    kinds = {Webhook(SECRET).verify(x.body, x.headers)["data"]["kind"] for x in hook.received}
+    assert kinds == {"anomaly", "leak"}
+    store.close()

@@ -40,12 +40,13 @@ class PagerDutySink:
         return self.open.get(key_id) or dedup_key(key_id, str(alert.get("id")))
 
     async def send(self, alert: Mapping[str, Any], contact: str | None = None) -> None:
-        """One trigger attempt; the incident is remembered once PagerDuty accepted it."""
+        """One trigger attempt on the key's incident (claimed first, so concurrent alerts on
+        one key share it; resolving an incident PagerDuty never opened is harmless)."""
         dedup = self.incident_for(alert)
+        if alert.get("key_id"):
+            dedup = self.open.setdefault(str(alert["key_id"]), dedup)
         event = pagerduty_trigger(alert, self.routing_key, dedup, contact)
         await post(self.http, self.name, self.url, orjson.dumps(event), HEADERS)
-        if alert.get("key_id"):
-            self.open[str(alert["key_id"])] = dedup
 
     def resolving(self, key_id: str) -> str | None:
         """The dedup key to resolve for ``key_id``, if it has an open incident."""

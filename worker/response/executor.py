@@ -1,9 +1,12 @@
 """Applies an alert's action to its key: throttle or revoke through ``KeyService``.
 
 At-least-once and idempotent: the key store dedupes (a key is revoked once; one alert throttles
-once), so an alert seen twice changes nothing the second time. While the database, Redis or the
-broker is down the executor waits and retries forever: ``execute`` returns only when the action
-is in SQL, in the Redis view and announced, so the calling agent never commits past it.
+once), so an alert seen twice changes nothing the second time. While the database is down the
+executor waits and retries forever: ``execute`` returns only when the action is committed in SQL,
+so the calling agent never commits past it. The Redis view and the ``keywatch.key-actions``
+announcement are committed with it as an outbox entry and pushed at once when Redis and the broker
+answer, else by the reconciler when they return: a Redis outage never holds up the next alert's
+SQL revocation.
 """
 
 from __future__ import annotations
@@ -117,8 +120,9 @@ class Executor:
         while True:
             attempt += 1
             try:
+                # the SQL change and its outbox entry commit together; KeyService drains the
+                # outbox quietly and the reconciler retries what Redis or the broker refused
                 changed = (await self._apply(plan)).changed or changed
-                await self.keys.drain()  # the Redis view and the announcement, too
                 break
             except KeyNotFound as exc:
                 await self.dead_letter("unknown_key", "response", dict(alert), str(exc))

@@ -1,0 +1,83 @@
+"""Redis down during revocations, with a real `keywatch worker`: SQL revokes at once, the Redis
+view is repaired by the outbox reconciler when Redis returns, and no other revocation waits."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.support.faults import ServiceSwitch, collect, publish, topics_env, wait_for
+from tests.support.procs import keywatch_env, running
+from worker.devstack import EmbeddedBroker
+from worker.keystore.redis_view import CACHE_KEY, REVOKED_SET
+from worker.keystore.store import KeyStore
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+
+def revoke_alert(key_id: str, alert_id: str, action: str = "revoke") -> dict[str, Any]:
+    """A critical alert asking for ``action`` on ``key_id``."""
+    return {
+        "id": alert_id, "kind": "anomaly", "key_id": key_id, "account_id": "acme",
+        "ts": "2026-11-22T03:04:05.123Z", "detected_at": "2026-11-22T03:04:05.412Z",
+        "severity": "critical", "action": action,
+        "signals": [{"type": "geo.new_country", "severity": "high", "evidence": {"country": "RU"}}],
+        "summary": f"Key {key_id} used from RU (new)",
+    }  # fmt: skip
+
+
+async def test_redis_down_during_revocation_is_repaired_when_it_returns(
+    broker: EmbeddedBroker, topic_suffix: str, sqlite_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    store = KeyStore(sqlite_url)
+    keys = [store.create("acme", "live")[1] for _ in range(2)]
+    r = redis.Redis.from_url(redis_url)
+    for rec in keys:  # what a gateway cached while the keys were good
+        r.set(CACHE_KEY.format(rec.key_hash), b'{"status": "active"}')
+    topics = topics_env(topic_suffix)
+    with ServiceSwitch(redis_url, 6379) as redis_switch:
+        env = keywatch_env(broker.url, sqlite_url, tmp_path, redis_switch.url, **topics)
+        with running(["worker"], env, tmp_path / "worker.log") as proc:
+            redis_switch.down()
+            alerts = [revoke_alert(rec.key_id, f"01JDREDISDOWN{i:013d}") for i, rec in enumerate(keys)]
+            await publish(broker.bootstrap, topics["KEYWATCH_TOPIC_ALERTS"], alerts)
+            # SQL is the source of truth: both revocations land although Redis is down (the
+            # second alert does not wait behind the first one's Redis update).
+            await wait_for(lambda: all(store.get(k.key_id).status == "revoked" for k in keys), 30,
+                           "both SQL revocations while Redis is down")  # fmt: skip
+            assert all(r.exists(CACHE_KEY.format(k.key_hash)) for k in keys)  # still stale
+            assert len(store.pending_outbox()) >= 2
+            redis_switch.up()
+            back = time.monotonic()
+            # the reconciler (every 5 s) or the action's own retry repairs the view
+            await wait_for(lambda: _repaired(r, keys), 15, "Redis view repaired")
+            repaired_in = time.monotonic() - back
+            # once repaired it stays so: gateways never see the revoked keys as active again
+            for _ in range(10):
+                assert _repaired(r, keys)
+                time.sleep(0.1)
+            await wait_for(lambda: not store.pending_outbox(), 10, "outbox drained")
+            announced = await collect(
+                broker.bootstrap, topics["KEYWATCH_TOPIC_KEY_ACTIONS"], lambda m: len(m) >= 2, 15
+            )
+            output = proc.output()
+    assert repaired_in < 12
+    assert sorted((m["key_id"], m["action"]) for m in announced) == sorted(
+        (k.key_id, "revoke") for k in keys
+    )
+    for rec in keys:
+        assert [a.action for a in store.audit(rec.key_id)].count("revoke") == 1
+    assert "key_view_pending" in output or "reconcile_retry" in output
+    r.close()
+    store.close()
+
+
+def _repaired(r: redis.Redis, keys: list[Any]) -> bool:
+    return all(
+        not r.exists(CACHE_KEY.format(k.key_hash)) and r.sismember(REVOKED_SET, k.key_hash)
+        for k in keys
+    )

@@ -3,6 +3,7 @@ view is repaired by the outbox reconciler when Redis returns, and no other revoc
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ async def test_redis_down_during_revocation_is_repaired_when_it_returns(
         env = keywatch_env(broker.url, sqlite_url, tmp_path, redis_switch.url, **topics)
         with running(["worker"], env, tmp_path / "worker.log") as proc:
             redis_switch.down()
-            alerts = [revoke_alert(rec.key_id, f"01JDREDISDOWN{i:013d}") for i, rec in enumerate(keys)]
+            alerts = [revoke_alert(k.key_id, f"01JDREDISDOWN{i:013d}") for i, k in enumerate(keys)]
             await publish(broker.bootstrap, topics["KEYWATCH_TOPIC_ALERTS"], alerts)
             # SQL is the source of truth: both revocations land although Redis is down (the
             # second alert does not wait behind the first one's Redis update).
@@ -59,7 +60,7 @@ async def test_redis_down_during_revocation_is_repaired_when_it_returns(
             # once repaired it stays so: gateways never see the revoked keys as active again
             for _ in range(10):
                 assert _repaired(r, keys)
-                time.sleep(0.1)
+                await asyncio.sleep(0.1)
             await wait_for(lambda: not store.pending_outbox(), 10, "outbox drained")
             announced = await collect(
                 broker.bootstrap, topics["KEYWATCH_TOPIC_KEY_ACTIONS"], lambda m: len(m) >= 2, 15

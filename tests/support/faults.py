@@ -143,7 +143,9 @@ def serving(*sinks: Sink) -> Iterator[tuple[Sink, ...]]:
             server.server_close()
 
 
-async def publish(bootstrap: str, topic: str, values: Sequence[Any], key: bytes | None = None) -> None:
+async def publish(
+    bootstrap: str, topic: str, values: Sequence[Any], key: bytes | None = None
+) -> None:
     """Send JSON values (or raw bytes) to ``topic`` and wait for the broker's acks."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
@@ -183,7 +185,7 @@ def _loads(raw: bytes | None) -> Any:
 
 
 async def wait_for(predicate: Callable[[], Any], within: float, what: str) -> None:
-    """Poll ``predicate`` (sync, may block briefly) every 0.2 s until true; fail after ``within``."""
+    """Poll ``predicate`` (sync, run in a thread) every 0.2 s; fail after ``within`` seconds."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if await asyncio.to_thread(predicate):

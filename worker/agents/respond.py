@@ -2,8 +2,8 @@
 
 - actions: ``keywatch.alerts`` -> throttle/revoke through the executor; waits for the key store
   and does not take the next alert until the action is done (offsets never pass it).
-- delivery: ``keywatch.alerts`` and ``keywatch.leaks`` -> Slack, webhook, PagerDuty (own agents,
-  so a slow sink never holds up actions or detection).
+- delivery: ``keywatch.alerts`` and ``keywatch.leaks`` -> Slack, webhook, PagerDuty (one agent
+  per sink and topic, so a slow sink never holds up actions, detection or the other sinks).
 - resolve: ``keywatch.key-actions`` ``unthrottle`` -> resolve the key's PagerDuty incident.
 """
 
@@ -55,8 +55,12 @@ def register(app: WorkerApp) -> None:
                 await app.store_ready.wait()
                 await executor.execute(alert)
 
-    _delivery_agent(app, router, app.alerts_topic, "keywatch.response.deliver-alerts")
-    _delivery_agent(app, router, leaks_topic, "keywatch.response.deliver-leaks")
+    # One delivery agent per sink and topic: a hanging Slack never holds up PagerDuty.
+    for sink in router.sinks:
+        _delivery_agent(app, router, sink.name, app.alerts_topic,
+                        f"keywatch.response.deliver-alerts-{sink.name}")  # fmt: skip
+        _delivery_agent(app, router, sink.name, leaks_topic,
+                        f"keywatch.response.deliver-leaks-{sink.name}")  # fmt: skip
 
     @app.app.agent(app.key_actions_topic, name="keywatch.response.resolve")
     async def resolve(stream: StreamT[Any]) -> None:
@@ -66,10 +70,10 @@ def register(app: WorkerApp) -> None:
                 await router.resolve(str(message["key_id"]))
 
 
-def _delivery_agent(app: WorkerApp, router: Router, topic: Any, name: str) -> None:
+def _delivery_agent(app: WorkerApp, router: Router, sink: str, topic: Any, name: str) -> None:
     @app.app.agent(topic, name=name, concurrency=DELIVERY_CONCURRENCY)
     async def deliver(stream: StreamT[Any]) -> None:
         async for value in stream:
             alert = decode(value)
             if alert is not None:  # malformed alerts are dead-lettered by the actions agent
-                await router.deliver(alert)
+                await router.deliver(alert, only=sink)

@@ -65,14 +65,15 @@ class Router:
         )
         self._limits = {s.name: asyncio.Semaphore(SINK_CONCURRENCY.get(s.name, 2)) for s in sinks}
 
-    def targets(self, alert: Mapping[str, Any]) -> list[Sink]:
-        """The sinks this alert goes to."""
+    def targets(self, alert: Mapping[str, Any], only: str | None = None) -> list[Sink]:
+        """The sinks this alert goes to (``only``: that sink, if the alert reaches it)."""
         sev = alert.get("severity")
-        return [s for s in self.sinks if at_least(sev, self.routing.get(s.name, "low"))]
+        return [s for s in self.sinks if at_least(sev, self.routing.get(s.name, "low"))
+                and only in (None, s.name)]  # fmt: skip
 
-    async def deliver(self, alert: Mapping[str, Any]) -> dict[str, str]:
-        """Deliver to every target concurrently; returns ``{sink: "delivered" | "failed"}``."""
-        targets = self.targets(alert)
+    async def deliver(self, alert: Mapping[str, Any], only: str | None = None) -> dict[str, str]:
+        """Deliver to every target (or ``only`` one) concurrently; ``{sink: outcome}``."""
+        targets = self.targets(alert, only)
         if not targets:
             return {}
         contact = await self._contact(alert)

@@ -19,7 +19,7 @@ from worker.keystore.schema import ensure_schema
 from worker.keystore.service import KeyService
 from worker.keystore.store import KeyStore
 from worker.metrics import Metrics
-from worker.redaction import redact_obj
+from worker.redaction import redact_obj, redact_text
 from worker.settings import Settings
 
 log = structlog.get_logger("keywatch")
@@ -86,7 +86,7 @@ class KeywatchApp:
         else:
             body = payload
         record = {
-            "reason": reason, "source": source, "detail": detail, "at": time.time(),
+            "reason": reason, "source": source, "detail": redact_text(detail), "at": time.time(),
             "payload": redact_obj(body),
         }  # fmt: skip
         self.metrics.dead_letters.labels(reason=reason).inc()

@@ -17,12 +17,29 @@ def _redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> dict
     return redacted
 
 
+_base_factory = logging.getLogRecordFactory()
+
+
+def _redacting_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    """Every stdlib record, redacted at creation: survives Faust replacing the log handlers."""
+    record = _base_factory(*args, **kwargs)
+    try:
+        message = record.getMessage()
+    except (TypeError, ValueError):  # a bad format string: keep both parts, redacted
+        message = f"{record.msg} {record.args!r}"
+    record.msg, record.args = redact_obj(message), ()  # a tuple: Faust's formatter maps args
+    if record.exc_info and record.exc_info[1] is not None:
+        # formatters reuse exc_text: a traceback's messages are redacted too
+        record.exc_text = redact_obj(logging.Formatter().formatException(record.exc_info))
+    return record
+
+
 class _RedactingFilter(logging.Filter):
     """Redacts stdlib log records too (Faust, aiokafka, httpx log through logging)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = redact_obj(record.getMessage())
-        record.args = None
+        record.args = ()
         return True
 
 
@@ -49,6 +66,9 @@ def configure(level: str = "INFO", json: bool = True) -> None:
         logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
+    # Faust's worker installs its own handlers after this runs, so handler filters alone are
+    # not enough: the record factory redacts every record whichever handler prints it.
+    logging.setLogRecordFactory(_redacting_record)
     root = logging.getLogger()
     root.setLevel(lvl)
     for handler in root.handlers:

@@ -18,7 +18,7 @@ from faust import StreamT
 from detectors.policy import load_policy
 from worker.alerting.router import Router, build_router
 from worker.app import WorkerApp
-from worker.response.executor import KEY_ACTIONS, Executor
+from worker.response.executor import ACTIONS, KEY_ACTIONS, Executor
 
 DELIVERY_CONCURRENCY = 4
 
@@ -54,6 +54,8 @@ def register(app: WorkerApp) -> None:
             elif alert.get("action") in KEY_ACTIONS:
                 await app.store_ready.wait()
                 await executor.execute(alert)
+            elif alert.get("action") not in ACTIONS:
+                await executor.execute(alert)  # dead-letters it: unknown action
 
     # One delivery agent per sink and topic: a hanging Slack never holds up PagerDuty.
     for sink in router.sinks:

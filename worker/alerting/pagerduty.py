@@ -16,13 +16,15 @@ import orjson
 
 from worker.alerting.http import post
 from worker.alerting.render import pagerduty_resolve, pagerduty_trigger
+from worker.redaction import redact_text
 
 HEADERS = {"content-type": "application/json"}
 
 
 def dedup_key(key_id: str, alert_id: str) -> str:
-    """The incident key: the key and the alert that opened the incident."""
-    return f"keywatch/{key_id}/{alert_id}"
+    """The incident key: the key and the alert that opened the incident (redacted: both come
+    from the alert, and a sender may put a key where an id belongs)."""
+    return redact_text(f"keywatch/{key_id}/{alert_id}")
 
 
 class PagerDutySink:

@@ -1,0 +1,121 @@
+"""Secrecy end to end: real issued keys planted in everything a `keywatch worker` reads, then every
+output searched for them (full key, and the key's body without its prefix): none may appear.
+
+Outputs searched: the process's own log at DEBUG, keywatch.key-actions,
+keywatch.dead-letter, the Slack/webhook/PagerDuty request bodies (including failed attempts),
+/metrics and /health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.integration.test_faults_redis import revoke_alert
+from tests.support.faults import Sink, collect, publish, serving, topics_env, wait_for
+from tests.support.procs import keywatch_env, running
+from worker.devstack import EmbeddedBroker
+from worker.keystore.keyformat import NewKey
+from worker.keystore.store import KeyStore
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+SECRET = "whsec_" + base64.b64encode(b"secrecy-secret-secrecy-secret-12").decode()
+POLICY = """
+[routing]
+slack = "low"
+webhook = "low"
+pagerduty = "high"
+
+[delivery]
+max_attempts = 2
+base_delay_s = 0.05
+max_delay_s = 0.1
+slack_min_interval_s = 0.0
+"""
+
+
+def planted(key: str) -> dict[str, Any]:
+    """The places a key turns up in the wild: headers, query strings, free text, JSON values."""
+    return {
+        "request": {
+            "url": f"https://api.example.com/v1/users?api_key={key}&page=2",
+            "headers": {"apikey": key, "authorization": f"Bearer {key}", "x-api-key": key},
+        },
+        "note": f"customer pasted their key {key} into the ticket",
+        "list": [key, {"nested": {"deeper": key}}],
+    }
+
+
+def alerts_with_keys(target: str, keys: list[NewKey]) -> list[Any]:
+    """Alerts (good and bad) that carry keys in every field a sender might fill."""
+    a, b = keys[0].secret, keys[1].secret
+    revoke = revoke_alert(target, "01JDSECRECY000000000000001") | {
+        "summary": f"Key {target} seen as {a} and {b}",
+        "signals": [{"type": "transport.key_in_query", "severity": "high", "evidence": planted(a)}],
+    }
+    notify = revoke_alert(target, "01JDSECRECY000000000000002", "notify") | {
+        "summary": f"notify {b}",
+        "extra": planted(b),
+    }
+    bad_action = revoke_alert(target, "01JDSECRECY000000000000003", f"explode {a}")
+    unknown_key = revoke_alert(a, "01JDSECRECY000000000000004")  # a key where an id belongs
+    not_json = f"garbage {a} {b} {{".encode()
+    return [revoke, notify, bad_action, unknown_key, not_json, orjson.dumps([planted(a)])]
+
+
+async def test_no_full_key_in_any_output(
+    broker: EmbeddedBroker, topic_suffix: str, sqlite_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    store = KeyStore(sqlite_url)
+    issued = [store.create("acme", env)[0] for env in ("live", "test")]
+    _, target = store.create("acme", "live", contact="sec@acme.example")
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    topics = topics_env(topic_suffix)
+    slack, hook, pd = Sink(), Sink(status=503), Sink(status=202)  # the webhook always fails
+    with serving(slack, hook, pd):
+        env = keywatch_env(
+            broker.url, sqlite_url, tmp_path, redis_url, KEYWATCH_POLICY=str(policy),
+            KEYWATCH_LOG_LEVEL="DEBUG", KEYWATCH_SLACK_WEBHOOK_URL=slack.url,
+            KEYWATCH_WEBHOOK_URL=hook.url, KEYWATCH_WEBHOOK_SECRET=SECRET,
+            KEYWATCH_PAGERDUTY_ROUTING_KEY="R0UTE", KEYWATCH_PAGERDUTY_URL=pd.url, **topics,
+        )  # fmt: skip
+        with running(["worker"], env, tmp_path / "worker.log") as proc:
+            await publish(broker.bootstrap, topics["KEYWATCH_TOPIC_ALERTS"],
+                          alerts_with_keys(target.key_id, issued))  # fmt: skip
+            await wait_for(lambda: store.get(target.key_id).status == "revoked", 30, "revoke")
+            dead = await collect(
+                broker.bootstrap, topics["KEYWATCH_TOPIC_DEAD_LETTER"],
+                lambda m: len(m) >= 8, 30,  # 4 bad inputs, 4 failed webhook deliveries
+            )  # fmt: skip
+            await wait_for(lambda: len(slack.hits) >= 2 and len(pd.hits) >= 1, 10, "deliveries")
+            outputs = {
+                "dead-letter": orjson.dumps(dead).decode(),
+                "key-actions": orjson.dumps(await collect(
+                    broker.bootstrap, topics["KEYWATCH_TOPIC_KEY_ACTIONS"], bool, 10)).decode(),
+                "metrics": proc.metrics(),
+                "health": (await asyncio.to_thread(
+                    httpx.get, f"http://127.0.0.1:{env['KEYWATCH_WEB_PORT']}/health")).text,
+            }  # fmt: skip
+            proc.stop()
+            outputs["log"] = proc.log_path.read_text(errors="replace")
+    sinks = (("slack", slack), ("webhook", hook), ("pagerduty", pd))
+    outputs |= {f"{name} bodies": "\n".join(s.bodies()) for name, s in sinks}
+    reasons = sorted(m["reason"] for m in dead if isinstance(m, dict))
+    assert reasons == sorted(["bad_alert"] * 3 + ["unknown_key"]
+                             + ["delivery_failed:webhook"] * 4), reasons  # fmt: skip
+    assert len(outputs["log"]) > 10_000  # DEBUG really was on
+    for key in issued:
+        body = key.secret[len(key.prefix) :]
+        leaks = {name for name, text in outputs.items() if key.secret in text or body in text}
+        assert not leaks, f"a full key ({key.prefix}…) appears in: {sorted(leaks)}"
+    # the evidence stays useful: redacted stubs, not nothing
+    assert any(f"{issued[0].prefix}" in b for b in slack.bodies())
+    store.close()

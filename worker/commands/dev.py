@@ -29,13 +29,20 @@ def command(demo: bool, data_dir: Path, fresh: bool) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    sink = None
+    if demo and not os.environ.get("KEYWATCH_SLACK_WEBHOOK_URL"):
+        from worker.demo import SlackSink
+
+        sink = SlackSink()
+        sink.start()
+        stack.extra_env["KEYWATCH_SLACK_WEBHOOK_URL"] = sink.url
     try:
         stack.start(echo=click.echo)
         click.echo(stack.describe())
         if demo:
             from worker.demo import run_demo
 
-            run_demo(stack)
+            run_demo(stack, sink)
         else:
             click.echo("Ctrl-C to stop.")
             while stack.healthy():
@@ -45,6 +52,8 @@ def command(demo: bool, data_dir: Path, fresh: bool) -> None:
         click.echo("\nstopping…")
     finally:
         stack.stop()
+        if sink is not None:
+            sink.stop()
         signal.signal(signal.SIGTERM, previous)
         click.echo("stopped.")
     if os.environ.get("KEYWATCH_DEV_EXIT_NONZERO_ON_CRASH") and not stack.clean_exit:

@@ -16,27 +16,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from detectors.analyzer import Analyzer
 from detectors.model import Alert
-from detectors.policy import DefaultPolicy, Policy
+from detectors.policy import load_policy
 from geoip.resolver import GeoResolver
-from worker.errors import ConfigError, InputError, KeyNotFound, KeyStoreError
+from worker.errors import InputError, KeyNotFound, KeyStoreError
 from worker.ingest import FORMATS, KeyInfo
 from worker.replay import Replay, open_input, summary_lines
 from worker.settings import Settings
-
-THROTTLE_TTL_S = 3600.0  # --apply throttles for an hour, like the worker's default response
-
-
-def load_policy(path: Path | None) -> Policy:
-    """The TOML policy at ``path`` (``--policy`` or KEYWATCH_POLICY), else the built-in one."""
-    if path is None:
-        return DefaultPolicy()
-    from detectors import policy as policy_module
-
-    loader = getattr(policy_module, "load_policy", None)
-    if loader is None:
-        raise ConfigError(f"cannot load policy {path}: this build has no TOML policy loader")
-    loaded: Policy = loader(path)
-    return loaded
 
 
 def _store_lookups(url: str) -> tuple[Any, Callable[[str], KeyInfo | None], Any]:
@@ -89,11 +74,13 @@ def _read(replay: Replay, files: tuple[str, ...], progress: Progress, console: C
                 stream.close()
 
 
-async def _apply(settings: Settings, alerts: list[Alert]) -> list[str]:
-    """Throttle/revoke through the key service; returns one line per action taken or failed."""
+async def _apply(settings: Settings, alerts: list[Alert], ttl_s: float) -> list[str]:
+    """Throttle/revoke through the key service as the response agent would (same reason text,
+    same idempotency per alert), without its retry-forever; one line per action."""
     from worker.keystore.redis_view import RedisView
     from worker.keystore.service import KafkaAnnouncer, KeyService
     from worker.keystore.store import KeyStore
+    from worker.response.executor import plan_action
 
     store = KeyStore(settings.database_url, create=False)
     redis = RedisView(settings.redis_url) if settings.redis_url else None
@@ -101,20 +88,24 @@ async def _apply(settings: Settings, alerts: list[Alert]) -> list[str]:
     service = KeyService(store, redis, announcer)
     done: list[str] = []
     try:
-        for a in alerts:
-            if a.key_id is None or a.action not in ("throttle", "revoke"):
+        for alert in alerts:
+            plan = plan_action(alert.to_dict())
+            if plan is None:
                 continue
-            reason = f"replay: {a.summary}"
             try:
-                if a.action == "revoke":
-                    await service.revoke(a.key_id, reason, actor="replay", alert_id=a.id)
-                else:
-                    await service.throttle(
-                        a.key_id, THROTTLE_TTL_S, reason, actor="replay", alert_id=a.id
+                if plan.action == "revoke":
+                    change = await service.revoke(
+                        plan.key_id, plan.reason, actor="keywatch-replay", alert_id=plan.alert_id
                     )
-                done.append(f"{a.action} {a.key_id}: done")
+                else:
+                    change = await service.throttle(
+                        plan.key_id, ttl_s, plan.reason,
+                        actor="keywatch-replay", alert_id=plan.alert_id,
+                    )  # fmt: skip
+                state = "applied" if change.changed else "unchanged"
             except KeyStoreError as exc:
-                done.append(f"{a.action} {a.key_id}: failed ({exc})")
+                state = f"failed ({exc})"
+            done.append(f"{plan.action} {plan.key_id}: {state}")
     finally:
         await announcer.close()
         if redis is not None:
@@ -161,7 +152,7 @@ def command(
     into memory (~250 bytes each) before sorting them.
     """
     settings = Settings.from_env()
-    policy = load_policy(policy_file or settings.policy_file)
+    policy = load_policy(policy_file or settings.policy_file, dry_run=settings.dry_run)
     console = Console(stderr=True)
     by_hash = by_id = store = None
     if os.environ.get("KEYWATCH_DATABASE_URL"):
@@ -180,7 +171,7 @@ def command(
             Path(report).write_text(render(replay.key_reports(alerts), lines), encoding="utf-8")
             lines.append(f"report: {report}")
     if apply:
-        lines += asyncio.run(_apply(settings, alerts))
+        lines += asyncio.run(_apply(settings, alerts, policy.throttle_ttl_s))
     for line in lines:
         click.echo(line, err=out == "-")
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.services
 
 
 async def consume(broker: EmbeddedBroker, topic: str, count: int) -> list[bytes]:
-    """Read ``count`` message values from the start of ``topic``, in order (one partition)."""
+    """Read ``count`` message values from the start of ``topic``."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=broker.bootstrap,
@@ -52,8 +52,9 @@ def test_batches_of_native_events(broker: EmbeddedBroker, topic_suffix: str) -> 
     values = asyncio.run(consume(broker, topic, n_messages))
     decoded: list[Any] = [orjson.loads(v) for v in values]
     assert all(isinstance(d, list) and len(d) <= 500 for d in decoded)
-    assert [len(d) for d in decoded[:-1]] == [500] * (n_messages - 1)
-    assert [ev for d in decoded for ev in d] == expected  # every event once, in order
+    # Unkeyed messages spread over the topic's partitions: order holds within each batch only.
+    chunks = [expected[i : i + 500] for i in range(0, len(expected), 500)]
+    assert sorted(decoded, key=lambda d: int(d[0]["request_id"].split("-")[1], 16)) == chunks
     parsed = parse_message(values[0])  # the worker's ingest accepts them as they are
     assert parsed.fmt == "native" and len(parsed.events) == 500 and not parsed.rejects
 

@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 
 from worker.commands.replay import command
 from worker.errors import ConfigError
+from worker.keystore.keyformat import NewKey
 from worker.keystore.store import KeyStore
 from worker.simulate import Simulation, simulate
 
@@ -119,9 +120,9 @@ def test_bad_lines_are_counted_not_fatal(
     assert "invalid_json" in result.output
 
 
-def test_key_hashes_resolve_through_the_key_store(
-    log_file: Path, sim: Simulation, tmp_path: Path
-) -> None:
+@pytest.fixture
+def hashed(log_file: Path, sim: Simulation, tmp_path: Path) -> tuple[str, Path, NewKey, str]:
+    """A key store holding one key, and the log with the victim's events carrying its hash."""
     url = f"sqlite:///{tmp_path / 'keys.db'}"
     store = KeyStore(url)
     new, record = store.create("acme", "live")
@@ -134,14 +135,43 @@ def test_key_hashes_resolve_through_the_key_store(
             ev["key_hash"] = new.key_hash
     mapped = tmp_path / "hashed.jsonl"
     mapped.write_bytes(b"".join(orjson.dumps(ev) + b"\n" for ev in events))
+    return url, mapped, new, record.key_id
+
+
+def status_of(url: str, key_id: str) -> str:
+    store = KeyStore(url, create=False)
+    try:
+        return store.get(key_id).status
+    finally:
+        store.close()
+
+
+def test_key_hashes_resolve_through_the_key_store(
+    hashed: tuple[str, Path, NewKey, str], tmp_path: Path
+) -> None:
+    url, mapped, new, key_id = hashed
     out = tmp_path / "a.jsonl"
     result = replay(str(mapped), "--out", str(out), env={"KEYWATCH_DATABASE_URL": url})
     assert result.exit_code == 0, result.output
     assert "rejected: 0" in result.output and "keys: 4;" in result.output
     alerts = alerts_of(out)
-    assert alerts and {(a["key_id"], a["account_id"]) for a in alerts} == {(record.key_id, "acme")}
+    assert alerts and {(a["key_id"], a["account_id"]) for a in alerts} == {(key_id, "acme")}
     assert any(a["action"] == "revoke" for a in alerts)
     assert new.secret not in out.read_text() and new.secret not in result.output
+    assert status_of(url, key_id) == "active"  # acts on nothing without --apply
+
+
+def test_apply_revokes_through_the_key_service(
+    hashed: tuple[str, Path, NewKey, str], tmp_path: Path
+) -> None:
+    url, mapped, _, key_id = hashed
+    env = {"KEYWATCH_DATABASE_URL": url, "KEYWATCH_BROKER": "kafka://127.0.0.1:1"}
+    result = replay(str(mapped), "--out", str(tmp_path / "a.jsonl"), "--apply", env=env)
+    assert result.exit_code == 0, result.output
+    assert f"revoke {key_id}: applied" in result.stdout
+    assert status_of(url, key_id) == "revoked"  # SQL first; Redis/Kafka follow via the outbox
+    again = replay(str(mapped), "--out", str(tmp_path / "b.jsonl"), "--apply", env=env)
+    assert f"revoke {key_id}: unchanged" in again.stdout  # idempotent
 
 
 def test_report_has_one_section_per_alerted_key(

@@ -26,7 +26,7 @@ from detectors.analyzer import Analyzer
 from detectors.model import AccessEvent, Alert, KeyContext, iso
 from detectors.profile import KeyProfile, hour_of_week
 from worker.errors import InputError
-from worker.ingest import KeyInfo, KeyResolver, RawAccess, parse_message
+from worker.ingest import KeyInfo, KeyResolver, parse_message
 from worker.report import KeyReport
 
 # ts, seq, then AccessEvent's other fields in its order: key_id, ip, method, path, status,
@@ -94,16 +94,24 @@ class Replay:
 
     # ---- reading ------------------------------------------------------------------------
 
-    def read_stream(self, stream: IO[bytes], on_line: Callable[[], None] | None = None) -> None:
-        """Read every line of a stream; a corrupt stream (bad gzip) counts as one reject."""
+    def read_stream(self, stream: IO[bytes], on_lines: Callable[[int], None] | None = None) -> None:
+        """Read every line of a stream (``on_lines(n)`` every 1000 lines and at the end).
+
+        A corrupt stream (a truncated or bad gzip file) counts as one ``unreadable`` reject and
+        raises ``InputError`` after the lines read before it were kept.
+        """
+        n = 0
         try:
-            for line in stream:
+            for n, line in enumerate(stream, start=1):
                 self.read_line(line)
-                if on_line is not None:
-                    on_line()
+                if on_lines is not None and n % 1000 == 0:
+                    on_lines(1000)
         except (OSError, EOFError) as exc:
             self.stats.rejects["unreadable"] += 1
             raise InputError(f"stopped reading: {exc}", "unreadable") from exc
+        finally:
+            if on_lines is not None and n % 1000:
+                on_lines(n % 1000)
 
     def read_line(self, line: bytes) -> None:
         """Parse one message; good events are kept, rejects counted by reason."""
@@ -121,11 +129,10 @@ class Replay:
             except InputError as exc:
                 st.rejects[exc.reason] += 1
                 continue
-            self._keep(raw, ev)
-        if result.events:
-            st.formats[result.fmt] += len(result.events)
+            self._keep(ev)
+            st.formats[result.fmt] += 1
 
-    def _keep(self, raw: RawAccess, ev: AccessEvent) -> None:
+    def _keep(self, ev: AccessEvent) -> None:
         acc = ev.account_id
         self.rows.append(
             (

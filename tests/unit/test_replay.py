@@ -198,3 +198,15 @@ def test_bad_policy_file_is_a_config_error(log_file: Path, tmp_path: Path) -> No
 def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
     result = replay(str(tmp_path / "nope.jsonl"))
     assert result.exit_code == 2 and "cannot read" in result.output
+
+
+def test_truncated_gzip_is_a_warning_and_a_reject(log_file: Path, tmp_path: Path) -> None:
+    whole = gzip.compress(log_file.read_bytes())
+    broken = tmp_path / "broken.jsonl.gz"
+    broken.write_bytes(whole[: len(whole) // 2])
+    result = replay(str(broken), "--out", str(tmp_path / "a.jsonl"))
+    assert result.exit_code == 0, result.output
+    assert "warning" in result.stderr and "broken.jsonl.gz" in result.stderr
+    assert "unreadable 1" in result.stdout
+    events = int(result.stdout.split("events: ")[1].split(" ")[0])
+    assert 0 < events < len(log_file.read_bytes().splitlines())  # what came before was kept

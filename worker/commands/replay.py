@@ -66,7 +66,7 @@ def _read(replay: Replay, files: tuple[str, ...], progress: Progress, console: C
         except InputError as exc:
             raise click.BadParameter(str(exc), param_hint="FILE") from exc
         try:
-            replay.read_stream(stream, lambda: progress.advance(task))
+            replay.read_stream(stream, lambda n: progress.advance(task, n))
         except InputError as exc:
             console.print(f"keywatch: warning: {name}: {exc}", markup=False, highlight=False)
         finally:

@@ -65,10 +65,11 @@ class Analyzer:
         last_ip: str | None = None
         geo: GeoInfo | None = None
         place = ""
-        # A run: consecutive events from one IP after a non-late one, all non-late. They are
-        # located exactly like the event that opened the run (the resolver returns one cached
-        # object per IP), so their country/ASN/place counts are added in one step when the run
-        # ends (``KeyProfile.add_geo_run``), before anything else can read or evict them.
+        # A run: consecutive non-late events with the very GeoInfo object of the non-late event
+        # before them (the resolver caches one object per IP). Their country/ASN/place counts
+        # are added in one step when the run ends (``KeyProfile.add_geo_run``): nothing reads a
+        # count meanwhile (only impossible travel does, and it stops early while the event's
+        # place is the last location) and only ``observe_geo``, which ends the run, evicts.
         prev: GeoInfo | None = None
         run_n = run_last = 0
         for ev in ordered:

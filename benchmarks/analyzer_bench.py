@@ -5,7 +5,8 @@ Events from ``worker.simulate`` are grouped per key into batches of ``--batch`` 
 event-time order, as the worker's per-partition flush would hand them over) and fed to
 ``Analyzer.analyze``; the first ``--warm-days`` days only warm the profiles (learning) and are
 not timed. Budget: <= 5 µs/event (the worker must reach ~90k events/s per process including
-parsing and Kafka). ``--profile`` prints the top of a cProfile of the timed part.
+parsing and Kafka). ``--profile`` prints the top of a cProfile of the timed part (it
+overstates call overhead); ``--breakdown`` times the analyzer with parts switched off.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from detectors.analyzer import Analyzer
 from detectors.model import AccessEvent, KeyContext
 from detectors.profile import KeyProfile
+from detectors.registry import DETECTORS
 from geoip.resolver import GeoResolver
 from worker.simulate import simulate
 
@@ -59,6 +61,20 @@ def run(analyzer: Analyzer, profiles: dict[str, KeyProfile], work: list[Batch]) 
     return n_alerts
 
 
+def variants(geo: GeoResolver, breakdown: bool) -> dict[str, Analyzer]:
+    """The analyzer, and with ``breakdown`` the same with parts switched off (cost by part)."""
+    out = {"full": Analyzer(geo)}
+    if breakdown:
+        core = out["no detectors"] = Analyzer(geo)
+        core._evaluators = ()
+        bare = out["no detectors, no geo"] = Analyzer(None)
+        bare._evaluators = ()
+        for name, fn in DETECTORS:
+            one = out[f"only {name}"] = Analyzer(geo)
+            one._evaluators = (fn,)
+    return out
+
+
 def main() -> None:
     """Parse flags, warm up, time, print figures."""
     ap = argparse.ArgumentParser(description=__doc__)
@@ -67,31 +83,35 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--warm-days", type=float, default=5.0)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--profile", action="store_true", help="print a cProfile of the timed part")
+    ap.add_argument("--breakdown", action="store_true", help="also time parts switched off")
     args = ap.parse_args()
     warm, timed = batches(args.keys, args.days, args.batch, args.seed, args.warm_days)
     n = sum(len(evs) for _, evs in timed)
     with GeoResolver() as geo:
-        analyzer = Analyzer(geo)
         profiles: dict[str, KeyProfile] = {}
-        run(analyzer, profiles, warm)
+        run(Analyzer(geo), profiles, warm)
+        snapshot = {k: p.to_bytes() for k, p in profiles.items()}
         if args.profile:
             prof = cProfile.Profile()
-            snapshot = {k: KeyProfile.from_bytes(p.to_bytes()) for k, p in profiles.items()}
-            prof.runcall(run, analyzer, snapshot, timed)
+            copies = {k: KeyProfile.from_bytes(b) for k, b in snapshot.items()}
+            prof.runcall(run, Analyzer(geo), copies, timed)
             pstats.Stats(prof).sort_stats("tottime").print_stats(15)
-        best = float("inf")
-        for _ in range(args.repeat):
-            copies = {k: KeyProfile.from_bytes(p.to_bytes()) for k, p in profiles.items()}
-            # CPU time of this process, best of several: the machine is shared and noisy.
-            t = time.process_time()
-            alerts = run(analyzer, copies, timed)
-            best = min(best, time.process_time() - t)
-    print(
-        f"{args.keys} keys, {len(timed)} timed batches of {args.batch} events ({n} events), "
-        f"{alerts} alerts: {1e6 * best / n:.2f} µs/event ({n / best:,.0f} events/s)"
-    )
+        candidates = variants(geo, args.breakdown)
+        best = dict.fromkeys(candidates, float("inf"))
+        alerts = 0
+        for _ in range(args.repeat):  # interleaved, best CPU time of each: the machine is noisy
+            for name, analyzer in candidates.items():
+                copies = {k: KeyProfile.from_bytes(b) for k, b in snapshot.items()}
+                t = time.process_time()
+                found = run(analyzer, copies, timed)
+                best[name] = min(best[name], time.process_time() - t)
+                alerts = found if name == "full" else alerts
+    print(f"{args.keys} keys, {len(timed)} timed batches of {args.batch} events ({n} events)")
+    for name, secs in best.items():
+        extra = f", {alerts} alerts" if name == "full" else ""
+        print(f"  {name:34s} {1e6 * secs / n:5.2f} µs/event ({n / secs:,.0f} events/s{extra})")
 
 
 if __name__ == "__main__":

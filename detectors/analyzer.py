@@ -71,7 +71,7 @@ class Analyzer:
         # count meanwhile (only impossible travel does, and it stops early while the event's
         # place is the last location) and only ``observe_geo``, which ends the run, evicts.
         prev: GeoInfo | None = None
-        run_n = run_last = 0
+        run_n, run_last = 0, 0.0
         for ev in ordered:
             ts = ev.ts if ev.ts <= horizon else detected_at
             if ev.ip != last_ip:
@@ -83,7 +83,7 @@ class Analyzer:
             ctx.hour_of_day = (int(ts) // 3600) % 24
             same = geo is prev and geo is not None and not late
             if run_n and not same:
-                prof.add_geo_run(prev, place_of(prev), run_n, run_last)  # type: ignore[arg-type]
+                prof.add_geo_run(prev, place_of(prev), run_n, int(run_last))  # type: ignore[arg-type]
                 run_n = 0
             signals: list[Signal] | None = None
             for evaluate in evaluators:
@@ -92,20 +92,20 @@ class Analyzer:
                     signals = found if signals is None else signals + found
             if same:
                 run_n += 1
-                if int(ts) > run_last:
-                    run_last = int(ts)
+                if ts > run_last:  # int() is monotonic: take it once, at the end
+                    run_last = ts
                 if place:
                     prof.loc_ts = ts
             elif geo is not None:
                 observe_geo(ts, geo, place, late)
-                run_last = 0
+                run_last = 0.0
             prev = None if late else geo
             if signals:
                 alert = self._incident(key, prof, ev, ts, geo, signals, detected_at)
                 if alert is not None:
                     alerts.append(alert)
         if run_n:
-            prof.add_geo_run(prev, place, run_n, run_last)  # type: ignore[arg-type]
+            prof.add_geo_run(prev, place, run_n, int(run_last))  # type: ignore[arg-type]
         return prof, alerts
 
     def _incident(

@@ -7,8 +7,9 @@ them to ``Analyzer.analyze`` per key in per-minute batches of event time, exactl
 worker's flush would, with ``detected_at`` = the batch's newest event time, so two runs over the
 same input give identical alerts.
 
-Memory: everything is read before it is sorted. An event costs ~250 bytes (a tuple whose
-repeated strings are interned; the request id is its only unique string), so a few million
+Memory: everything is read before it is sorted. An event costs ~300 bytes (a tuple whose
+repeated strings are interned; the request id is its only unique string): measured 290 MB peak
+for 703k events (100 keys x 10 days, replayed in 16 s with the HTML report), so a few million
 events fit in 1-2 GB; split larger inputs by time and replay them in order.
 """
 

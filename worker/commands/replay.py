@@ -149,7 +149,7 @@ def command(
 
     Writes alerts (JSONL) and prints a summary. Key hashes resolve through the key store when
     KEYWATCH_DATABASE_URL is set (else such events are rejected as unknown_key). Reads all events
-    into memory (~250 bytes each) before sorting them.
+    into memory (~300 bytes each) before sorting them.
     """
     settings = Settings.from_env()
     policy = load_policy(policy_file or settings.policy_file, dry_run=settings.dry_run)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -210,3 +211,49 @@ def test_truncated_gzip_is_a_warning_and_a_reject(log_file: Path, tmp_path: Path
     assert "unreadable 1" in result.stdout
     events = int(result.stdout.split("events: ")[1].split(" ")[0])
     assert 0 < events < len(log_file.read_bytes().splitlines())  # what came before was kept
+
+
+def test_policy_file_decides_the_action(
+    baseline: tuple[Result, Path], log_file: Path, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text("version = 1\ndry_run = true\n")  # enforce nothing: revoke becomes notify
+    out = tmp_path / "a.jsonl"
+    for env in ({}, {"KEYWATCH_POLICY": str(policy)}):
+        args = [str(log_file), "--out", str(out)] + (["--policy", str(policy)] if not env else [])
+        result = replay(*args, env=env)
+        assert result.exit_code == 0, result.output
+        alerts = alerts_of(out)
+        same = [(a["key_id"], a["ts"], a["severity"]) for a in alerts_of(baseline[1])]
+        assert [(a["key_id"], a["ts"], a["severity"]) for a in alerts] == same
+        assert {a["action"] for a in alerts} <= {"log", "notify"}
+        assert any(a["severity"] == "critical" for a in alerts)
+
+
+def kong(ev: dict[str, Any]) -> dict[str, Any]:
+    """A native event as Kong's kafka-log plugin would serialize it."""
+    ms = round(datetime.fromisoformat(ev["ts"].replace("Z", "+00:00")).timestamp() * 1000)
+    return {
+        "started_at": ms,
+        "client_ip": ev["ip"],
+        "authenticated_entity": {"id": ev["key_id"]},
+        "request": {"method": ev["method"], "uri": ev["path"], "headers": {}},
+        "response": {"status": ev["status"]},
+    }
+
+
+@pytest.mark.parametrize("fmt", ["auto", "kong"])
+def test_kong_batches_give_the_same_alerts(
+    baseline: tuple[Result, Path], log_file: Path, tmp_path: Path, fmt: str
+) -> None:
+    events = [kong(orjson.loads(line)) for line in log_file.read_bytes().splitlines()]
+    batched = tmp_path / "kong.jsonl"
+    batched.write_bytes(
+        b"".join(orjson.dumps(events[i : i + 50]) + b"\n" for i in range(0, len(events), 50))
+    )
+    out = tmp_path / "a.jsonl"
+    result = replay(str(batched), "--format", fmt, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert f"(kong {len(events)})" in result.output
+    want = [(a["key_id"], a["ts"], a["severity"], a["action"]) for a in alerts_of(baseline[1])]
+    assert [(a["key_id"], a["ts"], a["severity"], a["action"]) for a in alerts_of(out)] == want

@@ -81,9 +81,7 @@ def _write_labels(sim: Simulation, path: str) -> None:
     help=f"Attacks per class on the last two days ({', '.join(ATTACKS)}), each on its own key.",
 )
 @click.option("--seed", default=0, show_default=True, help="Random seed (same seed, same output).")
-@click.option(
-    "--out", default=None, help="Output JSONL file; - = stdout (default unless --topic)."
-)
+@click.option("--out", default=None, help="Output JSONL file; - = stdout (default unless --topic).")
 @click.option("--topic", default=None, help="Publish to this Kafka topic (e.g. gateway.access).")
 @click.option(
     "--batch",

@@ -11,10 +11,12 @@ import orjson
 import pytest
 from click.testing import CliRunner, Result
 
+from detectors.model import Alert, Signal
 from worker.commands.replay import command
 from worker.errors import ConfigError
 from worker.keystore.keyformat import NewKey
 from worker.keystore.store import KeyStore
+from worker.replay import Stats, summary_lines
 from worker.simulate import Simulation, simulate
 
 SEVERITIES = {"low", "medium", "high", "critical"}
@@ -257,3 +259,25 @@ def test_kong_batches_give_the_same_alerts(
     assert f"(kong {len(events)})" in result.output
     want = [(a["key_id"], a["ts"], a["severity"], a["action"]) for a in alerts_of(baseline[1])]
     assert [(a["key_id"], a["ts"], a["severity"], a["action"]) for a in alerts_of(out)] == want
+
+
+def test_summary_rates_and_counts() -> None:
+    stats = Stats(lines=12, events=10, keys=4, first_ts=0.0, last_ts=2 * 86400.0)
+    stats.rejects.update({"invalid_json": 2, "unknown_key": 1})
+    stats.formats.update({"native": 10})
+    sig = [Signal("geo.new_country", "medium"), Signal("usage.spike", "high")]
+    alerts = [
+        Alert("a", "anomaly", "k1", None, 1.0, 1.0, "critical", "revoke", sig, "s"),
+        Alert("b", "anomaly", "k2", None, 2.0, 2.0, "high", "throttle", sig[1:], "s"),
+    ]
+    lines = summary_lines(stats, alerts)
+    assert lines[0] == (
+        "messages read: 12; events: 10 (native 10); rejected: 3 (invalid_json 2, unknown_key 1)"
+    )
+    assert lines[1] == "keys: 4; key-days: 8.0"
+    assert lines[2] == "alerts: 2 (250.00 per 1000 keys per day)"  # 2 / 8 key-days
+    assert lines[3:] == [
+        "by type: usage.spike 2, geo.new_country 1",
+        "by severity: critical 1, high 1",
+        "by action: revoke 1, throttle 1",
+    ]

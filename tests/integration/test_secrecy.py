@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -132,4 +134,61 @@ async def test_no_full_key_in_any_output(
         assert not where, f"a configured secret appears in: {sorted(where)}"
     # the evidence stays useful: redacted stubs, not nothing
     assert any(f"{issued[0].prefix}" in b for b in slack.bodies())
+    store.close()
+
+
+def kong_event(ts_ms: int, ip: str, **request: Any) -> dict[str, Any]:
+    """A Kong log entry without an authenticated entity: the key is in the request."""
+    req = {"method": "GET", "uri": "/v1/users", "headers": {"user-agent": "sdk/1.0"}} | request
+    return {"started_at": ts_ms, "client_ip": ip, "request": req, "response": {"status": 200},
+            "consumer": {"custom_id": "acme"}}  # fmt: skip
+
+
+def events_with_keys(keys: list[NewKey], t0_ms: int) -> list[str]:
+    """JSON lines carrying the keys in headers, query strings, paths, free text and bad input."""
+    a, b = keys[0].secret, keys[1].secret
+    basic = base64.b64encode(f"{a}:".encode()).decode()
+    lines = [
+        kong_event(t0_ms, "5.9.0.1", headers={"apikey": a, "user-agent": f"sdk {b}"}),
+        kong_event(
+            t0_ms + 1000,
+            "5.9.0.1",
+            uri=f"/v1/users?api_key={a}",
+            url=f"https://api.example.com/v1/users?api_key={a}",
+            querystring={"api_key": a},
+        ),
+        kong_event(t0_ms + 2000, "77.88.8.8", headers={"authorization": f"Basic {basic}"}),
+        kong_event(
+            t0_ms + 3000,
+            "5.9.0.1",
+            uri=f"/v1/keys/{b}/rotate",
+            headers={"x-api-key": b, "x-note": f"my key is {a}"},
+        ),
+        {"ts": t0_ms + 4000, "key_id": a, "ip": "5.9.0.1", "path": f"/v1/x?key={b}"},
+    ]
+    return [orjson.dumps(x).decode() for x in lines] + [f'{{"broken": "{a}" {b}']
+
+
+def test_replay_of_events_with_planted_keys_shows_no_key(sqlite_url: str, tmp_path: Path) -> None:
+    store = KeyStore(sqlite_url)
+    issued = [store.create("acme", env)[0] for env in ("live", "test")]
+    logs = tmp_path / "access.jsonl"
+    logs.write_text("\n".join(events_with_keys(issued, 1_795_316_645_000)) + "\n")
+    out, report = tmp_path / "alerts.jsonl", tmp_path / "report.html"
+    env = keywatch_env("kafka://127.0.0.1:9", sqlite_url, tmp_path, KEYWATCH_LOG_LEVEL="DEBUG")
+    done = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "replay", str(logs), "--out", str(out),
+         "--report", str(report)],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    outputs = {"stdout": done.stdout, "stderr": done.stderr, "alerts": out.read_text(),
+               "report": report.read_text()}  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    alerts = [orjson.loads(line) for line in outputs["alerts"].splitlines()]
+    assert "transport.key_in_query" in {s["type"] for a in alerts for s in a["signals"]}
+    for key in issued:
+        basic = base64.b64encode(f"{key.secret}:".encode()).decode()
+        forms = (key.secret, key.secret[len(key.prefix) :], basic)
+        leaks = {name for name, text in outputs.items() if any(f in text for f in forms)}
+        assert not leaks, f"a full key ({key.prefix}…) appears in: {sorted(leaks)}"
     store.close()

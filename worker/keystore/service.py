@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from worker.errors import KeyStoreUnavailable
+from worker.keystore.models import OutboxEntry
 from worker.keystore.redis_view import RedisView
 from worker.keystore.store import Change, KeyStore
 
@@ -115,30 +116,51 @@ class KeyService:
         return changes
 
     async def drain(self) -> int:
-        """Apply pending outbox entries in order; raises KeyStoreUnavailable at the first failure.
+        """Apply pending outbox entries in order; raises KeyStoreUnavailable if a side failed.
 
-        Without Redis the Redis side counts as done; without an announcer the Kafka side stays
-        pending for a process that has one (the worker's reconciler).
+        Each side (Redis, Kafka) keeps its own order and stops at its first failure; the other
+        side carries on, so gateways hear of a revocation on ``keywatch.key-actions`` while
+        Redis is down. Without Redis the Redis side counts as done; without an announcer the
+        Kafka side stays pending for a process that has one (the worker's reconciler).
         """
         async with self._drain_lock:
-            done = 0
+            done, failed = 0, dict[str, KeyStoreUnavailable]()
             for entry in await asyncio.to_thread(self.store.pending_outbox):
                 redis_ok, kafka_ok = entry.redis_done, entry.kafka_done
-                try:
-                    if not redis_ok:
-                        if self.redis is not None:
-                            await self.redis.apply(entry.action, entry.key_hash, entry.payload)
-                        redis_ok = True
-                    if not kafka_ok and self.announce is not None:
-                        await self.announce(announcement(entry.payload))
-                        kafka_ok = True
-                finally:
-                    if (redis_ok, kafka_ok) != (entry.redis_done, entry.kafka_done):
-                        await asyncio.to_thread(
-                            self.store.mark_outbox, entry.id, redis=redis_ok, kafka=kafka_ok
-                        )
+                if not redis_ok and "redis" not in failed:
+                    redis_ok = await self._side(failed, "redis", self._apply_redis, entry)
+                if not kafka_ok and self.announce is not None and "kafka" not in failed:
+                    kafka_ok = await self._side(failed, "kafka", self._announce, entry)
+                if (redis_ok, kafka_ok) != (entry.redis_done, entry.kafka_done):
+                    await asyncio.to_thread(
+                        self.store.mark_outbox, entry.id, redis=redis_ok, kafka=kafka_ok
+                    )
                 done += redis_ok and kafka_ok
+            if failed:
+                raise next(iter(failed.values()))
             return done
+
+    @staticmethod
+    async def _side(
+        failed: dict[str, KeyStoreUnavailable],
+        name: str,
+        push: Callable[[OutboxEntry], Awaitable[None]],
+        entry: OutboxEntry,
+    ) -> bool:
+        try:
+            await push(entry)
+            return True
+        except KeyStoreUnavailable as exc:
+            failed[name] = exc
+            return False
+
+    async def _apply_redis(self, entry: OutboxEntry) -> None:
+        if self.redis is not None:
+            await self.redis.apply(entry.action, entry.key_hash, entry.payload)
+
+    async def _announce(self, entry: OutboxEntry) -> None:
+        if self.announce is not None:
+            await self.announce(announcement(entry.payload))
 
     async def drain_quietly(self) -> int:
         """``drain``, logging instead of raising: the reconciler retries what is left."""

@@ -90,4 +90,7 @@ def main(argv: list[str] | None = None) -> Any:
 
 
 if __name__ == "__main__":
-    main()
+    # standalone_mode=False makes click return ctx.exit()'s status instead of exiting with it
+    # (``keywatch scan`` exits 1 on a verified finding); the console script does the same.
+    status = main()
+    sys.exit(status if isinstance(status, int) else 0)

@@ -1,0 +1,253 @@
+"""The leak-scanning engine: one prefilter pass for every rule, precise regexes only around hits.
+
+Pure: no I/O besides reading the rules file. The prefilter is an Aho-Corasick automaton over every
+rule keyword and every encoded form of it (see ``scanners.decoders``); measured on 40 MB of Python
+it ran at ~94 MB/s with 200 keywords, as fast as a combined regex of 19 keywords and 4x faster than
+a combined regex of 200 (benchmarks/SCANNER.md). Diffs are prefiltered per file before parsing,
+so files without a hit cost one automaton pass and no Python per line.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import ahocorasick
+
+from scanners import decoders
+from scanners.decoders import DecodeLimits
+from scanners.diff import AddedLine, iter_added_lines, iter_patch_lines, split_files
+from scanners.rules import DEFAULT_RULES_PATH, Rule, RuleSet, load_rules
+from worker.errors import InputError
+from worker.keystore.keyformat import environment_of, hash_key, redact_key
+
+_LOOKBACK: Final = 64  # a rule's match may begin this far before its keyword
+_LOOKAHEAD: Final = 1024  # longer than any rule's longest match (the longest is ~270 chars)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A possible leaked secret; repr/str/to_dict never contain the secret."""
+
+    rule_id: str
+    kind: str  # "platform" | "third_party"
+    key_hash: str  # sha256 hex of the candidate (keyformat.hash_key)
+    redacted: str
+    path: str | None
+    line: int | None
+    column: int | None
+    checksum_ok: bool | None  # None when the rule has no checksum
+    environment: str | None  # "live" | "test" for platform keys
+    encoding: str  # "plain" | "base64" | "percent" | "json"
+    secret: str = field(repr=False, compare=False)  # in memory only, never serialised
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict without the secret."""
+        return {
+            "rule_id": self.rule_id,
+            "kind": self.kind,
+            "key_hash": self.key_hash,
+            "redacted": self.redacted,
+            "path": self.path,
+            "line": self.line,
+            "column": self.column,
+            "checksum_ok": self.checksum_ok,
+            "environment": self.environment,
+            "encoding": self.encoding,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    """A secret found at an offset of the scanned text."""
+
+    pos: int
+    rule: Rule
+    secret: str
+    encoding: str
+
+
+class Engine:
+    """Finds candidate secrets in text, diffs and patches with one set of rules."""
+
+    def __init__(self, ruleset: RuleSet, limits: DecodeLimits | None = None) -> None:
+        """Build the prefilter automaton over every rule keyword and its encoded forms."""
+        self.ruleset = ruleset
+        self.limits = limits or DecodeLimits()
+        self._automaton = _build_automaton(ruleset.rules, self.limits)
+
+    @classmethod
+    def default(cls) -> Engine:
+        """An engine with the packaged ``scanners/rules.toml``."""
+        return cls(load_rules(DEFAULT_RULES_PATH))
+
+    @classmethod
+    def from_file(cls, path: Path) -> Engine:
+        """An engine with the rules of ``path`` (``ConfigError`` when invalid)."""
+        return cls(load_rules(path))
+
+    def scan_text(self, text: str, path: str | None = None) -> list[Candidate]:
+        """Candidates in a whole file's text, with 1-based line and column."""
+        text = _require_str(text)
+        hits = sorted(self._find(text, 0), key=lambda h: h.pos)
+        out: dict[tuple[str, str | None, int | None], Candidate] = {}
+        line, line_pos = 1, 0
+        for hit in hits:
+            line += text.count("\n", line_pos, hit.pos)
+            line_pos = hit.pos
+            column = hit.pos - text.rfind("\n", 0, hit.pos)
+            _add(out, _candidate(hit, path, line, column))
+        return list(out.values())
+
+    def scan_diff(self, diff: str) -> list[Candidate]:
+        """Candidates in the added lines of a unified diff (git or plain)."""
+        out: dict[tuple[str, str | None, int | None], Candidate] = {}
+        for chunk in split_files(diff):
+            if self._any_hit(chunk):
+                self._scan_added(iter_added_lines(chunk), out)
+        return list(out.values())
+
+    def scan_patch(self, path: str, patch: str) -> list[Candidate]:
+        """Candidates in the added lines of one GitHub compare-API ``patch`` for ``path``."""
+        out: dict[tuple[str, str | None, int | None], Candidate] = {}
+        if self._any_hit(_require_str(patch)):
+            self._scan_added(iter_patch_lines(path, patch), out)
+        return list(out.values())
+
+    def _any_hit(self, text: str) -> bool:
+        """Whether the prefilter finds any keyword (plain or encoded) in ``text``."""
+        return next(self._automaton.iter(text), None) is not None
+
+    def _scan_added(
+        self,
+        added: Iterable[AddedLine],
+        out: dict[tuple[str, str | None, int | None], Candidate],
+    ) -> None:
+        """Scan added lines grouped by file as one text; offsets map back to lines by bisection."""
+        for path, lines in _group_by_path(added):
+            starts, pos = [], 0
+            for line in lines:
+                starts.append(pos)
+                pos += len(line.text) + 1
+            text = "\n".join(line.text for line in lines)
+            for hit in sorted(self._find(text, 0), key=lambda h: h.pos):
+                i = bisect.bisect_right(starts, hit.pos) - 1
+                _add(out, _candidate(hit, path, lines[i].line, hit.pos - starts[i] + 1))
+
+    def _find(self, text: str, depth: int) -> list[_Hit]:
+        """Every accepted secret in ``text``; encoded spans are decoded while depth allows."""
+        hits: list[_Hit] = []
+        seen: set[tuple[str, int] | tuple[int, int]] = set()
+        for end, entries in self._automaton.iter(text):
+            for keyword, target in entries:
+                start = end - len(keyword) + 1
+                if isinstance(target, Rule):
+                    hits.extend(self._match(text, start, target, seen))
+                elif depth < self.limits.max_depth:
+                    hits.extend(self._decode(text, start, end + 1, target, depth, seen))
+        return hits
+
+    def _match(
+        self, text: str, start: int, rule: Rule, seen: set[tuple[str, int] | tuple[int, int]]
+    ) -> Iterator[_Hit]:
+        """The rule's regex in a window around a keyword hit at ``start``."""
+        lo = max(0, start - _LOOKBACK)
+        for m in rule.regex.finditer(text, lo, min(len(text), start + _LOOKAHEAD)):
+            if not m.start() <= start < m.end() or (rule.id, m.start()) in seen:
+                continue
+            seen.add((rule.id, m.start()))
+            secret = rule.secret_of(m)
+            if rule.accepts(secret):
+                yield _Hit(
+                    m.start("secret") if "secret" in m.re.groupindex else m.start(),
+                    rule,
+                    secret,
+                    "plain",
+                )
+
+    def _decode(
+        self,
+        text: str,
+        start: int,
+        end: int,
+        encoding: str,
+        depth: int,
+        seen: set[tuple[str, int] | tuple[int, int]],
+    ) -> Iterator[_Hit]:
+        """Decode the encoded span around a hit and scan it one level deeper."""
+        span = decoders.span_around(text, start, end, encoding, self.limits)
+        if span is None or span in seen:
+            return
+        seen.add(span)
+        decoded = decoders.decode(text[span[0] : span[1]], encoding, self.limits)
+        if decoded is None:
+            return
+        for inner in self._find(decoded, depth + 1):
+            yield _Hit(span[0], inner.rule, inner.secret, encoding)
+
+
+def _build_automaton(rules: Iterable[Rule], limits: DecodeLimits) -> ahocorasick.Automaton:
+    """One automaton: keyword -> [(keyword, Rule)] for plain and [(form, encoding)] for encoded."""
+    table: dict[str, list[tuple[str, Rule | str]]] = {}
+    for rule in rules:
+        for keyword in rule.keywords:
+            table.setdefault(keyword, []).append((keyword, rule))
+    for form, encoding in decoders.encoded_keywords(set(table), limits.max_depth).items():
+        if form not in table:
+            table[form] = [(form, encoding)]
+    automaton = ahocorasick.Automaton()
+    for key, entries in table.items():
+        automaton.add_word(key, entries)
+    automaton.make_automaton()
+    return automaton
+
+
+def _group_by_path(added: Iterable[AddedLine]) -> Iterator[tuple[str | None, list[AddedLine]]]:
+    """Consecutive added lines of the same file, as lists."""
+    current: list[AddedLine] = []
+    for line in added:
+        if current and line.path != current[0].path:
+            yield current[0].path, current
+            current = []
+        current.append(line)
+    if current:
+        yield current[0].path, current
+
+
+def _candidate(hit: _Hit, path: str | None, line: int | None, column: int | None) -> Candidate:
+    """Turn a hit into a Candidate (hash, redacted form, checksum, environment)."""
+    rule, secret = hit.rule, hit.secret
+    platform = rule.kind == "platform"
+    return Candidate(
+        rule_id=rule.id,
+        kind=rule.kind,
+        key_hash=hash_key(secret),
+        redacted=redact_key(secret) if platform else _redact_third_party(rule, secret),
+        path=path,
+        line=line,
+        column=column,
+        checksum_ok=rule.checksum_ok(secret),
+        environment=environment_of(secret) if platform else None,
+        encoding=hit.encoding,
+        secret=secret,
+    )
+
+
+def _redact_third_party(rule: Rule, secret: str) -> str:
+    """The keyword and four more characters, like keyformat.redact_key does for ours."""
+    keyword = next((k for k in rule.keywords if secret.startswith(k)), secret[:4])
+    return f"{secret[: len(keyword) + 4]}…"
+
+
+def _add(out: dict[tuple[str, str | None, int | None], Candidate], cand: Candidate) -> None:
+    """Keep the first candidate per (key_hash, path, line)."""
+    out.setdefault((cand.key_hash, cand.path, cand.line), cand)
+
+
+def _require_str(text: object) -> str:
+    if not isinstance(text, str):
+        raise InputError(f"scan input must be text, not {type(text).__name__}", reason="bad_input")
+    return text

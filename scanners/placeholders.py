@@ -23,7 +23,8 @@ _WORDS: Final = re.compile(
 _TEMPLATE: Final = re.compile(r"\$\{|\{\{|\}\}|<[A-Za-z_]+>|%\([a-z_]+\)s")
 _RUN: Final = re.compile(r"(.)\1{5,}")  # six identical characters in a row
 # Identifier-like decoys: words joined by separators (events_processed_total) or CamelCase.
-_WORDY: Final = re.compile(r"(?:[A-Za-z]{2,}[_-])+[A-Za-z]{2,}|(?:[A-Z]?[a-z]+)+")
+# Each word starts at a separator or a capital, so the regex cannot backtrack exponentially.
+_WORDY: Final = re.compile(r"[A-Za-z]{2,}(?:[_-][A-Za-z]{2,})+|[A-Z]?[a-z]+(?:[A-Z][a-z]+)*")
 _SEQUENTIAL_RATIO: Final = 0.6  # random base62 scores ~0.05; a1b2c3…, 0123…, abcd… score ~1
 
 

@@ -19,7 +19,7 @@ index 83db48f..bf269f4 100644
 -KEY = "old"
 +KEY = "new"
 +OTHER = 2
- 
+<SPACE>
  def main():
 @@ -10,2 +11,3 @@ def main():
      pass
@@ -57,7 +57,7 @@ index 0000000..5555555
 +A=1
 +++ B=2
 +--- C=3
-"""
+""".replace("<SPACE>", " ")  # a context line holding one space
 
 EXPECTED = [
     AddedLine("src/app.py", 2, 'KEY = "new"'),
@@ -89,7 +89,8 @@ def test_crlf_diff() -> None:
     ("diff", "expected"),
     [
         (
-            "--- a.txt\t2024-01-01 00:00:00\n+++ b.txt\t2024-01-02 00:00:00\n@@ -1 +1,2 @@\n x\n+y\n",
+            "--- a.txt\t2024-01-01 00:00:00\n+++ b.txt\t2024-01-02 00:00:00\n"
+            "@@ -1 +1,2 @@\n x\n+y\n",
             [AddedLine("b.txt", 2, "y")],
         ),
         (

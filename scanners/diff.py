@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from worker.errors import InputError
 
@@ -21,8 +20,7 @@ _GIT_HEADER: Final = re.compile(r'diff --git (?:"?a/.*"?) "?b/(.*?)"?$')
 _FILE_SPLIT: Final = "\ndiff --git "
 
 
-@dataclass(frozen=True, slots=True)
-class AddedLine:
+class AddedLine(NamedTuple):
     """One added line: its file (None when unknown), 1-based new-file line number and text."""
 
     path: str | None
@@ -125,3 +123,36 @@ def iter_patch_lines(path: str, patch: str) -> Iterator[AddedLine]:
     """Every added line of a GitHub compare-API ``patch`` (hunks only) for file ``path``."""
     _require_str(path)
     yield from _iter_hunk_lines(_require_str(patch).split("\n"), path, headers=False)
+
+
+def header_path(header: str) -> str | None:
+    """The new-file path named by the header lines of one file's diff (None when unnamed)."""
+    path: str | None = None
+    for raw in header.split("\n"):
+        path = _header_path(raw, path)
+    return path
+
+
+def locate_added(text: str, pos: int) -> tuple[int, int] | None:
+    """(new-file line, column) when ``pos`` is in an added line of a hunk, else None.
+
+    ``text`` is one file's diff or patch starting with a newline. Counting (C-speed
+    ``str.count``) from the enclosing hunk header replaces a Python loop over every line, so a
+    hit in a large diff costs no per-line work; the counts also bound the hunk as the parser does.
+    """
+    line_start = text.rfind("\n", 0, pos)
+    if line_start < 0 or not text.startswith("+", line_start + 1):
+        return None
+    header = text.rfind("\n@@ ", 0, line_start)
+    header_end = text.find("\n", header + 1)
+    counts = _hunk_counts(text[header + 1 : header_end]) if header >= 0 else None
+    if counts is None:
+        return None
+    new_start, old_count, new_count = counts
+    total = text.count("\n", header_end, line_start)
+    plus = text.count("\n+", header_end, line_start)
+    minus = text.count("\n-", header_end, line_start)
+    context = total - plus - minus - text.count("\n\\", header_end, line_start)
+    if plus + context >= new_count or minus + context > old_count:
+        return None
+    return new_start + plus + context, pos - line_start - 1

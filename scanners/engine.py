@@ -20,7 +20,13 @@ import ahocorasick
 
 from scanners import decoders
 from scanners.decoders import DecodeLimits
-from scanners.diff import AddedLine, iter_added_lines, iter_patch_lines, split_files
+from scanners.diff import (
+    AddedLine,
+    header_path,
+    iter_added_lines,
+    locate_added,
+    split_files,
+)
 from scanners.rules import DEFAULT_RULES_PATH, Rule, RuleSet, load_rules
 from worker.errors import InputError
 from worker.keystore.keyformat import environment_of, hash_key, redact_key
@@ -107,16 +113,36 @@ class Engine:
         """Candidates in the added lines of a unified diff (git or plain)."""
         out: dict[tuple[str, str | None, int | None], Candidate] = {}
         for chunk in split_files(diff):
-            if self._any_hit(chunk):
-                self._scan_added(iter_added_lines(chunk), out)
+            if chunk.count("\n+++ ") > 1 or chunk.startswith("+++ "):
+                # Several files without "diff --git" separators: parse line by line.
+                if self._any_hit(chunk):
+                    self._scan_added(iter_added_lines(chunk), out)
+                continue
+            first_hunk = 0 if chunk.startswith("@@ ") else chunk.find("\n@@ ") + 1
+            if first_hunk > 0 or chunk.startswith("@@ "):
+                path = header_path(chunk[:first_hunk])
+                self._scan_hunks("\n" + chunk[first_hunk:], path, out)
         return list(out.values())
 
     def scan_patch(self, path: str, patch: str) -> list[Candidate]:
         """Candidates in the added lines of one GitHub compare-API ``patch`` for ``path``."""
         out: dict[tuple[str, str | None, int | None], Candidate] = {}
-        if self._any_hit(_require_str(patch)):
-            self._scan_added(iter_patch_lines(path, patch), out)
+        if not isinstance(path, str):
+            raise InputError("patch path must be text", reason="bad_input")
+        self._scan_hunks("\n" + _require_str(patch), path, out)
         return list(out.values())
+
+    def _scan_hunks(
+        self,
+        hunks: str,
+        path: str | None,
+        out: dict[tuple[str, str | None, int | None], Candidate],
+    ) -> None:
+        """Scan raw hunk text in one pass; keep hits that lie in added lines."""
+        for hit in sorted(self._find(hunks, 0), key=lambda h: h.pos):
+            where = locate_added(hunks, hit.pos)
+            if where is not None:
+                _add(out, _candidate(hit, path, where[0], where[1]))
 
     def _any_hit(self, text: str) -> bool:
         """Whether the prefilter finds any keyword (plain or encoded) in ``text``."""
@@ -134,7 +160,8 @@ class Engine:
         hit_runs = {
             bisect.bisect_right(starts, end) - 1 for end, _ in self._b64_automaton.iter(joined)
         }
-        return [runs[i] for i in sorted(hit_runs)]
+        spans = (decoders.span_around(text, *runs[i], "base64", self.limits) for i in hit_runs)
+        return sorted({span for span in spans if span is not None})
 
     def _scan_added(
         self,

@@ -123,3 +123,45 @@ def test_key_found_between_separators(left: str, right: str, form: str) -> None:
     text = f"{left}\n{hidden}\n{right}"
     hashes = {c.key_hash for c in ENGINE.scan_text(text)}
     assert hash_key(KEY) in hashes
+
+
+BODIES = ["Q7hZ2mKpL9vX4cR8tYw3", "n6Fs1Dg5Jk0Ue7AzR5vd"]
+LINE = st.text(alphabet="ab +-\\@x", max_size=12)
+
+
+@st.composite
+def well_formed_diffs(draw: st.DrawFn) -> tuple[str, list[str]]:
+    """A git diff of 1-3 files with consistent hunk counts, and the keys in its added lines."""
+    parts, added_keys = [], []
+    for f in range(draw(st.integers(1, 3))):
+        parts.append(f"diff --git a/f{f} b/f{f}\n--- a/f{f}\n+++ b/f{f}\n")
+        old_line = new_line = 1
+        for _ in range(draw(st.integers(1, 3))):
+            kinds = draw(st.lists(st.sampled_from(" -+k"), min_size=1, max_size=8))
+            old_n = sum(k in " -" for k in kinds)
+            new_n = sum(k in " +k" for k in kinds)
+            parts.append(f"@@ -{old_line},{old_n} +{new_line},{new_n} @@\n")
+            for kind in kinds:
+                text = draw(LINE)
+                if kind == "k":
+                    key = "sk_live_" + draw(st.sampled_from(BODIES))
+                    added_keys.append(key)
+                    parts.append(f"+{text} {key}\n")
+                else:
+                    parts.append(f"{kind}{text}\n")
+            old_line += old_n + 2
+            new_line += new_n + 2
+    return "".join(parts), added_keys
+
+
+@settings(deadline=None)
+@given(well_formed_diffs())
+def test_fast_diff_path_agrees_with_parser(case: tuple[str, list[str]]) -> None:
+    diff, keys = case
+    fast = {(c.path, c.line, c.column, c.key_hash) for c in ENGINE.scan_diff(diff)}
+    slow = set()
+    for line in iter_added_lines(diff):
+        for cand in ENGINE.scan_text(line.text, path=line.path):
+            slow.add((line.path, line.line, cand.column, cand.key_hash))
+    assert fast == slow
+    assert {h for *_, h in fast} == {hash_key(k) for k in keys}

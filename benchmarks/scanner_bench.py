@@ -24,6 +24,7 @@ import re
 import sysconfig
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,9 +67,9 @@ CONTEXTS: dict[str, Callable[[str, random.Random], str]] = {
     "url": lambda k, r: f"URL = 'https://api.example.com/v1/users?api_key={k}&page=2'",
     "k8s-secret": lambda k, r: f"  api-key: {_b64(k)}",
     "basic-auth": lambda k, r: f"headers = {{'Authorization': 'Basic {_b64('acct:' + k)}'}}",
-    "percent": lambda k, r: "CALLBACK = 'https://h.example/cb?k=" + quote(k, safe="").replace(
-        "_", "%5F"
-    ) + "'",
+    "percent": lambda k, r: (
+        "CALLBACK = 'https://h.example/cb?k=" + quote(k, safe="").replace("_", "%5F") + "'"
+    ),
     "json-escaped": lambda k, r: "payload = '" + json.dumps(k).replace("_", "\\u005f") + "'",
     "minified": lambda k, r: "var a=function(){return 1};" * 3700 + f'var k="{k}";' + "f();" * 99,
     "crlf": lambda k, r: f"API_KEY = '{k}'\r",
@@ -83,7 +84,9 @@ def _make_key(r: random.Random, i: int) -> str:
         body = "".join(r.choice(BASE62) for _ in range(43))
         return prefix + body + checksum(prefix, body)
     if style == 2:  # seed design: url-safe base64 of 16..48 random bytes
-        return prefix + base64.urlsafe_b64encode(r.randbytes(r.randint(16, 48))).decode().rstrip("=")
+        return prefix + base64.urlsafe_b64encode(r.randbytes(r.randint(16, 48))).decode().rstrip(
+            "="
+        )
     return prefix + r.randbytes(r.choice((16, 20, 32))).hex()  # older hex bodies
 
 
@@ -133,21 +136,25 @@ def build_corpus(mb: float, n_keys: int) -> tuple[str, list[Planted]]:
     return "".join(parts), planted
 
 
-def run_keywatch(corpus: str, planted: list[Planted]) -> dict[str, object]:
-    """Time keywatch's engine (rules loaded outside the timing, as in the long-running worker)."""
+def run_keywatch(corpus: str, planted: list[Planted], repeat: int = 3) -> dict[str, object]:
+    """Time keywatch's engine (rules loaded once, as in the long-running worker); best of N."""
     engine = Engine.default()
-    t0 = time.perf_counter()
-    found = engine.scan_diff(corpus)
-    elapsed = time.perf_counter() - t0
+    engine.scan_diff(corpus[:100_000])  # warm-up: first-use allocations, regex caches
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        found = engine.scan_diff(corpus)
+        times.append(time.perf_counter() - t0)
     want = {hash_key(p.key) for p in planted}
     got = {c.key_hash for c in found}
     fps = [c for c in found if c.key_hash not in want]
     return {
-        "seconds": elapsed,
+        "seconds": min(times),
+        "all_seconds": [round(t, 3) for t in times],
         "found": len(want & got),
         "false_positives": len(fps),
-        "fp_platform_checksum_ok": sum(1 for c in fps if c.checksum_ok),
         "fp_rules": sorted({c.rule_id for c in fps}),
+        "by_encoding": dict(Counter(c.encoding for c in found if c.key_hash in want)),
     }
 
 
@@ -202,24 +209,34 @@ def _post_images(corpus: str) -> dict[str, str]:
 
 
 def compare_prefilters(corpus: str, engine: Engine) -> dict[str, float]:
-    """MB/s of the Aho-Corasick automaton against one combined regex over the same keywords."""
+    """MB/s of the engine's parts and of the alternatives we measured against them."""
     keywords = {k for rule in engine.ruleset.rules for k in rule.keywords}
-    forms = set(decoders.encoded_keywords(keywords, engine.limits.max_depth)) | keywords
+    forms = decoders.encoded_keywords(keywords, engine.limits.max_depth)
+    main = keywords | {f for f, enc in forms.items() if enc != "base64"}
+    size = len(corpus.encode()) / 1e6
+    out: dict[str, float] = {
+        "main keywords": len(main),
+        "base64 signatures": len(forms) - len(main),
+    }
+
+    def rate(label: str, fn: Callable[[], object]) -> None:
+        t0 = time.perf_counter()
+        fn()
+        out[label] = round(size / (time.perf_counter() - t0), 1)
+
     automaton = ahocorasick.Automaton()
-    for k in forms:
+    for k in main:
         automaton.add_word(k, k)
     automaton.make_automaton()
-    combined = re.compile("|".join(re.escape(k) for k in sorted(forms, key=len, reverse=True)))
-    size = len(corpus.encode()) / 1e6
-    out = {"keywords": float(len(forms))}
-    t0 = time.perf_counter()
-    for _ in automaton.iter(corpus):
-        pass
-    out["aho-corasick MB/s"] = size / (time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    for _ in combined.finditer(corpus):
-        pass
-    out["combined regex MB/s"] = size / (time.perf_counter() - t0)
+    everything = ahocorasick.Automaton()
+    for k in main | set(forms):
+        everything.add_word(k, k)
+    everything.make_automaton()
+    combined = re.compile("|".join(re.escape(k) for k in sorted(main, key=len, reverse=True)))
+    rate("aho-corasick, main keywords MB/s", lambda: sum(1 for _ in automaton.iter(corpus)))
+    rate("combined regex, main keywords MB/s", lambda: sum(1 for _ in combined.finditer(corpus)))
+    rate("aho-corasick incl. base64 sigs MB/s", lambda: sum(1 for _ in everything.iter(corpus)))
+    rate("base64 runs MB/s", lambda: decoders.base64_runs(corpus))
     return out
 
 
@@ -235,19 +252,28 @@ def main() -> None:
     corpus, planted = build_corpus(args.mb, args.keys)
     size = len(corpus.encode()) / 1e6
     contexts = sorted({p.context for p in planted})
-    print(f"corpus: {size:.1f} MB of diff, {corpus.count(chr(10)):,} lines, {len(planted)} planted "
-          f"keys in {len(contexts)} contexts")
+    print(
+        f"corpus: {size:.1f} MB of diff, {corpus.count(chr(10)):,} lines, {len(planted)} planted "
+        f"keys in {len(contexts)} contexts"
+    )
     rows = [("keywatch", run_keywatch(corpus, planted))]
     if not args.no_detect_secrets:
         rows.append(("detect-secrets", run_detect_secrets(corpus, planted)))
     print(f"\n{'scanner':<16}{'MB/s':>10}{'seconds':>10}{'found':>12}{'false pos.':>12}")
     for name, r in rows:
         secs = float(str(r["seconds"]))
-        print(f"{name:<16}{size / secs:>10.2f}{secs:>10.2f}{r['found']!s:>8}/{len(planted):<3}"
-              f"{r['false_positives']!s:>12}")
-    print(f"\nkeywatch false positives: {rows[0][1]}")
+        print(
+            f"{name:<16}{size / secs:>10.2f}{secs:>10.2f}{r['found']!s:>8}/{len(planted):<3}"
+            f"{r['false_positives']!s:>12}"
+        )
+    print(f"\nkeywatch details: {rows[0][1]}")
+    if len(rows) > 1:
+        print(f"detect-secrets details: {rows[1][1]}")
     if args.prefilters:
-        print("\nprefilter:", {k: round(v, 1) for k, v in compare_prefilters(corpus, Engine.default()).items()})
+        print(
+            "\nprefilter:",
+            {k: round(v, 1) for k, v in compare_prefilters(corpus, Engine.default()).items()},
+        )
 
 
 if __name__ == "__main__":

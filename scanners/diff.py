@@ -133,20 +133,31 @@ def header_path(header: str) -> str | None:
     return path
 
 
-def locate_added(text: str, pos: int) -> tuple[int, int] | None:
+def file_starts(text: str) -> list[int]:
+    """Offsets of the newline before each ``diff --git`` line (and 0): one file's diff each."""
+    starts, pos = [0], text.find(_FILE_SPLIT, 1)
+    while pos >= 0:
+        starts.append(pos)
+        pos = text.find(_FILE_SPLIT, pos + 1)
+    return starts
+
+
+def locate_added(text: str, pos: int, lo: int = 0) -> tuple[int, int] | None:
     """(new-file line, column) when ``pos`` is in an added line of a hunk, else None.
 
-    ``text`` is one file's diff or patch starting with a newline. Counting (C-speed
+    ``text[lo:]`` is one file's diff or patch (``lo`` is 0 or a newline's offset). Counting (C-speed
     ``str.count``) from the enclosing hunk header replaces a Python loop over every line, so a
     hit in a large diff costs no per-line work; the counts also bound the hunk as the parser does.
     """
-    line_start = text.rfind("\n", 0, pos)
-    if line_start < 0 or not text.startswith("+", line_start + 1):
+    line_start = text.rfind("\n", 0, pos)  # -1: the text's first line
+    if not text.startswith("+", line_start + 1):
         return None
-    header = text.rfind("\n@@ ", 0, line_start)
+    header = text.rfind("\n@@ ", lo, line_start)
+    if header < 0 and text.startswith("@@ ", lo) and lo < line_start + 1:
+        header = lo - 1  # a hunk header on the text's (or chunk's) first line
     header_end = text.find("\n", header + 1)
-    counts = _hunk_counts(text[header + 1 : header_end]) if header >= 0 else None
-    if counts is None:
+    counts = _hunk_counts(text[header + 1 : header_end]) if header >= -1 else None
+    if counts is None or header_end < 0:
         return None
     new_start, old_count, new_count = counts
     total = text.count("\n", header_end, line_start)

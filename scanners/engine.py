@@ -22,10 +22,10 @@ from scanners import decoders
 from scanners.decoders import DecodeLimits
 from scanners.diff import (
     AddedLine,
+    file_starts,
     header_path,
     iter_added_lines,
     locate_added,
-    split_files,
 )
 from scanners.rules import DEFAULT_RULES_PATH, Rule, RuleSet, load_rules
 from worker.errors import InputError
@@ -110,18 +110,29 @@ class Engine:
         return list(out.values())
 
     def scan_diff(self, diff: str) -> list[Candidate]:
-        """Candidates in the added lines of a unified diff (git or plain)."""
+        """Candidates in the added lines of a unified diff (git or plain).
+
+        One prefilter pass over the whole diff; only the files with a hit are looked at again.
+        """
+        text = _require_str(diff)  # not "\n" + diff: a copy of a 40 MB UCS-4 string costs 0.3 s
         out: dict[tuple[str, str | None, int | None], Candidate] = {}
-        for chunk in split_files(diff):
-            if chunk.count("\n+++ ") > 1 or chunk.startswith("+++ "):
-                # Several files without "diff --git" separators: parse line by line.
-                if self._any_hit(chunk):
-                    self._scan_added(iter_added_lines(chunk), out)
-                continue
-            first_hunk = 0 if chunk.startswith("@@ ") else chunk.find("\n@@ ") + 1
-            if first_hunk > 0 or chunk.startswith("@@ "):
-                path = header_path(chunk[:first_hunk])
-                self._scan_hunks("\n" + chunk[first_hunk:], path, out)
+        hits = sorted(self._find(text, 0), key=lambda h: h.pos)
+        if not hits:
+            return []
+        starts = file_starts(text)
+        done: dict[int, str | None] = {}
+        slow: set[int] = set()
+        for hit in hits:
+            i = bisect.bisect_right(starts, hit.pos) - 1
+            lo, hi = starts[i], starts[i + 1] if i + 1 < len(starts) else len(text)
+            if i not in done:
+                first = lo if text.startswith("@@ ", lo) else text.find("\n@@ ", lo, hi)
+                done[i] = header_path(text[lo : max(lo, first)])
+                if text.count("\n+++ ", lo, hi) > 1:  # several files, no "diff --git" lines
+                    slow.add(i)
+                    self._scan_added(iter_added_lines(text[lo:hi]), out)
+            if i not in slow and (where := locate_added(text, hit.pos, lo)) is not None:
+                _add(out, _candidate(hit, done[i], where[0], where[1]))
         return list(out.values())
 
     def scan_patch(self, path: str, patch: str) -> list[Candidate]:
@@ -129,7 +140,7 @@ class Engine:
         out: dict[tuple[str, str | None, int | None], Candidate] = {}
         if not isinstance(path, str):
             raise InputError("patch path must be text", reason="bad_input")
-        self._scan_hunks("\n" + _require_str(patch), path, out)
+        self._scan_hunks(_require_str(patch), path, out)
         return list(out.values())
 
     def _scan_hunks(

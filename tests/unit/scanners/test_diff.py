@@ -164,3 +164,25 @@ def test_engine_scan_patch(engine: Engine) -> None:
     found = engine.scan_patch("a.js", f"@@ -5,1 +5,2 @@\n x\n+const k = '{key}';")
     assert [(c.path, c.line, c.column, c.environment) for c in found] == [("a.js", 6, 12, "test")]
     assert engine.scan_patch("a.js", f"@@ -5,2 +5,1 @@\n x\n-const k = '{key}';") == []
+
+
+def test_engine_plain_multi_file_diff_without_git_headers(engine: Engine) -> None:
+    keys = [generate_key().secret for _ in range(2)]
+    diff = (
+        f"--- a/one\n+++ b/one\n@@ -1 +1,2 @@\n x\n+A={keys[0]}\n"
+        f"--- a/two\n+++ b/two\n@@ -4,0 +5 @@\n+B={keys[1]}\n"
+    )
+    found = engine.scan_diff(diff)
+    assert [(c.path, c.line, c.column) for c in found] == [("one", 2, 3), ("two", 5, 3)]
+
+
+def test_engine_diff_starting_with_a_hunk(engine: Engine) -> None:
+    key = generate_key().secret
+    found = engine.scan_diff(f"@@ -1,0 +1,2 @@\n++++ b/{key}\n+x\n")
+    assert [(c.path, c.line, c.column) for c in found] == [(None, 1, 7)]
+
+
+def test_engine_ignores_keys_in_file_headers(engine: Engine) -> None:
+    key = generate_key().secret
+    diff = f"diff --git a/{key} b/{key}\n--- a/{key}\n+++ b/{key}\n@@ -1 +1 @@\n-a\n+b\n"
+    assert engine.scan_diff(diff) == []

@@ -177,3 +177,13 @@ def test_size_limit_applies_to_engine() -> None:
     small = Engine(load_rules(), DecodeLimits(max_bytes=1000))
     assert small.scan_text(b64("x" * 2000 + " " + LIVE)) == []
     assert len(small.scan_text(b64("x" * 200 + " " + LIVE))) == 1
+
+
+def test_urlsafe_base64_with_dash_and_underscore(engine: Engine) -> None:
+    for i in range(200):  # find a key whose url-safe encoding has "-" or "_" in it
+        key = generate_key().secret
+        encoded = base64.urlsafe_b64encode(f"{i}:{key}".encode()).decode()
+        if "-" in encoded or "_" in encoded:
+            break
+    found = _platform(engine.scan_text(f"token: {encoded}\n"), key)
+    assert [c.encoding for c in found] == ["base64"]

@@ -118,20 +118,29 @@ def encoded_keywords(keywords: set[str], max_depth: int) -> dict[str, str]:
 # Python code); a url-safe run is found by its pieces and widened by ``span_around``.
 _B64_CHARS: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 _B64_TABLE: Final = bytes(65 if i in _B64_CHARS else 46 for i in range(256))
+_RUN_BLOCK: Final = 256 * 1024
 MIN_BASE64_RUN: Final = 24  # base64 of the shortest rule match (20-char AWS key id) is 28 chars
 
 
 def base64_runs(text: str, min_len: int = MIN_BASE64_RUN) -> list[tuple[int, int]]:
     """(start, end) of every run of base64 characters at least ``min_len`` long."""
-    # latin-1 with "replace" keeps one byte per character, so byte offsets are str offsets.
-    marks = text.encode("latin-1", "replace").translate(_B64_TABLE)
+    runs: list[tuple[int, int]] = []
     needle = b"A" * min_len
-    runs, pos = [], 0
-    while (start := marks.find(needle, pos)) >= 0:
-        end = marks.find(b".", start + min_len)
-        end = len(marks) if end < 0 else end
-        runs.append((start, end))
-        pos = end
+    pos = 0
+    while pos < len(text):
+        # Blocks of ~256 KB cut at newlines (never inside a run) stay in cache and avoid
+        # mapping fresh pages for a 40 MB buffer on every call.
+        cut = text.find("\n", pos + _RUN_BLOCK)
+        cut = len(text) if cut < 0 else cut
+        # latin-1 with "replace" keeps one byte per character, so byte offsets are str offsets.
+        marks = text[pos:cut].encode("latin-1", "replace").translate(_B64_TABLE)
+        start = marks.find(needle)
+        while start >= 0:
+            end = marks.find(b".", start + min_len)
+            end = len(marks) if end < 0 else end
+            runs.append((pos + start, pos + end))
+            start = marks.find(needle, end)
+        pos = cut
     return runs
 
 

@@ -142,28 +142,52 @@ def file_starts(text: str) -> list[int]:
     return starts
 
 
-def locate_added(text: str, pos: int, lo: int = 0) -> tuple[int, int] | None:
-    """(new-file line, column) when ``pos`` is in an added line of a hunk, else None.
+class AddedLocator:
+    """Maps increasing offsets of one file's diff to (new-file line, column) of added lines.
 
-    ``text[lo:]`` is one file's diff or patch (``lo`` is 0 or a newline's offset). Counting (C-speed
-    ``str.count``) from the enclosing hunk header replaces a Python loop over every line, so a
-    hit in a large diff costs no per-line work; the counts also bound the hunk as the parser does.
+    ``text[lo:]`` is the file's diff or patch (``lo`` is 0 or a newline's offset). Counting with
+    C-speed ``str.count`` from the enclosing hunk header replaces a Python loop over every line,
+    and each call resumes where the previous one stopped, so the total work is linear even for
+    many hits on one 10 MB line. The counts also bound each hunk as the parser does.
     """
-    line_start = text.rfind("\n", 0, pos)  # -1: the text's first line
-    if not text.startswith("+", line_start + 1):
-        return None
-    header = text.rfind("\n@@ ", lo, line_start)
-    if header < 0 and text.startswith("@@ ", lo) and lo < line_start + 1:
-        header = lo - 1  # a hunk header on the text's (or chunk's) first line
-    header_end = text.find("\n", header + 1)
-    counts = _hunk_counts(text[header + 1 : header_end]) if header >= -1 else None
-    if counts is None or header_end < 0:
-        return None
-    new_start, old_count, new_count = counts
-    total = text.count("\n", header_end, line_start)
-    plus = text.count("\n+", header_end, line_start)
-    minus = text.count("\n-", header_end, line_start)
-    context = total - plus - minus - text.count("\n\\", header_end, line_start)
-    if plus + context >= new_count or minus + context > old_count:
-        return None
-    return new_start + plus + context, pos - line_start - 1
+
+    def __init__(self, text: str, lo: int = 0) -> None:
+        """Start before the first line of ``text[lo:]``."""
+        self._text, self._pos, self._line_start = text, lo, lo if lo else -1
+        self._counts: tuple[int, int, int] | None = None
+        self._plus = self._minus = self._other = 0  # "\\" lines count in _other, then removed
+        self._back = 0
+        self._counted_to = lo
+        if text.startswith("@@ ", lo):
+            self._enter_hunk(lo - 1)
+
+    def _enter_hunk(self, header: int) -> None:
+        end = self._text.find("\n", header + 1)
+        end = len(self._text) if end < 0 else end
+        self._counts = _hunk_counts(self._text[header + 1 : end])
+        self._plus = self._minus = self._other = self._back = 0
+        self._counted_to = end
+
+    def locate(self, pos: int) -> tuple[int, int] | None:
+        """(line, column) when ``pos`` (not below the previous call's) is in an added line."""
+        text = self._text
+        newline = text.rfind("\n", self._pos, pos)
+        line_start = newline if newline >= 0 else self._line_start
+        # (guarded: a negative end would count from the end of the text)
+        header = text.rfind("\n@@ ", self._pos, line_start) if line_start > self._pos else -1
+        if header >= 0:
+            self._enter_hunk(header)
+        self._pos, self._line_start = pos, line_start
+        if self._counts is None or not text.startswith("+", line_start + 1):
+            return None
+        if line_start > self._counted_to:
+            a, b = self._counted_to, line_start
+            plus, minus = text.count("\n+", a, b), text.count("\n-", a, b)
+            self._back += text.count("\n\\", a, b)
+            self._other += text.count("\n", a, b) - plus - minus
+            self._plus, self._minus, self._counted_to = self._plus + plus, self._minus + minus, b
+        new_start, old_count, new_count = self._counts
+        context = self._other - self._back
+        if self._plus + context >= new_count or self._minus + context > old_count:
+            return None
+        return new_start + self._plus + context, pos - line_start - 1

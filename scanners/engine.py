@@ -23,10 +23,10 @@ from scanners import decoders
 from scanners.decoders import DecodeLimits
 from scanners.diff import (
     AddedLine,
+    AddedLocator,
     file_starts,
     header_path,
     iter_added_lines,
-    locate_added,
 )
 from scanners.rules import DEFAULT_RULES_PATH, Rule, RuleSet, load_rules
 from worker.errors import InputError
@@ -102,11 +102,13 @@ class Engine:
         text = _require_str(text)
         hits = sorted(self._find(text, 0), key=lambda h: h.pos)
         out: dict[tuple[str, str | None, int | None], Candidate] = {}
-        line, line_pos = 1, 0
-        for hit in hits:
+        line, line_pos, line_start = 1, 0, -1
+        for hit in hits:  # sorted: resume each search where the last one stopped (linear)
             line += text.count("\n", line_pos, hit.pos)
+            newline = text.rfind("\n", line_pos, hit.pos)
+            line_start = newline if newline >= 0 else line_start
             line_pos = hit.pos
-            column = hit.pos - text.rfind("\n", 0, hit.pos)
+            column = hit.pos - line_start
             _add(out, _candidate(hit, path, line, column))
         return list(out.values())
 
@@ -122,6 +124,7 @@ class Engine:
             return []
         starts = file_starts(text)
         done: dict[int, str | None] = {}
+        locators: dict[int, AddedLocator] = {}
         slow: set[int] = set()
         for hit in hits:
             i = bisect.bisect_right(starts, hit.pos) - 1
@@ -129,10 +132,11 @@ class Engine:
             if i not in done:
                 first = lo if text.startswith("@@ ", lo) else text.find("\n@@ ", lo, hi)
                 done[i] = header_path(text[lo : max(lo, first)])
+                locators[i] = AddedLocator(text, lo)
                 if text.count("\n+++ ", lo, hi) > 1:  # several files, no "diff --git" lines
                     slow.add(i)
                     self._scan_added(iter_added_lines(text[lo:hi]), out)
-            if i not in slow and (where := locate_added(text, hit.pos, lo)) is not None:
+            if i not in slow and (where := locators[i].locate(hit.pos)) is not None:
                 _add(out, _candidate(hit, done[i], where[0], where[1]))
         return list(out.values())
 
@@ -151,8 +155,9 @@ class Engine:
         out: dict[tuple[str, str | None, int | None], Candidate],
     ) -> None:
         """Scan raw hunk text in one pass; keep hits that lie in added lines."""
+        locator = AddedLocator(hunks)
         for hit in sorted(self._find(hunks, 0), key=lambda h: h.pos):
-            where = locate_added(hunks, hit.pos)
+            where = locator.locate(hit.pos)
             if where is not None:
                 _add(out, _candidate(hit, path, where[0], where[1]))
 

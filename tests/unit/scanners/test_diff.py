@@ -186,3 +186,15 @@ def test_engine_ignores_keys_in_file_headers(engine: Engine) -> None:
     key = generate_key().secret
     diff = f"diff --git a/{key} b/{key}\n--- a/{key}\n+++ b/{key}\n@@ -1 +1 @@\n-a\n+b\n"
     assert engine.scan_diff(diff) == []
+
+
+def test_many_keys_on_one_long_added_line(engine: Engine) -> None:
+    keys = [generate_key().secret for _ in range(300)]
+    line = "".join(f"k{i}='{k}';" + "x=1;" * 200 for i, k in enumerate(keys))
+    diff = f"diff --git a/m.js b/m.js\n--- a/m.js\n+++ b/m.js\n@@ -1 +1,2 @@\n-a\n+b\n+{line}\n"
+    patch = f"@@ -0,0 +1,2 @@\n+a\n+{line}"
+    for found in (engine.scan_diff(diff), engine.scan_patch("m.js", patch), engine.scan_text(line)):
+        assert [c.key_hash for c in found] == [hash_key(k) for k in keys]
+        for cand in found:
+            assert line[cand.column - 1 :].startswith(cand.secret)
+            assert cand.line == (1 if cand.path is None else 2)

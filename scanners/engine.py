@@ -88,14 +88,14 @@ class Engine:
         self._automaton, self._b64_automaton = _build_automata(ruleset.rules, self.limits)
 
     @classmethod
-    def default(cls) -> Engine:
+    def default(cls, limits: DecodeLimits | None = None) -> Engine:
         """An engine with the packaged ``scanners/rules.toml``."""
-        return cls(load_rules(DEFAULT_RULES_PATH))
+        return cls(load_rules(DEFAULT_RULES_PATH), limits)
 
     @classmethod
-    def from_file(cls, path: Path) -> Engine:
+    def from_file(cls, path: Path, limits: DecodeLimits | None = None) -> Engine:
         """An engine with the rules of ``path`` (``ConfigError`` when invalid)."""
-        return cls(load_rules(path))
+        return cls(load_rules(path), limits)
 
     def scan_text(self, text: str, path: str | None = None) -> list[Candidate]:
         """Candidates in a whole file's text, with 1-based line and column."""

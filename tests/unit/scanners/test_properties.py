@@ -126,29 +126,35 @@ def test_key_found_between_separators(left: str, right: str, form: str) -> None:
 
 
 BODIES = ["Q7hZ2mKpL9vX4cR8tYw3", "n6Fs1Dg5Jk0Ue7AzR5vd"]
-LINE = st.text(alphabet="ab +-\\@x", max_size=12)
+# Line texts that look like diff syntax; the kind letter picks one, so an example costs few draws.
+FILLERS = {" ": "++ b/f", "-": "@@ -1 +1 @@", "+": "+ \\", "k": "- x", "a": "", "b": "\\ z"}
 
 
 @st.composite
 def well_formed_diffs(draw: st.DrawFn) -> tuple[str, list[str]]:
-    """A git diff of 1-2 files with consistent hunk counts, and the keys in its added lines."""
+    """A git diff of 1-2 files with consistent hunk counts, and the keys in its added lines.
+
+    Hunks are drawn as one string: letters are line kinds (" -+" and "k" = added line with a
+    key; "a"/"b" = added/context with other fillers), "|" starts a new hunk, "/" a new file.
+    """
+    plan = draw(st.text(alphabet=" -+kab|/", min_size=1, max_size=16))
     parts, added_keys = [], []
-    for f in range(draw(st.integers(1, 2))):
+    for f, file_plan in enumerate(plan.split("/")):
         parts.append(f"diff --git a/f{f} b/f{f}\n--- a/f{f}\n+++ b/f{f}\n")
         old_line = new_line = 1
-        for _ in range(draw(st.integers(1, 2))):
-            kinds = draw(st.lists(st.sampled_from(" -+k"), min_size=1, max_size=6))
-            old_n = sum(k in " -" for k in kinds)
-            new_n = sum(k in " +k" for k in kinds)
+        for hunk in file_plan.split("|"):
+            old_n = sum(k in " -b" for k in hunk)
+            new_n = sum(k in " +kab" for k in hunk)
             parts.append(f"@@ -{old_line},{old_n} +{new_line},{new_n} @@\n")
-            for kind in kinds:
-                text = draw(LINE)
+            for i, kind in enumerate(hunk):
+                filler = FILLERS[kind]
                 if kind == "k":
-                    key = "sk_live_" + draw(st.sampled_from(BODIES))
+                    key = "sk_live_" + BODIES[i % 2]
                     added_keys.append(key)
-                    parts.append(f"+{text} {key}\n")
+                    parts.append(f"+{filler} {key}\n")
                 else:
-                    parts.append(f"{kind}{text}\n")
+                    tag = {"a": "+", "b": " "}.get(kind, kind)
+                    parts.append(f"{tag}{filler}\n")
             old_line += old_n + 2
             new_line += new_n + 2
     return "".join(parts), added_keys

@@ -135,7 +135,7 @@ async def test_push_leaking_keys_end_to_end(
         dead = await consume(broker, topics["KEYWATCH_TOPIC_DEAD_LETTER"], 1)
         actions = await consume(broker, topics["KEYWATCH_TOPIC_KEY_ACTIONS"], 1)
         metrics = proc.metrics("KEYWATCH_SCANNER_WEB_PORT")
-    log = proc.output()
+    log = (tmp_path / "scanner.log").read_text(errors="replace")
 
     assert len(leaks) == 3, leaks
     by_key = {f["key_id"]: f for f in leaks}

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from scanners.signatures import github_signature
 from tests.support.procs import keywatch_env, running
@@ -131,8 +131,12 @@ async def test_push_leaking_keys_end_to_end(
         assert post(port, body, "push", "d-1") == 202
         assert post(port, body, "push", "d-1") == 202  # replay: ignored
         assert post(port, push_body("acme/missing"), "push", "d-2") == 202
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        await producer.start()
+        await producer.send_and_wait(topics["KEYWATCH_TOPIC_CODE_PUSH"], b'{"source": garbage')
+        await producer.stop()
         leaks = await consume(broker, topics["KEYWATCH_TOPIC_LEAKS"], 3)
-        dead = await consume(broker, topics["KEYWATCH_TOPIC_DEAD_LETTER"], 1)
+        dead = await consume(broker, topics["KEYWATCH_TOPIC_DEAD_LETTER"], 2)
         actions = await consume(broker, topics["KEYWATCH_TOPIC_KEY_ACTIONS"], 1)
         metrics = proc.metrics("KEYWATCH_SCANNER_WEB_PORT")
     log = (tmp_path / "scanner.log").read_text(errors="replace")
@@ -154,7 +158,7 @@ async def test_push_leaking_keys_end_to_end(
     assert not await redis.is_revoked(stranger.key_hash)
     await redis.close()
     assert [(a["key_id"], a["action"]) for a in actions] == [(live_rec.key_id, "revoke")]
-    assert [d["reason"] for d in dead] == ["fetch_refused"]
+    assert sorted(d["reason"] for d in dead) == ["bad_json", "fetch_refused"]
     assert 'keywatch_webhooks_total{outcome="duplicate",source="github"} 1.0' in metrics
     assert 'keywatch_webhooks_total{outcome="too_large",source="github"} 1.0' in metrics
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import orjson
 import structlog
@@ -76,10 +77,15 @@ def register_intake(kapp: ScannerApp) -> None:
         fut = await kapp.code_push_topic.send(key=key, value=value)
         await fut
 
+    # The GitHub token goes to the keys URL only when it is on the GitHub API's host.
+    same_host = (
+        urlsplit(s.github_secret_scanning_keys_url).netloc == urlsplit(s.github_api_url).netloc
+    )
+    keys_token = s.github_token if same_host else None
     intake = WebhookIntake(
         github_secret=s.github_webhook_secret, gitlab_secret=s.gitlab_webhook_secret,
         publish=publish, metrics=kapp.metrics, dedupe=DeliveryDedupe(s.redis_url),
-        secret_scanning_keys=SecretScanningKeys(s.github_secret_scanning_keys_url, s.github_token),
+        secret_scanning_keys=SecretScanningKeys(s.github_secret_scanning_keys_url, keys_token),
         responder=responder_for(kapp),
     )  # fmt: skip
     routes = {

@@ -11,7 +11,6 @@ from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestServer
-from scanners.engine import Engine
 
 from scanners.fetch.github import GitHubFetcher
 from scanners.fetch.http import RetryPolicy
@@ -49,6 +48,8 @@ def as_patch(text: str) -> str:
 
 @pytest.fixture
 async def env(sqlite_url: str) -> AsyncIterator[tuple[HostState, PushScanner, KeyStore, list[Any]]]:
+    from scanners.engine import Engine  # the scan-engine branch's module
+
     state = HostState()
     server: TestServer = await serve(github_app(state))
     store = KeyStore(sqlite_url)

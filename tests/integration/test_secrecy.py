@@ -23,7 +23,7 @@ from tests.integration.test_faults_redis import revoke_alert
 from tests.support.faults import Sink, collect, publish, serving, topics_env, wait_for
 from tests.support.procs import keywatch_env, running
 from worker.devstack import EmbeddedBroker
-from worker.keystore.keyformat import NewKey
+from worker.keystore.keyformat import NewKey, generate_key
 from worker.keystore.store import KeyStore
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -191,4 +191,36 @@ def test_replay_of_events_with_planted_keys_shows_no_key(sqlite_url: str, tmp_pa
         forms = (key.secret, key.secret[len(key.prefix) :], basic)
         leaks = {name for name, text in outputs.items() if any(f in text for f in forms)}
         assert not leaks, f"a full key ({key.prefix}…) appears in: {sorted(leaks)}"
+    store.close()
+
+
+def diff_with_keys(live: str, test: str, stranger: str) -> str:
+    """A unified diff leaking keys: added lines, quoted, base64'd, in a URL, and a removed one."""
+    blob = base64.b64encode(f"token={live}".encode()).decode()
+    return (
+        "diff --git a/.env b/.env\n--- a/.env\n+++ b/.env\n@@ -1,2 +1,5 @@\n DEBUG=1\n"
+        f"-OLD_KEY={stranger}\n+PAYMENTS_KEY={live}\n+CONFIG_B64={blob}\n"
+        f'+url = "https://api.example.com/v1?api_key={test}"\n'
+        f"+curl -H 'Authorization: Bearer {stranger}'\n"
+    )
+
+
+@pytest.mark.parametrize("flags", [["--json"], ["--sarif"], ["--json", "--revoke"]])
+def test_scan_output_shows_no_key(sqlite_url: str, tmp_path: Path, flags: list[str]) -> None:
+    store = KeyStore(sqlite_url)
+    live, test = store.create("acme", "live")[0], store.create("acme", "test")[0]
+    stranger = generate_key("live")
+    patch = tmp_path / "leak.diff"
+    patch.write_text(diff_with_keys(live.secret, test.secret, stranger.secret))
+    env = keywatch_env("kafka://127.0.0.1:9", sqlite_url, tmp_path, KEYWATCH_LOG_LEVEL="DEBUG")
+    args = [sys.executable, "-m", "worker.cli", "scan", str(patch), *flags]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1, done.stderr[-2000:]  # something verified was found
+    for key in (live, test, stranger):
+        body = key.secret[len(key.prefix) :]
+        where = [n for n, t in (("stdout", done.stdout), ("stderr", done.stderr)) if body in t]
+        assert not where, f"a full key ({key.prefix}…) appears in: {where}"
+    assert live.prefix in done.stdout  # findings carry the redacted form
+    if "--revoke" in flags:
+        assert store.find_by_hash(live.key_hash).status == "revoked"  # type: ignore[union-attr]
     store.close()

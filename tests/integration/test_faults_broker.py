@@ -6,6 +6,7 @@ processes must rejoin and handle input published after the restart (as after a c
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,13 @@ import httpx
 import pytest
 
 from tests.integration.test_faults_redis import revoke_alert
+from tests.integration.test_scanner import (
+    SECRET,
+    FakeGitHub,
+    fake_github,  # noqa: F401 - the fixture
+    post,
+    push_body,
+)
 from tests.support.faults import publish, topics_env, wait_for
 from tests.support.procs import Proc, keywatch_env, running
 from worker.devstack import EmbeddedBroker
@@ -37,12 +45,19 @@ def _healthy(proc: Proc, port_var: str) -> bool:
 
 
 async def test_worker_and_scanner_carry_on_after_a_broker_restart(
-    own_broker: EmbeddedBroker, topic_suffix: str, sqlite_url: str, redis_url: str, tmp_path: Path
-) -> None:
+    own_broker: EmbeddedBroker, topic_suffix: str, sqlite_url: str, redis_url: str,
+    tmp_path: Path, fake_github: FakeGitHub,  # noqa: F811 - the imported fixture
+) -> None:  # fmt: skip
     store = KeyStore(sqlite_url)
     before, after = (store.create("acme", "live")[1] for _ in range(2))
+    leaked, leaked_rec = store.create("acme", "live")
+    fake_github.files = [{"filename": ".env", "status": "added",
+                          "patch": f"@@ -0,0 +1 @@\n+PAYMENTS_KEY={leaked.secret}\n"}]  # fmt: skip
     topics = topics_env(topic_suffix)
-    env = keywatch_env(own_broker.url, sqlite_url, tmp_path, redis_url, **topics)
+    env = keywatch_env(
+        own_broker.url, sqlite_url, tmp_path, redis_url, KEYWATCH_GITHUB_WEBHOOK_SECRET=SECRET,
+        KEYWATCH_GITHUB_API_URL=f"http://127.0.0.1:{fake_github.server_port}", **topics,
+    )  # fmt: skip
     alerts_topic = topics["KEYWATCH_TOPIC_ALERTS"]
     with (
         running(["worker"], env, tmp_path / "worker.log") as worker,
@@ -58,6 +73,12 @@ async def test_worker_and_scanner_carry_on_after_a_broker_restart(
                       [revoke_alert(after.key_id, "01JDBROKER0000000000000002")])  # fmt: skip
         await wait_for(lambda: store.get(after.key_id).status == "revoked", 40,
                        "revocation after the broker restart")  # fmt: skip
+        # the scanner too: a push received after the restart is scanned and its leak revoked
+        port = env["KEYWATCH_SCANNER_WEB_PORT"]
+        status = await asyncio.to_thread(post, port, push_body(), "push", "d-after-restart")
+        assert status == 202
+        await wait_for(lambda: store.get(leaked_rec.key_id).status == "revoked", 40,
+                       "the scanner's revocation after the broker restart")  # fmt: skip
         await wait_for(lambda: _healthy(worker, "KEYWATCH_WEB_PORT"), 10, "worker /health")
         await wait_for(lambda: _healthy(scanner, "KEYWATCH_SCANNER_WEB_PORT"), 10,
                        "scanner /health")  # fmt: skip
@@ -68,6 +89,6 @@ async def test_worker_and_scanner_carry_on_after_a_broker_restart(
         # stop would hang until the SIGKILL; stop them quickly here.
         worker.stop(timeout=3)
         scanner.stop(timeout=3)
-    for rec in (before, after):
+    for rec in (before, after, leaked_rec):
         assert [a.action for a in store.audit(rec.key_id)].count("revoke") == 1
     store.close()

@@ -20,6 +20,14 @@ import orjson
 import pytest
 
 from tests.integration.test_faults_redis import revoke_alert
+from tests.integration.test_scanner import (
+    AFTER,
+    FakeGitHub,
+    fake_github,  # noqa: F401 - the fixture
+    post,
+    push_body,
+)
+from tests.integration.test_scanner import SECRET as SCANNER_SECRET
 from tests.support.faults import Sink, collect, publish, serving, topics_env, wait_for
 from tests.support.procs import keywatch_env, running
 from worker.devstack import EmbeddedBroker
@@ -223,4 +231,69 @@ def test_scan_output_shows_no_key(sqlite_url: str, tmp_path: Path, flags: list[s
     assert live.prefix in done.stdout  # findings carry the redacted form
     if "--revoke" in flags:
         assert store.find_by_hash(live.key_hash).status == "revoked"  # type: ignore[union-attr]
+    store.close()
+
+
+async def test_scanner_webhooks_and_diffs_with_keys_show_no_key(
+    broker: EmbeddedBroker, topic_suffix: str, sqlite_url: str, redis_url: str,
+    tmp_path: Path, fake_github: FakeGitHub,  # noqa: F811 - the imported fixture
+) -> None:  # fmt: skip
+    store = KeyStore(sqlite_url)
+    live, test = store.create("acme", "live")[0], store.create("acme", "test")[0]
+    stranger = generate_key("live")
+    patch = "@@ -0,0 +1,2 @@\n" + f"+K1={live.secret}\n+K2={stranger.secret}\n"
+    fake_github.files = [{"filename": ".env", "status": "added", "patch": patch}]
+    push = orjson.loads(push_body())
+    push["head_commit"] = {"id": AFTER, "message": f"oops, added {live.secret}"}
+    push["commits"] = [
+        {"id": AFTER, "message": f"rotate {test.secret}", "url": f"x?k={live.secret}"}
+    ]
+    body = orjson.dumps(push)
+    topics = topics_env(topic_suffix)
+    env = keywatch_env(
+        broker.url, sqlite_url, tmp_path, redis_url, KEYWATCH_GITHUB_WEBHOOK_SECRET=SCANNER_SECRET,
+        KEYWATCH_GITLAB_WEBHOOK_SECRET=GITHUB_SECRET, KEYWATCH_GITHUB_TOKEN=GITHUB_TOKEN,
+        KEYWATCH_GITHUB_API_URL=f"http://127.0.0.1:{fake_github.server_port}",
+        KEYWATCH_LOG_LEVEL="DEBUG", KEYWATCH_MAX_BODY_BYTES="65536", **topics,
+    )  # fmt: skip
+    port = env["KEYWATCH_SCANNER_WEB_PORT"]
+    url = f"http://127.0.0.1:{port}/webhooks"
+    with running(["scanner"], env, tmp_path / "scanner.log", "KEYWATCH_SCANNER_WEB_PORT") as proc:
+        replies: list[object] = [await asyncio.to_thread(post, port, body, "push", "d-secrecy")]
+        for path, content, headers in [
+            (
+                "github",
+                body,
+                {"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + "0" * 64},
+            ),
+            ("github", f"not json {live.secret}".encode(), {"X-GitHub-Event": "push"}),
+            ("gitlab", body, {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": live.secret}),
+            ("github", b'{"pad": "' + live.secret.encode() * 2000 + b'"}', {}),
+        ]:
+            r = await asyncio.to_thread(httpx.post, f"{url}/{path}", content=content,
+                                        headers=headers, timeout=10)  # fmt: skip
+            replies.append(r.text)
+        await wait_for(lambda: store.find_by_hash(live.key_hash).status == "revoked",  # type: ignore[union-attr]
+                       40, "the scanner's revocation")  # fmt: skip
+        leaks = await collect(
+            broker.bootstrap, topics["KEYWATCH_TOPIC_LEAKS"], lambda m: len(m) >= 2, 20
+        )
+        outputs = {
+            "leaks": orjson.dumps(leaks).decode(),
+            "dead-letter": orjson.dumps(await collect(
+                broker.bootstrap, topics["KEYWATCH_TOPIC_DEAD_LETTER"], bool, 2)).decode(),
+            "key-actions": orjson.dumps(await collect(
+                broker.bootstrap, topics["KEYWATCH_TOPIC_KEY_ACTIONS"], bool, 10)).decode(),
+            "metrics": proc.metrics("KEYWATCH_SCANNER_WEB_PORT"),
+            "replies": orjson.dumps(replies).decode(),
+        }  # fmt: skip
+        proc.stop()
+        outputs["log"] = proc.log_path.read_text(errors="replace")
+    assert len(leaks) >= 2 and len(outputs["log"]) > 5_000
+    for key in (live, test, stranger):
+        body_only = key.secret[len(key.prefix) :]
+        where = {n for n, text in outputs.items() if body_only in text}
+        assert not where, f"a full key ({key.prefix}…) appears in: {sorted(where)}"
+    for secret in (SCANNER_SECRET, GITHUB_SECRET, GITHUB_TOKEN):
+        assert not {n for n, text in outputs.items() if secret in text}
     store.close()

@@ -32,9 +32,12 @@ async def test_database_down_actions_wait_and_happen_once(
             first = revoke_alert(revoked.key_id, "01JDDBDOWN0000000000000001")
             again = revoke_alert(revoked.key_id, "01JDDBDOWN0000000000000002")
             throttle = revoke_alert(throttled.key_id, "01JDDBDOWN0000000000000003", "throttle")
-            # at-least-once input: the same alert twice, a second alert for the same key
-            await publish(broker.bootstrap, topics["KEYWATCH_TOPIC_ALERTS"],
-                          [first, first, again, throttle])  # fmt: skip
+            # at-least-once input: the same alert twice, a second alert for the same key (keyed
+            # by key id, as the worker publishes alerts: one partition keeps their order)
+            alerts = topics["KEYWATCH_TOPIC_ALERTS"]
+            await publish(broker.bootstrap, alerts, [first, first, again],
+                          key=revoked.key_id.encode())  # fmt: skip
+            await publish(broker.bootstrap, alerts, [throttle], key=throttled.key_id.encode())
             await wait_for(lambda: proc.output().count('"action_retry"') >= 2, 30,
                            "the action retrying while the database is down")  # fmt: skip
             assert store.get(revoked.key_id).status == "active"

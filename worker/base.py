@@ -119,7 +119,8 @@ class KeywatchApp:
         try:
             await self.keys.expire_due()
             await self.keys.drain()
-            if self._reconciles % REPAIR_EVERY == 0:
+            # a Redis restarted without its data is rebuilt at the next tick, not minutes later
+            if self._reconciles % REPAIR_EVERY == 0 or await self.keys.redis_needs_repair():
                 await self.keys.repair_redis()
             self._reconciles += 1
         except KeyStoreUnavailable as exc:

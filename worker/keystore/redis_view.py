@@ -5,6 +5,8 @@ Keys (all by the key's SHA-256, which is what a gateway computes from the presen
                                a stale "active"
 - ``apikey:revoked``          a set of revoked key hashes
 - ``apikey:throttle:{hash}``  a per-key throttle override (JSON) that expires with its TTL
+- ``apikey:view``             a marker set by each full repair: when it is missing, Redis lost
+                               its data (a restart without persistence) and needs a repair now
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from worker.errors import KeyStoreUnavailable
 CACHE_KEY = "apikey:{}"
 REVOKED_SET = "apikey:revoked"
 THROTTLE_KEY = "apikey:throttle:{}"
+VIEW_MARKER = "apikey:view"
 
 
 class RedisView:
@@ -71,6 +74,20 @@ class RedisView:
         except (RedisError, OSError) as exc:
             raise KeyStoreUnavailable(f"redis unavailable: {exc}") from exc
         return len(hashes)
+
+    async def mark_repaired(self) -> None:
+        """Record that the view was rebuilt from SQL (see ``needs_repair``)."""
+        try:
+            await self._redis.set(VIEW_MARKER, b"1")
+        except (RedisError, OSError) as exc:
+            raise KeyStoreUnavailable(f"redis unavailable: {exc}") from exc
+
+    async def needs_repair(self) -> bool:
+        """True when the repair marker is gone: Redis came back empty (or never was repaired)."""
+        try:
+            return not await self._redis.exists(VIEW_MARKER)
+        except (RedisError, OSError) as exc:
+            raise KeyStoreUnavailable(f"redis unavailable: {exc}") from exc
 
     async def is_revoked(self, key_hash: str) -> bool:
         """Whether a gateway would see the key as revoked."""

@@ -175,7 +175,13 @@ class KeyService:
         if self.redis is None:
             return 0
         revoked = await asyncio.to_thread(self.store.list_keys, None, "revoked")
-        return await self.redis.ensure_revoked(r.key_hash for r in revoked)
+        count = await self.redis.ensure_revoked(r.key_hash for r in revoked)
+        await self.redis.mark_repaired()
+        return count
+
+    async def redis_needs_repair(self) -> bool:
+        """Whether Redis lost the view since the last repair (cheap: one EXISTS)."""
+        return self.redis is not None and await self.redis.needs_repair()
 
     async def run_reconciler(self, interval_s: float = 5.0, repair_every: int = 60) -> None:
         """Forever: expire what is due, drain the outbox, now and then repair Redis in full."""
@@ -184,7 +190,7 @@ class KeyService:
             try:
                 await asyncio.to_thread(self.store.expire_due)
                 await self.drain()
-                if tick % repair_every == 0:
+                if tick % repair_every == 0 or await self.redis_needs_repair():
                     await self.repair_redis()
             except KeyStoreUnavailable as exc:
                 log.warning("reconciler_retry", error=str(exc))

@@ -86,3 +86,23 @@ def _repaired(r: redis.Redis, keys: list[Any]) -> bool:
         not r.exists(CACHE_KEY.format(k.key_hash)) and r.sismember(REVOKED_SET, k.key_hash)
         for k in keys
     )
+
+
+async def test_redis_restarted_without_its_data_is_rebuilt_at_once(
+    broker: EmbeddedBroker, topic_suffix: str, sqlite_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    store = KeyStore(sqlite_url)
+    revoked = store.create("acme", "live")[1]
+    store.revoke(revoked.key_id, "leaked", actor="test")
+    r = redis.Redis.from_url(redis_url)
+    topics = topics_env(topic_suffix)
+    env = keywatch_env(broker.url, sqlite_url, tmp_path, redis_url, **topics)
+    with running(["worker"], env, tmp_path / "worker.log"):
+        await wait_for(lambda: r.sismember(REVOKED_SET, revoked.key_hash), 15, "first repair")
+        r.flushdb()  # what a Redis restart without persistence leaves behind
+        lost = time.monotonic()
+        await wait_for(lambda: r.sismember(REVOKED_SET, revoked.key_hash), 15, "rebuilt view")
+        rebuilt_in = time.monotonic() - lost
+    assert rebuilt_in < 11  # the next reconciler tick (5 s), not the periodic repair (5 min)
+    r.close()
+    store.close()

@@ -20,6 +20,15 @@ _SECRET_PATTERNS: Final = re.compile(
 _BEARER: Final = re.compile(r"(?i)\b(bearer|basic|apikey|token)\s+([A-Za-z0-9._~+/=\-]{12,})")
 
 
+_OUR_KEY: Final = re.compile(r"(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9_\-]{6,}")
+
+
+def find_key(text: str) -> str | None:
+    """The first substring of ``text`` shaped like one of our keys (``sk_live_…``), if any."""
+    m = _OUR_KEY.search(text)
+    return m.group(0) if m else None
+
+
 def redact_text(text: str) -> str:
     """Replace every key-shaped substring of ``text`` by its redacted form."""
     text = _SECRET_PATTERNS.sub(lambda m: redact_key(m.group(0)), text)

@@ -68,7 +68,9 @@ def _read(replay: Replay, files: tuple[str, ...], progress: Progress, console: C
         try:
             replay.read_stream(stream, lambda n: progress.advance(task, n))
         except InputError as exc:
-            console.print(f"keywatch: warning: {name}: {exc}", markup=False, highlight=False)
+            console.print(
+                f"keywatch: warning: {name}: {exc}", markup=False, highlight=False, soft_wrap=True
+            )
         finally:
             if name != "-":
                 stream.close()

@@ -14,7 +14,7 @@ from urllib.parse import unquote_plus
 
 from worker.ingest.model import Rejected
 from worker.keystore.keyformat import hash_key
-from worker.redaction import redact_text
+from worker.redaction import find_key, redact_text
 
 # Query parameter names compared lower-cased (apiKey -> apikey).
 QUERY_KEY_PARAMS: Final = frozenset({"api_key", "apikey", "api-key", "key", "access_token"})
@@ -167,7 +167,8 @@ def _plain(value: Any) -> bool:
     return (
         value.__class__ is str
         and 0 < len(value) <= 64
-        and value[2:8] not in _RAW_MARKS
+        and "_live_" not in value  # a raw key anywhere in it, e.g. "Bearer sk_live_…"
+        and "_test_" not in value
         and value[0] > " "
         and value[-1] > " "
         and value not in _PLACEHOLDERS
@@ -198,6 +199,9 @@ def key_id_field(value: Any, field: str = "key_id") -> tuple[str | None, str | N
         raise Rejected("invalid_key_id", f"{field} is too long")
     if looks_raw(value):
         return None, hash_raw(value)
+    embedded = find_key(value)  # "Bearer sk_live_…" and the like: hash the key, keep nothing
+    if embedded is not None:
+        return None, hash_raw(key_from_authorization(value) or embedded)
     return value, None
 
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import faust
+
 from worker.base import KeywatchApp
+from worker.keycache import KeyCache
 from worker.settings import Settings
 
 
@@ -20,15 +23,36 @@ class WorkerApp(KeywatchApp):
     """The anomaly worker."""
 
     def __init__(self, settings: Settings, **faust_extra: Any) -> None:
-        super().__init__(settings, settings.app_id, settings.web_port, **faust_extra)
+        extra = {"table_standby_replicas": settings.standby_replicas, **faust_extra}
+        super().__init__(settings, settings.app_id, settings.web_port, **extra)
         t, n = settings.topics, settings.partitions
         self.access_topic = self.app.topic(t.access)
         self.events_topic = self.app.topic(t.events_by_key, internal=True, partitions=n)
         self.alerts_topic = self.app.topic(t.alerts, internal=True, partitions=n)
+        self.keycache = KeyCache(self.store.find_many_by_hash, self.store.find_many)
+        self.profiles = self._profiles_table()
+        self.ingest: Any = None  # set by worker.agents.ingest.register
+        self.profile_stage: Any = None  # set by worker.agents.profiles.register
         for register in agent_registrations():
             register(self)
+
+    def _profiles_table(self) -> Any:
+        """Key id -> KeyProfile, changelog-backed; changelog partition = partition_for(key id)."""
+        from worker.agents.profiles import ProfileCodec
+
+        return self.app.Table(
+            "profiles",
+            partitions=self.settings.partitions,
+            schema=faust.Schema(
+                key_type=str, key_serializer="raw", value_serializer=ProfileCodec()
+            ),
+            use_partitioner=True,  # Kafka's murmur2 on the key bytes: worker.partitioning
+            help="Per-key usage profiles (detectors.profile.KeyProfile).",
+        )
 
 
 def agent_registrations() -> list[Callable[[WorkerApp], None]]:
     """The worker's agents, listed explicitly (imported here to keep import order simple)."""
-    return []
+    from worker.agents import ingest, profiles
+
+    return [ingest.register, profiles.register]

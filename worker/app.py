@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import faust
-
 from worker.base import KeywatchApp
 from worker.keycache import KeyCache
 from worker.settings import Settings
@@ -38,17 +36,15 @@ class WorkerApp(KeywatchApp):
 
     def _profiles_table(self) -> Any:
         """Key id -> KeyProfile, changelog-backed; changelog partition = partition_for(key id)."""
-        from worker.agents.profiles import ProfileCodec
+        from worker.agents.profiles import ProfileTable
 
-        return self.app.Table(
-            "profiles",
+        table = ProfileTable(
+            self.app,
+            name="profiles",
             partitions=self.settings.partitions,
-            schema=faust.Schema(
-                key_type=str, key_serializer="raw", value_serializer=ProfileCodec()
-            ),
-            use_partitioner=True,  # Kafka's murmur2 on the key bytes: worker.partitioning
             help="Per-key usage profiles (detectors.profile.KeyProfile).",
         )
+        return self.app.tables.add(table)
 
 
 def agent_registrations() -> list[Callable[[WorkerApp], None]]:

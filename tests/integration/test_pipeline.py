@@ -128,7 +128,7 @@ def test_kong_batch_counted_and_bad_message_dead_lettered(
     asyncio.run(publish(broker.bootstrap, topics["access"], [orjson.dumps(batch), bad]))
 
     wait_metric(proc, "keywatch_events_total", 50, format="kong")
-    wait_metric(proc, "keywatch_batch_events_sum", 100)  # counted by ingest and by profiles
+    wait_metric(proc, "keywatch_events_analyzed_total", 50)
     letters = asyncio.run(consume(broker.bootstrap, topics["dead_letter"], 1))
     assert letters[0]["reason"] == "invalid_json"
     assert letters[0]["source"] == topics["access"]

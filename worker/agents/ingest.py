@@ -183,8 +183,8 @@ class IngestConsumer:
                 self._messages.inc(len(values))
                 try:
                     await self.stage.handle(values)
-                except Exception:  # broker send failed: replay from the last commit
-                    log.exception("ingest_batch_failed")
+                except Exception as exc:  # broker send failed: replay from the last commit
+                    log.exception("ingest_batch_failed", error=repr(exc))
                     await _rewind(consumer)
                     await asyncio.sleep(1.0)
                     continue

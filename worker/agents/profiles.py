@@ -7,7 +7,7 @@ and writes the profile back once: one changelog record per key per window, not p
 The table holds live ``KeyProfile`` objects; only the changelog is serialized (``ProfileCodec``,
 ``KeyProfile.to_bytes``). Keeping bytes in the table instead would cost a ``from_bytes`` per key
 per window on top (measured in benchmarks/state_bench.py). The table uses Kafka's partitioner for
-its changelog (``use_partitioner``): a key's changelog partition is ``partition_for(key_id)``, the
+its changelog (``ProfileTable``): a key's changelog partition is ``partition_for(key_id)``, the
 partition its events arrive on, so a window may mix messages of several partitions.
 """
 
@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import faust
 import orjson
 import structlog
 from faust.serializers.codecs import Codec
@@ -30,6 +31,7 @@ from worker.errors import InputError
 from worker.eventcodec import decode_batch
 from worker.keycache import KeyCache
 from worker.metrics import Metrics
+from worker.partitioning import partition_for
 
 if TYPE_CHECKING:
     from faust.types import StreamT
@@ -52,6 +54,26 @@ class ProfileCodec(Codec):
 
     def _loads(self, s: bytes) -> Any:
         return KeyProfile.from_bytes(s)
+
+
+class ProfileTable(faust.Table):  # type: ignore[misc]
+    """Key id -> live ``KeyProfile``; each key's changelog goes to ``partition_for(key id)``.
+
+    Faust's default is the partition of the message being processed, which would tie a window to
+    one source partition; its ``use_partitioner`` option needs producer metadata for the
+    changelog topic that it does not fetch first. Choosing the partition here is the same
+    function the ingest stage used to route the key's events, so both always agree.
+    """
+
+    def __init__(self, app: faust.App, *, name: str, partitions: int, **kwargs: Any) -> None:
+        super().__init__(app, name=name, partitions=partitions, key_type=str, **kwargs)
+        # Faust derives serializers from key/value types (json unless a Record); the changelog
+        # topic is built lazily at start, after this.
+        self.key_serializer, self.value_serializer = "raw", ProfileCodec()
+
+    def partition_for_key(self, key: Any) -> int:
+        """The changelog partition of ``key``: the key's own partition."""
+        return partition_for(key, self.partitions)
 
 
 class ProfileStage:
@@ -81,7 +103,6 @@ class ProfileStage:
             except InputError as exc:
                 await self.dead_letter(exc.reason, self.source, value, str(exc))
                 continue
-            self.metrics.batch_events.observe(len(batch))
             events.extend(batch)
         groups = group_by_key(events)
         contexts = await self.keys.contexts(groups) if groups else {}
@@ -90,6 +111,7 @@ class ProfileStage:
             *(self._publish(a) for a in alerts),
             *(self._failed(key_id, len(groups[key_id]), exc) for key_id, exc in failed),
         )
+        self.metrics.analyzed.inc(len(events))
         self.metrics.profiles.set(len(self.table))
         return alerts
 
@@ -150,5 +172,5 @@ def register(kapp: WorkerApp) -> None:
         async for values in stream.take(TAKE_MESSAGES, within=within):
             try:
                 await stage.handle(values)
-            except Exception:  # never kill the agent; the batch's offsets still commit
-                log.exception("profile_batch_failed", messages=len(values))
+            except Exception as exc:  # never kill the agent; the batch's offsets still commit
+                log.exception("profile_batch_failed", messages=len(values), error=repr(exc))

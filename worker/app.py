@@ -49,6 +49,6 @@ class WorkerApp(KeywatchApp):
 
 def agent_registrations() -> list[Callable[[WorkerApp], None]]:
     """The worker's agents, listed explicitly (imported here to keep import order simple)."""
-    from worker.agents import ingest, profiles
+    from worker.agents import ingest, profiles, respond
 
-    return [ingest.register, profiles.register]
+    return [ingest.register, profiles.register, respond.register]

@@ -25,6 +25,7 @@ from worker.settings import Settings
 log = structlog.get_logger("keywatch")
 
 MAX_DEAD_LETTER_BYTES = 256 * 1024
+REPAIR_EVERY = 60  # reconciler ticks (5 s) between full rebuilds of Redis's revoked set
 
 
 def faust_app(settings: Settings, app_id: str, web_port: int, **extra: Any) -> faust.App:
@@ -70,8 +71,9 @@ class KeywatchApp:
         self.redis = RedisView(settings.redis_url) if settings.redis_url else None
         self.keys = KeyService(self.store, self.redis, self._announce)
         self.store_ready = asyncio.Event()
+        self._reconciles = 0
         self._install_web()
-        self.app.on_partitions_assigned.connect(self._on_assigned)
+        self.app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
         self.app.task(self._prepare_store)
         self.app.timer(5.0)(self._reconcile)
 
@@ -117,10 +119,13 @@ class KeywatchApp:
         try:
             await self.keys.expire_due()
             await self.keys.drain()
+            if self._reconciles % REPAIR_EVERY == 0:
+                await self.keys.repair_redis()
+            self._reconciles += 1
         except KeyStoreUnavailable as exc:
             log.warning("reconcile_retry", error=str(exc))
 
-    async def _on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
+    async def _on_assigned(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         self.consuming = True
 
     def _install_web(self) -> None:

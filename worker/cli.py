@@ -8,6 +8,8 @@ exit status 2; never a traceback.
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import sys
 from typing import Any
 
@@ -61,6 +63,11 @@ def cli() -> None:
 
     Configuration comes from KEYWATCH_* environment variables (see the README).
     """
+    from worker import logs
+
+    # Short-lived commands log warnings to stderr; long-running ones reconfigure (JSON logs).
+    logs.configure(os.environ.get("KEYWATCH_LOG_LEVEL", "WARNING"), json=False)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -11,7 +12,7 @@ import structlog
 from worker.redaction import redact_obj
 
 
-def _redact(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
     redacted: dict[str, Any] = redact_obj(event)
     return redacted
 
@@ -23,6 +24,11 @@ class _RedactingFilter(logging.Filter):
         record.msg = redact_obj(record.getMessage())
         record.args = None
         return True
+
+
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    # Resolve sys.stderr at use: tests and click swap it.
+    return structlog.PrintLogger(sys.stderr)
 
 
 def configure(level: str = "INFO", json: bool = True) -> None:
@@ -40,8 +46,8 @@ def configure(level: str = "INFO", json: bool = True) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        logger_factory=_stderr_logger,
+        cache_logger_on_first_use=False,
     )
     root = logging.getLogger()
     root.setLevel(lvl)

@@ -15,7 +15,7 @@ from aiokafka.partitioner import murmur2
 
 @lru_cache(maxsize=1 << 18)
 def _hash(key_id: str) -> int:
-    return murmur2(key_id.encode()) & 0x7FFFFFFF
+    return int(murmur2(key_id.encode())) & 0x7FFFFFFF
 
 
 def partition_for(key_id: str, partitions: int) -> int:

@@ -208,7 +208,7 @@ class Settings:
         }
         if topic_values:
             values["topics"] = Topics(**topic_values)
-        if values.get("webhook_url") and not values.get("webhook_secret"):
+        if values.get("webhook_url") and not env.get("KEYWATCH_WEBHOOK_SECRET"):
             problems.append("KEYWATCH_WEBHOOK_URL is set but KEYWATCH_WEBHOOK_SECRET is not")
         if problems:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))

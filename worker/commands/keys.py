@@ -115,7 +115,7 @@ def list_keys(account: str | None, status: str | None, as_json: bool) -> None:
     """List keys, newest first."""
     store = KeyStore(_settings().database_url)
     try:
-        records = store.list(account_id=account)
+        records = store.list_keys(account_id=account)
     finally:
         store.close()
     now = utcnow()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from worker.settings import Settings
@@ -14,6 +16,7 @@ def _run(kind: str, loglevel: str) -> None:
 
     settings = Settings.from_env()
     logs.configure(loglevel)
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     if kind == "worker":
         from worker.app import WorkerApp
 

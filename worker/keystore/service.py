@@ -152,7 +152,7 @@ class KeyService:
         """Full repair of the revoked set from SQL (after Redis lost its data)."""
         if self.redis is None:
             return 0
-        revoked = await asyncio.to_thread(self.store.list, None, "revoked")
+        revoked = await asyncio.to_thread(self.store.list_keys, None, "revoked")
         return await self.redis.ensure_revoked(r.key_hash for r in revoked)
 
     async def run_reconciler(self, interval_s: float = 5.0, repair_every: int = 60) -> None:

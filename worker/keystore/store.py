@@ -158,7 +158,9 @@ class KeyStore:
             rows = s.scalars(sa.select(ApiKey).where(ApiKey.key_id.in_(list(set(key_ids)))))
             return {r.key_id: KeyRecord.of(r) for r in rows}
 
-    def list(self, account_id: str | None = None, status: str | None = None) -> list[KeyRecord]:
+    def list_keys(
+        self, account_id: str | None = None, status: str | None = None
+    ) -> list[KeyRecord]:
         """Keys, newest first, optionally for one account or status."""
         q = sa.select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.key_id)
         if account_id:
@@ -401,7 +403,12 @@ class KeyStore:
     def _outbox(
         s: Session, row: ApiKey, action: str, reason: str, now: datetime, **extra: Any
     ) -> None:
-        payload = {"key_id": row.key_id, "action": action, "reason": reason, "ts": _iso(now)}
+        payload: dict[str, Any] = {
+            "key_id": row.key_id,
+            "action": action,
+            "reason": reason,
+            "ts": _iso(now),
+        }
         payload.update({k: v for k, v in extra.items() if v is not None})
         payload["view"] = KeyRecord.of(row).gateway_view()
         s.add(OutboxEntry(

@@ -1,0 +1,107 @@
+"""Parse throughput per format: 200-event arrays, µs per event (targets: native ≤ 3, Kong ≤ 6).
+
+Run: ``python benchmarks/parse_bench.py [--rounds N]``. Timings are noisy on a shared machine;
+compare formats within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+
+from worker.ingest import parse_message
+
+BATCH = 200
+T0 = 1_795_316_645_000  # epoch ms, 2026-11-22
+
+
+def _ip(rng: random.Random) -> str:
+    return f"203.0.{rng.randrange(0, 4)}.{rng.randrange(1, 40)}"
+
+
+def native_event(i: int, rng: random.Random) -> dict[str, Any]:
+    """A native event as a gateway would emit it."""
+    ms = T0 + i * 37
+    iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+    return {
+        "ts": iso,
+        "key_id": f"{rng.randrange(500):016x}",
+        "ip": _ip(rng),
+        "method": "GET",
+        "path": f"/v1/users/{i}",
+        "status": 200,
+        "user_agent": "acme-sdk/2.3.1 python/3.11",
+        "request_id": f"req-{i:08d}",
+        "gateway": "gw-eu-1",
+    }
+
+
+def kong_event(i: int, rng: random.Random) -> dict[str, Any]:
+    """A kong.log.serialize() entry with the usual fields."""
+    return {
+        "request": {
+            "method": "GET",
+            "uri": f"/v1/orders/{i}?page=2",
+            "url": f"https://api.example.com:443/v1/orders/{i}?page=2",
+            "size": 312,
+            "querystring": {"page": "2"},
+            "headers": {
+                "host": "api.example.com",
+                "accept": "application/json",
+                "user-agent": "acme-sdk/2.3.1",
+                "authorization": "REDACTED",
+                "x-kong-request-id": f"{i:032x}",
+            },
+            "tls": {"version": "TLSv1.3", "cipher": "TLS_AES_256_GCM_SHA384"},
+        },
+        "upstream_uri": f"/v1/orders/{i}?page=2",
+        "response": {"status": 200, "size": 934, "headers": {"content-type": "application/json"}},
+        "latencies": {"request": 21, "kong": 2, "proxy": 19},
+        "tries": [{"balancer_latency": 0, "port": 8080, "ip": "10.0.3.7"}],
+        "client_ip": _ip(rng),
+        "authenticated_entity": {"id": f"4fd2a1c8-0000-4000-8000-{rng.randrange(500):012x}"},
+        "consumer": {"id": "b2e1c3d4-0000-4000-8000-000000000001", "username": "acme"},
+        "route": {"name": "orders", "id": "r-1"},
+        "service": {"name": "orders-svc", "id": "s-1"},
+        "started_at": T0 + i * 37,
+        "workspace": "default",
+    }
+
+
+def bench(name: str, make: Callable[[int, random.Random], dict[str, Any]], rounds: int) -> float:
+    """Best-of-rounds µs per event for one 200-event array message."""
+    rng = random.Random(7)
+    message = orjson.dumps([make(i, rng) for i in range(BATCH)])
+    fmt_check = parse_message(message)
+    assert len(fmt_check.events) == BATCH, fmt_check.rejects[:3]
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(20):
+            parse_message(message)
+        best = min(best, (time.perf_counter() - start) / (20 * BATCH))
+    us = best * 1e6
+    print(f"{name:8s} {us:6.2f} µs/event  ({1e6 / us:,.0f} events/s, {len(message)} bytes/msg)")
+    return us
+
+
+def main() -> None:
+    """Print µs/event for native and Kong arrays."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=30)
+    args = parser.parse_args()
+    bench("native", native_event, args.rounds)
+    bench("kong", kong_event, args.rounds)
+
+
+if __name__ == "__main__":
+    main()

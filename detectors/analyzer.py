@@ -1,0 +1,124 @@
+"""The single entry point of detection: one key's batch of events -> updated profile + alerts.
+
+The Faust agent and offline replay both call ``Analyzer.analyze``. Per event (in event-time
+order) the analyzer counts the event into the rate state, runs every registered detector, records
+where the event came from, and routes signals through the key's incidents; the policy decides
+severity and action for what is open. The profile is touched in memory only; the caller persists
+it once per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from operator import attrgetter
+
+from detectors import incidents
+from detectors.config import DetectorConfig, EvalContext, place_of
+from detectors.model import AccessEvent, Alert, GeoInfo, KeyContext, Signal
+from detectors.policy import DefaultPolicy, Policy
+from detectors.profile import KeyProfile
+from detectors.registry import DETECTORS
+from detectors.summary import summarize
+from geoip.resolver import GeoResolver
+
+_BY_TS = attrgetter("ts")
+
+
+class Analyzer:
+    """Runs the detectors, incidents and policy over one key's events at a time."""
+
+    def __init__(
+        self,
+        geo: GeoResolver | None,
+        policy: Policy | None = None,
+        config: DetectorConfig | None = None,
+    ) -> None:
+        self.geo = geo
+        self.policy: Policy = policy or DefaultPolicy()
+        self.config = config or DetectorConfig()
+        self._evaluators = tuple(fn for _, fn in DETECTORS)
+
+    def analyze(
+        self,
+        key: KeyContext,
+        profile: KeyProfile | None,
+        events: Sequence[AccessEvent],
+        detected_at: float,
+    ) -> tuple[KeyProfile, list[Alert]]:
+        """Process one key's events (any order) and return its updated profile and new alerts.
+
+        ``detected_at`` is the caller's clock (wall clock in the worker; replay may pass the
+        batch's newest event time). Events more than ``max_future_skew_s`` ahead of it come from
+        a skewed clock: they are profiled at ``detected_at`` so one bad gateway cannot push the
+        key's notion of "now" into the future (their alerts keep the event's own time).
+        """
+        prof = profile if profile is not None else KeyProfile()
+        alerts: list[Alert] = []
+        if not events:
+            return prof, alerts
+        cfg, ctx = self.config, EvalContext(self.config)
+        lookup = self.geo.lookup if self.geo is not None else None
+        evaluators = self._evaluators
+        horizon = detected_at + cfg.max_future_skew_s
+        ordered = sorted(events, key=_BY_TS) if len(events) > 1 else events
+        last_ip: str | None = None
+        for ev in ordered:
+            ts = ev.ts if ev.ts <= horizon else detected_at
+            if ev.ip != last_ip:
+                last_ip = ev.ip
+                geo = lookup(ev.ip) if lookup is not None else None
+                ctx.geo, ctx.place = geo, place_of(geo)
+            ctx.late = prof.count_event(ts, cfg)
+            ctx.hour_of_day = (int(ts) // 3600) % 24
+            signals: list[Signal] | None = None
+            for evaluate in evaluators:
+                found = evaluate(ev, prof, ctx)
+                if found:
+                    signals = found if signals is None else signals + found
+            if ctx.geo is not None:
+                prof.observe_geo(ts, ctx.geo, ctx.place, ctx.late)
+            if signals:
+                alert = self._incident(key, prof, ev, ts, ctx.geo, signals, detected_at)
+                if alert is not None:
+                    alerts.append(alert)
+        return prof, alerts
+
+    def _incident(
+        self,
+        key: KeyContext,
+        prof: KeyProfile,
+        ev: AccessEvent,
+        ts: float,
+        geo: GeoInfo | None,
+        signals: list[Signal],
+        detected_at: float,
+    ) -> Alert | None:
+        update = incidents.record(prof, signals, ts, self.config.cooldown_s)
+        decision = self.policy.decide(key, update.open_signals, ev, geo)
+        level = incidents.rank(decision)
+        if not incidents.should_alert(prof, update, level):
+            return None
+        if update.opened:
+            identity = "+".join(sorted(s.type for s in update.opened)) + f"@{round(ts)}"
+        else:
+            identity = "+".join(
+                f"{t}@{round(inc.opened)}" for t, inc in sorted(prof.incidents.items())
+            )
+        aid = incidents.alert_id(key.key_id, ev.ts, identity, level)
+        incidents.mark_alerted(prof, aid, level)
+        extra: dict[str, object] = {"incident": {t: i.count for t, i in prof.incidents.items()}}
+        if decision.reasons:
+            extra["reasons"] = list(decision.reasons)
+        return Alert(
+            id=aid,
+            kind="anomaly",
+            key_id=key.key_id,
+            account_id=key.account_id,
+            ts=ev.ts,
+            detected_at=detected_at,
+            severity=decision.severity,
+            action=decision.action,
+            signals=update.open_signals,
+            summary=summarize(key.key_id, update.open_signals),
+            extra=extra,
+        )

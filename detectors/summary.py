@@ -1,0 +1,60 @@
+"""One human sentence per alert, e.g. "Key 9f2a1c3e used from RU (new) at 38x its usual rate"."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from detectors.model import Signal
+
+
+def _new_country(e: dict[str, Any]) -> str:
+    return f"from {e.get('country')} (new)"
+
+
+def _travel(e: dict[str, Any]) -> str:
+    to = str(e.get("to", {}).get("place", "?")).rstrip("/")
+    km, secs, kmh = e.get("distance_km"), e.get("elapsed_s"), e.get("speed_kmh")
+    return f"in {to}, {km} km away after {secs} s ({kmh} km/h)"
+
+
+def _spike(e: dict[str, Any]) -> str:
+    ratio = e.get("ratio")
+    if ratio:
+        return f"at {ratio:g}x its usual rate"
+    return f"at {e.get('observed_per_hour')} requests/hour"
+
+
+def _off_hours(e: dict[str, Any]) -> str:
+    return f"at {e.get('hour_utc'):02d}:00 UTC, outside its usual hours"
+
+
+def _new_asn(e: dict[str, Any]) -> str:
+    return f"via AS{e.get('asn')} {e.get('asn_org') or ''} (new network)".replace("  ", " ")
+
+
+def _key_in_query(e: dict[str, Any]) -> str:
+    return "with the key in the query string"
+
+
+_PHRASES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "geo.new_country": _new_country,
+    "geo.impossible_travel": _travel,
+    "network.new_asn": _new_asn,
+    "time.off_hours": _off_hours,
+    "usage.spike": _spike,
+    "transport.key_in_query": _key_in_query,
+}
+
+
+def phrase(signal: Signal) -> str:
+    """The part of a summary sentence that describes one signal."""
+    if "open_since" in signal.evidence:
+        return str(signal.evidence.get("summary") or f"({signal.type})")
+    describe = _PHRASES.get(signal.type)
+    return describe(signal.evidence) if describe is not None else f"({signal.type})"
+
+
+def summarize(key_id: str, signals: Sequence[Signal]) -> str:
+    """Describe every open signal in one sentence, the freshest evidence first."""
+    return f"Key {key_id} used " + " ".join(phrase(s) for s in reversed(signals))

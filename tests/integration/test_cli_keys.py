@@ -1,0 +1,78 @@
+"""``keywatch keys`` end to end on SQLite and PostgreSQL: JSON output, errors, no leaks."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from worker.cli import cli, main
+from worker.keystore.keyformat import hash_key
+
+
+@pytest.fixture
+def run(database_url: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("KEYWATCH_DATABASE_URL", database_url)
+    monkeypatch.setenv("KEYWATCH_BROKER", "kafka://127.0.0.1:1")  # no broker: announce later
+    monkeypatch.delenv("KEYWATCH_REDIS_URL", raising=False)
+    runner = CliRunner()
+
+    def invoke(*args: str) -> tuple[int, str]:
+        result = runner.invoke(cli, list(args), catch_exceptions=False)
+        return result.exit_code, result.stdout
+
+    return invoke
+
+
+def test_create_show_list_revoke_rotate(run) -> None:  # type: ignore[no-untyped-def]
+    code, out = run("keys", "create", "--account", "acme", "--env", "live", "--json")
+    assert code == 0
+    created = orjson.loads(out)
+    assert set(created) == {"key", "key_id", "prefix", "environment", "account_id", "status"}
+    assert created["key"].startswith("sk_live_") and created["status"] == "active"
+
+    code, out = run("keys", "show", created["key_id"], "--json")
+    shown = orjson.loads(out)
+    assert shown["key_hash"] == hash_key(created["key"])
+    assert created["key"] not in out
+    for field in ("key_id", "status", "environment", "account_id", "revoked_reason"):
+        assert field in shown
+
+    code, out = run("keys", "revoke", created["key_id"], "--reason", "leaked", "--json")
+    assert code == 0 and orjson.loads(out)["changed"] is True
+    code, out = run("keys", "revoke", created["key_id"], "--reason", "leaked", "--json")
+    assert orjson.loads(out)["changed"] is False
+    assert orjson.loads(run("keys", "show", created["key_id"], "--json")[1])["revoked_reason"] == (
+        "leaked"
+    )
+
+    _, out = run("keys", "create", "--account", "acme", "--env", "test", "--json")
+    test_key = orjson.loads(out)
+    code, out = run("keys", "rotate", test_key["key_id"], "--grace-days", "3", "--json")
+    rotated = orjson.loads(out)
+    assert code == 0 and rotated["rotated_from"] == test_key["key_id"]
+    assert rotated["old_status"] == "deprecated" and rotated["key"].startswith("sk_test_")
+
+    _, out = run("keys", "list", "--json")
+    listed = {k["key_id"]: k["status"] for k in orjson.loads(out)}
+    assert listed == {created["key_id"]: "revoked", test_key["key_id"]: "deprecated",
+                      rotated["key_id"]: "active"}  # fmt: skip
+    assert created["key"] not in out and rotated["key"] not in out
+
+
+def test_user_errors_are_one_line_and_nonzero(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KEYWATCH_DATABASE_URL", database_url)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["keys", "show", "doesnotexist"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "keywatch: error: no key with id 'doesnotexist'"
+
+    monkeypatch.setenv("KEYWATCH_WEB_PORT", "notaport")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["keys", "list"])
+    assert exit_info.value.code == 2
+    assert "KEYWATCH_WEB_PORT" in capsys.readouterr().err
+    assert "Traceback" not in capsys.readouterr().err

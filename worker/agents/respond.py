@@ -1,0 +1,75 @@
+"""Response agents (thin): key actions, alert delivery and PagerDuty resolves.
+
+- actions: ``keywatch.alerts`` -> throttle/revoke through the executor; waits for the key store
+  and does not take the next alert until the action is done (offsets never pass it).
+- delivery: ``keywatch.alerts`` and ``keywatch.leaks`` -> Slack, webhook, PagerDuty (own agents,
+  so a slow sink never holds up actions or detection).
+- resolve: ``keywatch.key-actions`` ``unthrottle`` -> resolve the key's PagerDuty incident.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from faust import StreamT
+
+from detectors.policy import load_policy
+from worker.alerting.router import Router, build_router
+from worker.app import WorkerApp
+from worker.response.executor import KEY_ACTIONS, Executor
+
+DELIVERY_CONCURRENCY = 4
+
+
+def decode(value: Any) -> dict[str, Any] | None:
+    """An alert or key-action message as a dict, or None when it is not a JSON object."""
+    try:
+        obj = orjson.loads(value)
+    except (orjson.JSONDecodeError, TypeError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def register(app: WorkerApp) -> None:
+    """Add the response agents to the worker (the policy is loaded and validated here)."""
+    s = app.settings
+    policy = load_policy(s.policy_file, dry_run=s.dry_run)
+    executor = Executor(app.keys, throttle_ttl_s=policy.throttle_ttl_s,
+                        dead_letter=app.dead_letter, metrics=app.metrics)  # fmt: skip
+
+    async def contact(key_id: str) -> str | None:
+        return (await asyncio.to_thread(app.store.get, key_id)).contact
+
+    router, _http = build_router(s, policy, app.dead_letter, metrics=app.metrics, contact=contact)
+    leaks_topic = app.app.topic(s.topics.leaks, internal=True)
+
+    @app.app.agent(app.alerts_topic, name="keywatch.response.actions")
+    async def actions(stream: StreamT[Any]) -> None:
+        async for value in stream:
+            alert = decode(value)
+            if alert is None:
+                await app.dead_letter("bad_alert", "response", value, "not a JSON object")
+            elif alert.get("action") in KEY_ACTIONS:
+                await app.store_ready.wait()
+                await executor.execute(alert)
+
+    _delivery_agent(app, router, app.alerts_topic, "keywatch.response.deliver-alerts")
+    _delivery_agent(app, router, leaks_topic, "keywatch.response.deliver-leaks")
+
+    @app.app.agent(app.key_actions_topic, name="keywatch.response.resolve")
+    async def resolve(stream: StreamT[Any]) -> None:
+        async for value in stream:
+            message = decode(value)
+            if message and message.get("action") == "unthrottle" and message.get("key_id"):
+                await router.resolve(str(message["key_id"]))
+
+
+def _delivery_agent(app: WorkerApp, router: Router, topic: Any, name: str) -> None:
+    @app.app.agent(topic, name=name, concurrency=DELIVERY_CONCURRENCY)
+    async def deliver(stream: StreamT[Any]) -> None:
+        async for value in stream:
+            alert = decode(value)
+            if alert is not None:  # malformed alerts are dead-lettered by the actions agent
+                await router.deliver(alert)

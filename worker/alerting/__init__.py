@@ -1,0 +1,1 @@
+"""Alert delivery: Slack, a signed generic webhook and PagerDuty, routed by severity."""

@@ -1,0 +1,151 @@
+"""Routes each alert to the sinks its severity reaches, with retries, in parallel per sink.
+
+A sink that still fails after its retries sends the alert to the dead letter with reason
+``delivery_failed:<sink>``; the other sinks are unaffected. Delivery runs in its own agent, so a
+slow or failing sink never holds up detection or key actions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import httpx
+import structlog
+
+from detectors.policy import DeliveryConfig, RulesPolicy
+from worker.alerting.http import client
+from worker.alerting.pagerduty import PagerDutySink
+from worker.alerting.render import at_least
+from worker.alerting.retry import Sleep, with_retries
+from worker.alerting.slack import SlackSink
+from worker.alerting.webhook import WebhookSink
+from worker.errors import DeliveryGaveUp
+from worker.metrics import Metrics
+from worker.settings import Settings
+
+log = structlog.get_logger("keywatch.alerting")
+
+DeadLetter = Callable[[str, str, Any, str], Awaitable[None]]
+ContactLookup = Callable[[str], Awaitable[str | None]]
+SINK_CONCURRENCY = {"slack": 1, "webhook": 4, "pagerduty": 4}
+
+
+class Sink(Protocol):
+    """An alert destination; ``send`` is one attempt and raises ``DeliveryError``."""
+
+    name: str
+
+    async def send(self, alert: Mapping[str, Any], contact: str | None = None) -> None:
+        """Deliver once."""
+        ...
+
+
+class Router:
+    """Delivers alerts to every sink whose minimum severity they reach."""
+
+    def __init__(
+        self,
+        sinks: Sequence[Sink],
+        routing: Mapping[str, str],
+        config: DeliveryConfig,
+        dead_letter: DeadLetter,
+        *,
+        metrics: Metrics | None = None,
+        contact: ContactLookup | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.sinks, self.routing, self.config = list(sinks), dict(routing), config
+        self.dead_letter, self.metrics, self.contact, self.sleep = (
+            dead_letter,
+            metrics,
+            contact,
+            sleep,
+        )
+        self._limits = {s.name: asyncio.Semaphore(SINK_CONCURRENCY.get(s.name, 2)) for s in sinks}
+
+    def targets(self, alert: Mapping[str, Any]) -> list[Sink]:
+        """The sinks this alert goes to."""
+        sev = alert.get("severity")
+        return [s for s in self.sinks if at_least(sev, self.routing.get(s.name, "low"))]
+
+    async def deliver(self, alert: Mapping[str, Any]) -> dict[str, str]:
+        """Deliver to every target concurrently; returns ``{sink: "delivered" | "failed"}``."""
+        targets = self.targets(alert)
+        if not targets:
+            return {}
+        contact = await self._contact(alert)
+        results = await asyncio.gather(*(self._one(s, alert, contact) for s in targets))
+        return {s.name: r for s, r in zip(targets, results, strict=True)}
+
+    async def resolve(self, key_id: str) -> bool:
+        """Resolve the key's open PagerDuty incident (a lifted throttle); True if one was sent."""
+        pd = next((s for s in self.sinks if isinstance(s, PagerDutySink)), None)
+        if pd is None or pd.resolving(key_id) is None:
+            return False
+        msg = {"id": f"resolve:{key_id}", "key_id": key_id, "event_action": "resolve"}
+        return await self._attempts(pd, msg, lambda: pd.resolve(key_id)) == "delivered"
+
+    async def _one(self, sink: Sink, alert: Mapping[str, Any], contact: str | None) -> str:
+        return await self._attempts(sink, alert, lambda: sink.send(alert, contact))
+
+    async def _attempts(
+        self, sink: Sink, alert: Mapping[str, Any], send: Callable[[], Awaitable[None]]
+    ) -> str:
+        async with self._limits[sink.name]:
+            try:
+                attempts = await with_retries(send, self.config, sleep=self.sleep)
+                outcome = "delivered"
+                log.info("alert_delivered", sink=sink.name, alert_id=alert.get("id"),
+                         attempts=attempts)  # fmt: skip
+            except DeliveryGaveUp as exc:
+                outcome = "failed"
+                log.warning("delivery_failed", sink=sink.name, alert_id=alert.get("id"),
+                            error=str(exc))  # fmt: skip
+                await self.dead_letter(f"delivery_failed:{sink.name}", "delivery", dict(alert),
+                                       str(exc))  # fmt: skip
+        if self.metrics is not None:
+            self.metrics.deliveries.labels(sink=sink.name, outcome=outcome).inc()
+        return outcome
+
+    async def _contact(self, alert: Mapping[str, Any]) -> str | None:
+        key_id = alert.get("key_id")
+        if self.contact is None or not isinstance(key_id, str):
+            return None
+        try:
+            return await self.contact(key_id)
+        except Exception as exc:  # the owner's address is a nicety: never block delivery on it
+            log.warning("contact_lookup_failed", key_id=key_id, error=str(exc))
+            return None
+
+
+def build_sinks(settings: Settings, policy: RulesPolicy, http: httpx.AsyncClient) -> list[Sink]:
+    """The sinks configured in the settings (none configured: no sinks)."""
+    sinks: list[Sink] = []
+    if settings.slack_webhook_url:
+        interval = policy.delivery.slack_min_interval_s
+        sinks.append(SlackSink(http, settings.slack_webhook_url, interval))
+    if settings.webhook_url and settings.webhook_secret:
+        sinks.append(WebhookSink(http, settings.webhook_url, settings.webhook_secret))
+    if settings.pagerduty_routing_key:
+        key = settings.pagerduty_routing_key
+        sinks.append(PagerDutySink(http, settings.pagerduty_url, key))
+    return sinks
+
+
+def build_router(
+    settings: Settings,
+    policy: RulesPolicy,
+    dead_letter: DeadLetter,
+    *,
+    metrics: Metrics | None = None,
+    contact: ContactLookup | None = None,
+    http: httpx.AsyncClient | None = None,
+) -> tuple[Router, httpx.AsyncClient]:
+    """A router over the configured sinks and the HTTP client it uses (close it at shutdown)."""
+    http = http or client()
+    sinks = build_sinks(settings, policy, http)
+    router = Router(sinks, policy.routing, policy.delivery, dead_letter,
+                    metrics=metrics, contact=contact)  # fmt: skip
+    return router, http

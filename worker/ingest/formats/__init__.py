@@ -1,0 +1,1 @@
+"""One module per gateway log format, each with ``NAME``, ``matches(obj)`` and ``parse(obj)``."""

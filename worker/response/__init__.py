@@ -1,0 +1,1 @@
+"""Response: turn alerts into key actions (throttle, revoke) through the key service."""

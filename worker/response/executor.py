@@ -1,0 +1,148 @@
+"""Applies an alert's action to its key: throttle or revoke through ``KeyService``.
+
+At-least-once and idempotent: the key store dedupes (a key is revoked once; one alert throttles
+once), so an alert seen twice changes nothing the second time. While the database, Redis or the
+broker is down the executor waits and retries forever: ``execute`` returns only when the action
+is in SQL, in the Redis view and announced, so the calling agent never commits past it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import structlog
+
+from worker.alerting.retry import Backoff, Sleep
+from worker.errors import InputError, KeyNotFound, KeyStoreError, KeyStoreUnavailable
+from worker.keystore.service import KeyService
+from worker.keystore.store import Change
+from worker.metrics import Metrics
+from worker.redaction import redact_text
+
+log = structlog.get_logger("keywatch.response")
+
+DeadLetter = Callable[[str, str, Any, str], Awaitable[None]]
+Status = Literal["applied", "unchanged", "skipped", "dead_letter"]
+KEY_ACTIONS = ("throttle", "revoke")
+ACTIONS = ("log", "notify", "throttle", "revoke")
+MAX_REASON = 500  # the store's reason column holds 512 characters
+
+
+@dataclass(frozen=True, slots=True)
+class ActionPlan:
+    """What to do to which key, and why."""
+
+    action: Literal["throttle", "revoke"]
+    key_id: str
+    alert_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What ``execute`` did with one alert."""
+
+    status: Status
+    action: str | None = None
+    attempts: int = 0
+    detail: str = ""
+
+
+def plan_action(alert: Mapping[str, Any]) -> ActionPlan | None:
+    """The key action an alert asks for (None for log/notify); ``InputError`` when malformed."""
+    if not isinstance(alert, Mapping):
+        raise InputError("alert is not a JSON object", reason="bad_alert")
+    action = alert.get("action")
+    if action not in ACTIONS:
+        raise InputError(f"alert action {action!r} is not one of {ACTIONS}", reason="bad_alert")
+    if action not in KEY_ACTIONS:
+        return None
+    key_id, alert_id = alert.get("key_id"), alert.get("id")
+    if not isinstance(key_id, str) or not key_id:
+        raise InputError(f"{action} alert without a key_id", reason="bad_alert")
+    if not isinstance(alert_id, str) or not alert_id:
+        raise InputError(f"{action} alert without an id", reason="bad_alert")
+    return ActionPlan(action, key_id, alert_id, action_reason(alert))
+
+
+def action_reason(alert: Mapping[str, Any]) -> str:
+    """A reason naming the alert's kind, severity, signal types and id (redacted, bounded)."""
+    signals = alert.get("signals")
+    types = sorted(
+        {str(s.get("type")) for s in signals if isinstance(s, Mapping)}
+        if isinstance(signals, list)
+        else set()
+    )
+    kind, severity = alert.get("kind", "anomaly"), alert.get("severity", "?")
+    text = f"keywatch {severity} {kind}: {'+'.join(types) or 'no signals'} (alert {alert['id']})"
+    return redact_text(text)[:MAX_REASON]
+
+
+class Executor:
+    """Runs alert actions against the key service with retry-forever on unavailability."""
+
+    def __init__(
+        self,
+        keys: KeyService,
+        *,
+        throttle_ttl_s: float,
+        dead_letter: DeadLetter,
+        metrics: Metrics | None = None,
+        backoff: Backoff | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.keys = keys
+        self.throttle_ttl_s = throttle_ttl_s
+        self.dead_letter = dead_letter
+        self.metrics = metrics
+        self.backoff = backoff or Backoff(0.5, 30.0)
+        self.sleep = sleep
+
+    async def execute(self, alert: Mapping[str, Any]) -> Outcome:
+        """Apply the alert's action; returns only when it is done (or dead-lettered)."""
+        try:
+            plan = plan_action(alert)
+        except InputError as exc:
+            await self.dead_letter(exc.reason, "response", dict(alert), str(exc))
+            return Outcome("dead_letter", detail=exc.reason)
+        if plan is None:
+            return Outcome("skipped", action=str(alert.get("action")))
+        return await self._run(plan, alert)
+
+    async def _run(self, plan: ActionPlan, alert: Mapping[str, Any]) -> Outcome:
+        changed, attempt = False, 0
+        while True:
+            attempt += 1
+            try:
+                changed = (await self._apply(plan)).changed or changed
+                await self.keys.drain()  # the Redis view and the announcement, too
+                break
+            except KeyNotFound as exc:
+                await self.dead_letter("unknown_key", "response", dict(alert), str(exc))
+                return Outcome("dead_letter", plan.action, attempt, "unknown_key")
+            except KeyStoreUnavailable as exc:
+                wait = self.backoff.delay(attempt - 1)
+                log.warning("action_retry", action=plan.action, key_id=plan.key_id,
+                            attempt=attempt, retry_in=round(wait, 3), error=str(exc))  # fmt: skip
+                await self.sleep(wait)
+            except KeyStoreError as exc:
+                await self.dead_letter("action_failed", "response", dict(alert), str(exc))
+                return Outcome("dead_letter", plan.action, attempt, str(exc))
+        if changed and self.metrics is not None:
+            self.metrics.actions.labels(action=plan.action).inc()
+        log.info("key_action", action=plan.action, key_id=plan.key_id, alert_id=plan.alert_id,
+                 changed=changed, attempts=attempt)  # fmt: skip
+        return Outcome("applied" if changed else "unchanged", plan.action, attempt)
+
+    async def _apply(self, plan: ActionPlan) -> Change:
+        if plan.action == "revoke":
+            return await self.keys.revoke(
+                plan.key_id, plan.reason, actor="keywatch-response", alert_id=plan.alert_id
+            )
+        return await self.keys.throttle(
+            plan.key_id, self.throttle_ttl_s, plan.reason,
+            actor="keywatch-response", alert_id=plan.alert_id,
+        )  # fmt: skip

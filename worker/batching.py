@@ -8,31 +8,34 @@ every event of a key meets its profile on one worker and in one changelog partit
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Generic, TypeVar
 
 from detectors.model import AccessEvent
 from worker.partitioning import partition_for
 
-Batch = tuple[int, list[AccessEvent]]
+T = TypeVar("T")
+Batch = tuple[int, list[T]]
 
 
-class PartitionBuffers:
-    """Events buffered per target partition; a buffer leaves as one batch when it is full."""
+class PartitionBuffers(Generic[T]):
+    """Items (events, or encoded event rows) buffered per target partition of their key id;
+    a buffer leaves as one batch when it is full."""
 
     def __init__(self, partitions: int, max_events: int) -> None:
         if partitions <= 0 or max_events <= 0:
             raise ValueError("partitions and max_events must be positive")
         self.partitions = partitions
         self.max_events = max_events
-        self._buffers: dict[int, list[AccessEvent]] = {}
+        self._buffers: dict[int, list[T]] = {}
         self._size = 0
 
-    def add(self, event: AccessEvent) -> Batch | None:
-        """Buffer ``event``; returns its partition's batch when that buffer just became full."""
-        p = partition_for(event.key_id, self.partitions)
+    def add(self, key_id: str, item: T) -> Batch[T] | None:
+        """Buffer ``item`` of ``key_id``; returns the batch of its partition when it just filled."""
+        p = partition_for(key_id, self.partitions)
         buf = self._buffers.get(p)
         if buf is None:
             buf = self._buffers[p] = []
-        buf.append(event)
+        buf.append(item)
         self._size += 1
         if len(buf) >= self.max_events:
             del self._buffers[p]
@@ -40,16 +43,17 @@ class PartitionBuffers:
             return p, buf
         return None
 
-    def add_all(self, events: Iterable[AccessEvent]) -> list[Batch]:
-        """Buffer many events; returns the batches that filled up meanwhile."""
+    def add_all(self, items: Iterable[tuple[str, T]]) -> list[Batch[T]]:
+        """Buffer many ``(key_id, item)`` pairs; returns the batches that filled up meanwhile."""
         full = []
-        for event in events:
-            batch = self.add(event)
+        add = self.add
+        for key_id, item in items:
+            batch = add(key_id, item)
             if batch is not None:
                 full.append(batch)
         return full
 
-    def drain(self) -> list[Batch]:
+    def drain(self) -> list[Batch[T]]:
         """Every non-empty buffer as a batch (the flush at the end of an interval)."""
         out = sorted(self._buffers.items())
         self._buffers.clear()

@@ -21,10 +21,9 @@ import structlog
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
-from detectors.model import AccessEvent
 from worker.batching import PartitionBuffers
 from worker.errors import KeyStoreUnavailable
-from worker.eventcodec import encode_batch
+from worker.eventcodec import Row, encode_rows, raw_row
 from worker.ingest import ParseResult, RawAccess, Reject, parse_message
 from worker.keycache import KeyCache
 from worker.metrics import Metrics
@@ -67,12 +66,12 @@ class IngestStage:
         pending: list[Awaitable[None]] = []
         for value in values:
             self._parse_one(value, raws, pending)
-        events = await self._resolve(raws, pending)
-        buffers = PartitionBuffers(self.partitions, self.max_events)
-        batches = buffers.add_all(events) + buffers.drain()
+        rows = await self._resolve(raws, pending)
+        buffers: PartitionBuffers[Row] = PartitionBuffers(self.partitions, self.max_events)
+        batches = buffers.add_all(rows) + buffers.drain()
         pending.extend(self._send(p, batch) for p, batch in batches)
         await asyncio.gather(*pending)
-        return len(events)
+        return len(rows)
 
     def _parse_one(
         self, value: bytes, raws: list[RawAccess], pending: list[Awaitable[None]]
@@ -99,21 +98,23 @@ class IngestStage:
 
     async def _resolve(
         self, raws: list[RawAccess], pending: list[Awaitable[None]]
-    ) -> list[AccessEvent]:
+    ) -> list[tuple[str, Row]]:
         """Key hashes -> key ids through the key store (hash wins, as the key actually used)."""
         hashes = {r.key_hash for r in raws if r.key_hash}
         found = await self._lookup(hashes) if hashes else {}
-        events: list[AccessEvent] = []
+        rows: list[tuple[str, Row]] = []
         for raw in raws:
             ctx = found.get(raw.key_hash) if raw.key_hash else None
             if ctx is not None:
-                events.append(raw.to_event(ctx.key_id, ctx.account_id or raw.account_id))
+                rows.append(
+                    (ctx.key_id, raw_row(raw, ctx.key_id, ctx.account_id or raw.account_id))
+                )
             elif raw.key_id is not None:  # gateways may use ids of their own: still analyzed
-                events.append(raw.to_event(raw.key_id, raw.account_id))
+                rows.append((raw.key_id, raw_row(raw, raw.key_id, raw.account_id)))
             else:
                 detail = "key hash not found in the key store"
                 pending.append(self.dead_letter("unknown_key", self.source, asdict(raw), detail))
-        return events
+        return rows
 
     async def _lookup(self, hashes: set[str]) -> dict[str, Any]:
         """Resolve, waiting out a key-store outage (nothing is committed meanwhile)."""
@@ -126,9 +127,9 @@ class IngestStage:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def _send(self, partition: int, events: list[AccessEvent]) -> None:
-        self.metrics.batch_events.observe(len(events))
-        await self.send(partition, encode_batch(events))
+    async def _send(self, partition: int, rows: list[Row]) -> None:
+        self.metrics.batch_events.observe(len(rows))
+        await self.send(partition, encode_rows(rows))
 
 
 def _reject_payload(value: bytes, reject: Reject) -> Any:

@@ -1,14 +1,17 @@
 """Profiles: re-keyed batches -> per-key profile (Faust table) -> detectors -> ``keywatch.alerts``.
 
-Per take window (a few messages, all keys of one partition per message) the stage groups events by
-key, reads each key's profile from the table once, runs ``Analyzer.analyze`` over the key's events
-and writes the profile back once: one changelog record per key per window, not per event.
+Per window (``take_events``: a few messages, or ``flush_interval_s``) the stage groups events by
+key, reads each key's profile from the table once, runs ``Analyzer.analyze`` over the key's events,
+writes the profile back once and sends the alerts. Profiles reach the changelog at checkpoints
+(every ``CHECKPOINT_S``): each changed key once, whatever the number of windows that touched it.
+A window's source offsets are acknowledged only at the checkpoint after it, once the profiles it
+changed are on the changelog (``Checkpoint``), so a crash replays events, never loses them.
 
-The table holds live ``KeyProfile`` objects; only the changelog is serialized (``ProfileCodec``,
-``KeyProfile.to_bytes``). Keeping bytes in the table instead would cost a ``from_bytes`` per key
-per window on top (measured in benchmarks/state_bench.py). The table uses Kafka's partitioner for
-its changelog (``ProfileTable``): a key's changelog partition is ``partition_for(key_id)``, the
-partition its events arrive on, so a window may mix messages of several partitions.
+The table holds live ``KeyProfile`` objects; only the changelog is serialized (``ProfileCodec``).
+Measured (benchmarks/state_bench.py): ``to_bytes`` ~50 µs and ``from_bytes`` ~200 µs per profile,
+so a table of bytes would add ~250 µs per key per window; objects cost ~50 µs per key per
+checkpoint. A key's changelog partition is ``partition_for(key_id)``, the partition its events
+arrive on (``ProfileTable``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from faust.serializers.codecs import Codec
 
 from detectors.analyzer import Analyzer
 from detectors.model import AccessEvent, Alert, KeyContext
+from detectors.policy import load_policy
 from detectors.profile import KeyProfile
 from worker.batching import group_by_key
 from worker.errors import InputError
@@ -34,7 +38,7 @@ from worker.metrics import Metrics
 from worker.partitioning import partition_for
 
 if TYPE_CHECKING:
-    from faust.types import StreamT
+    from faust.types import EventT, StreamT
 
     from worker.app import WorkerApp
 
@@ -43,6 +47,9 @@ log = structlog.get_logger("keywatch.profiles")
 SendAlert = Callable[[str, bytes], Awaitable[None]]
 DeadLetter = Callable[[str, str, Any, str], Awaitable[None]]
 TAKE_MESSAGES = 64  # messages per window; each carries up to batch_max_events events
+# How often changed profiles go to the changelog: once per key per second caps serialization at
+# 2,000 keys x ~50 µs = 0.1 s per second for the benchmark's key count, whatever the event rate.
+CHECKPOINT_S = 1.0
 
 
 class ProfileCodec(Codec):
@@ -56,24 +63,54 @@ class ProfileCodec(Codec):
         return KeyProfile.from_bytes(s)
 
 
-class ProfileTable(faust.Table):  # type: ignore[misc]
-    """Key id -> live ``KeyProfile``; each key's changelog goes to ``partition_for(key id)``.
+class ProfileTable(faust.Table):  # type: ignore[type-arg]
+    """Key id -> live ``KeyProfile``, whose changelog is written once per key per checkpoint.
 
-    Faust's default is the partition of the message being processed, which would tie a window to
-    one source partition; its ``use_partitioner`` option needs producer metadata for the
-    changelog topic that it does not fetch first. Choosing the partition here is the same
-    function the ingest stage used to route the key's events, so both always agree.
+    Faust sends a changelog record on every assignment, through its producer buffer, one
+    message at a time (the buffer overflowed at ~2k profiles/s in benchmarks/worker_bench.py),
+    to the partition of the message being processed. Here an assignment only marks the key;
+    ``flush_changelog`` sends each marked key's profile once, straight to the producer, to
+    ``partition_for(key id)``: the partition its events are routed to, so both always agree and
+    a window may mix messages of several partitions.
     """
 
     def __init__(self, app: faust.App, *, name: str, partitions: int, **kwargs: Any) -> None:
         super().__init__(app, name=name, partitions=partitions, key_type=str, **kwargs)
+        self.n_partitions = partitions
         # Faust derives serializers from key/value types (json unless a Record); the changelog
         # topic is built lazily at start, after this.
         self.key_serializer, self.value_serializer = "raw", ProfileCodec()
+        self.dirty: set[str] = set()
 
     def partition_for_key(self, key: Any) -> int:
         """The changelog partition of ``key``: the key's own partition."""
-        return partition_for(key, self.partitions)
+        return partition_for(key, self.n_partitions)
+
+    def on_key_set(self, key: Any, value: Any) -> None:
+        """Mark the key; its changelog record leaves with the next flush."""
+        self.dirty.add(key)
+
+    async def flush_changelog(self) -> int:
+        """Send every marked key's profile to the changelog; returns the number sent."""
+        dirty, self.dirty = self.dirty, set()
+        if not dirty:
+            return 0
+        send, topic, n = (
+            self.app.producer.send,
+            self.changelog_topic.get_topic_name(),
+            self.n_partitions,
+        )
+        data = self.data
+        futures = []
+        for key in dirty:
+            value = data.get(key)
+            if value is not None:
+                record = value.to_bytes()
+                futures.append(
+                    await send(topic, key.encode(), record, partition_for(key, n), None, None)
+                )
+        await asyncio.gather(*futures)
+        return len(futures)
 
 
 class ProfileStage:
@@ -128,7 +165,7 @@ class ProfileStage:
             except Exception as exc:  # one key's bad state must not stop the others
                 failed.append((key_id, exc))
                 continue
-            table[key_id] = profile  # the one write (and changelog record) of this key
+            table[key_id] = profile  # the one write of this key in this window
             if found:
                 alerts.extend(found)
         return alerts, failed
@@ -146,6 +183,30 @@ class ProfileStage:
         await self.send_alert(alert.key_id or "", orjson.dumps(alert.to_dict()))
 
 
+class Checkpoint:
+    """Holds processed events' acks until the profiles they changed are on the changelog."""
+
+    def __init__(self, table: ProfileTable) -> None:
+        self.table = table
+        self.held: list[EventT[Any]] = []
+        self._lock = asyncio.Lock()
+
+    def hold(self, events: Sequence[EventT[Any]]) -> None:
+        """Keep ``events`` unacknowledged (their stream acks them once; we hold one more ref)."""
+        for event in events:
+            event.message.incref()
+        self.held.extend(events)
+
+    async def flush(self) -> int:
+        """Write the changed profiles, then release the acks of the events behind them."""
+        async with self._lock:
+            held, self.held = self.held, []
+            sent = await self.table.flush_changelog()
+            for event in held:
+                event.ack()
+            return sent
+
+
 def geo_resolver(kapp: WorkerApp) -> Any:
     """The GeoIP resolver from settings (None city db: the maxminddb-geolite2 database)."""
     from geoip.resolver import GeoResolver
@@ -154,23 +215,34 @@ def geo_resolver(kapp: WorkerApp) -> Any:
 
 
 def register(kapp: WorkerApp) -> None:
-    """Wire the profile agent into the worker app."""
+    """Wire the profile agent and its checkpoint timer into the worker app."""
+    s = kapp.settings
 
     async def send_alert(key_id: str, value: bytes) -> None:
         fut = await kapp.alerts_topic.send(key=key_id.encode(), value=value)
         await fut
 
+    analyzer = Analyzer(geo_resolver(kapp), load_policy(s.policy_file, dry_run=s.dry_run))
     stage = ProfileStage(
-        kapp.profiles, Analyzer(geo_resolver(kapp)), kapp.keycache, send_alert,
-        kapp.metrics, kapp.dead_letter, kapp.settings.topics.events_by_key,
+        kapp.profiles, analyzer, kapp.keycache, send_alert, kapp.metrics, kapp.dead_letter,
+        s.topics.events_by_key,
     )  # fmt: skip
+    checkpoint = Checkpoint(kapp.profiles)
     kapp.profile_stage = stage
-    within = kapp.settings.flush_interval_s
+    within = s.flush_interval_s
 
     @kapp.app.agent(kapp.events_topic, name="keywatch.profiles")
     async def profiles(stream: StreamT[bytes]) -> None:
-        async for values in stream.take(TAKE_MESSAGES, within=within):
+        async for events in stream.take_events(TAKE_MESSAGES, within=within):  # type: ignore[attr-defined]
             try:
-                await stage.handle(values)
-            except Exception as exc:  # never kill the agent; the batch's offsets still commit
-                log.exception("profile_batch_failed", messages=len(values), error=repr(exc))
+                await stage.handle([e.value for e in events])
+            except Exception as exc:  # never kill the agent: log, and move on
+                log.exception("profile_batch_failed", messages=len(events), error=repr(exc))
+            checkpoint.hold(events)
+
+    kapp.app.timer(CHECKPOINT_S)(checkpoint.flush)
+
+    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        await checkpoint.flush()  # before another worker takes these keys over
+
+    kapp.app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]

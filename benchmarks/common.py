@@ -3,6 +3,7 @@ and reading figures from ``/metrics``."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import sys
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -124,7 +126,10 @@ def wait_for(proc: Proc, name: str, target: float, timeout: float) -> float:
     """Poll ``/metrics`` until ``name`` reaches ``target``; returns perf_counter at that moment."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if metric(proc.metrics(), name) >= target:
-            return time.perf_counter()
+        with contextlib.suppress(httpx.HTTPError):  # the web server may not be up yet
+            if metric(proc.metrics(), name) >= target:
+                return time.perf_counter()
+        if proc.proc.poll() is not None:
+            raise SystemExit(f"worker exited:\n{proc.output()[-3000:]}")
         time.sleep(0.05)
     raise SystemExit(f"{name} did not reach {target} in {timeout}s:\n{proc.output()[-3000:]}")

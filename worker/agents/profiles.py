@@ -50,17 +50,29 @@ TAKE_MESSAGES = 64  # messages per window; each carries up to batch_max_events e
 # How often changed profiles go to the changelog: once per key per second caps serialization at
 # 2,000 keys x ~50 µs = 0.1 s per second for the benchmark's key count, whatever the event rate.
 CHECKPOINT_S = 1.0
+IDLE_CHECKPOINTS = 60  # a key unchanged for this many checkpoints is kept as bytes
 
 
 class ProfileCodec(Codec):
-    """Faust codec for the profiles changelog: ``KeyProfile`` <-> its compact bytes."""
+    """Faust codec for the profiles changelog: a profile (object or bytes) <-> its bytes.
+
+    Loading keeps the bytes: recovery does not decode 100k profiles up front (``from_bytes`` is
+    ~200 µs each); a key's profile is decoded when its next event arrives (``live_profile``).
+    """
 
     def _dumps(self, obj: Any) -> bytes:
-        data: bytes = obj.to_bytes()
+        data: bytes = obj if isinstance(obj, bytes) else obj.to_bytes()
         return data
 
     def _loads(self, s: bytes) -> Any:
-        return KeyProfile.from_bytes(s)
+        return bytes(s)
+
+
+def live_profile(stored: KeyProfile | bytes | None) -> KeyProfile | None:
+    """The table's value as a ``KeyProfile`` (idle keys are kept as their compact bytes)."""
+    if stored is None or isinstance(stored, KeyProfile):
+        return stored
+    return KeyProfile.from_bytes(stored)
 
 
 class ProfileTable(faust.Table):  # type: ignore[type-arg]
@@ -81,6 +93,9 @@ class ProfileTable(faust.Table):  # type: ignore[type-arg]
         # topic is built lazily at start, after this.
         self.key_serializer, self.value_serializer = "raw", ProfileCodec()
         self.dirty: set[str] = set()
+        self.checkpoints = 0
+        self._changed_at: dict[str, int] = {}  # live key -> checkpoint number of its last change
+        self._records: dict[str, bytes] = {}  # live key -> its last changelog record
 
     def partition_for_key(self, key: Any) -> int:
         """The changelog partition of ``key``: the key's own partition."""
@@ -93,24 +108,38 @@ class ProfileTable(faust.Table):  # type: ignore[type-arg]
     async def flush_changelog(self) -> int:
         """Send every marked key's profile to the changelog; returns the number sent."""
         dirty, self.dirty = self.dirty, set()
-        if not dirty:
-            return 0
-        send, topic, n = (
-            self.app.producer.send,
-            self.changelog_topic.get_topic_name(),
-            self.n_partitions,
+        self.checkpoints += 1
+        send, n = self.app.producer.send, self.n_partitions
+        topic = self.changelog_topic.get_topic_name()
+        data, records, changed_at, now = (
+            self.data,
+            self._records,
+            self._changed_at,
+            self.checkpoints,
         )
-        data = self.data
         futures = []
         for key in dirty:
             value = data.get(key)
-            if value is not None:
-                record = value.to_bytes()
+            if value is not None and value.__class__ is not bytes:
+                record = records[key] = value.to_bytes()
+                changed_at[key] = now
                 futures.append(
                     await send(topic, key.encode(), record, partition_for(key, n), None, None)
                 )
         await asyncio.gather(*futures)
+        if now % IDLE_CHECKPOINTS == 0:
+            self._compact(now)
         return len(futures)
+
+    def _compact(self, now: int) -> None:
+        """Keys idle for IDLE_CHECKPOINTS go back to their bytes (~0.6 KB instead of ~8.5 KB
+        as objects; benchmarks/state_bench.py): memory follows the active keys, not all keys."""
+        data, records, changed_at = self.data, self._records, self._changed_at
+        for key in [k for k, at in changed_at.items() if now - at >= IDLE_CHECKPOINTS]:
+            del changed_at[key]
+            record = records.pop(key)
+            if key in data and key not in self.dirty:
+                data[key] = record  # the store itself: no changelog record, it is there
 
 
 class ProfileStage:
@@ -118,7 +147,7 @@ class ProfileStage:
 
     def __init__(
         self,
-        table: MutableMapping[str, KeyProfile],
+        table: MutableMapping[str, KeyProfile | bytes],
         analyzer: Analyzer,
         keys: KeyCache,
         send_alert: SendAlert,
@@ -161,7 +190,7 @@ class ProfileStage:
         for key_id, evs in groups.items():
             ctx = contexts.get(key_id) or KeyContext(key_id, evs[0].account_id)
             try:
-                profile, found = analyze(ctx, table.get(key_id), evs, now)
+                profile, found = analyze(ctx, live_profile(table.get(key_id)), evs, now)
             except Exception as exc:  # one key's bad state must not stop the others
                 failed.append((key_id, exc))
                 continue

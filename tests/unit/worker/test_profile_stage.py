@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import faust
 import orjson
 import pytest
 
@@ -12,11 +14,18 @@ from detectors.analyzer import Analyzer
 from detectors.model import AccessEvent
 from detectors.profile import KeyProfile
 from geoip.resolver import GeoResolver
-from worker.agents.profiles import ProfileCodec, ProfileStage
+from worker.agents.profiles import (
+    IDLE_CHECKPOINTS,
+    ProfileCodec,
+    ProfileStage,
+    ProfileTable,
+    live_profile,
+)
 from worker.eventcodec import encode_batch
 from worker.keycache import KeyCache
 from worker.keystore.store import KeyStore
 from worker.metrics import Metrics
+from worker.partitioning import partition_for
 
 NOW = 1795000000.0
 DE, RU = "5.9.0.1", "77.88.8.8"  # GeoLite2: Germany, Russia
@@ -127,7 +136,26 @@ async def test_one_failing_key_does_not_stop_the_others(stage: Any) -> None:
     assert isinstance(table["good"], KeyProfile)
 
 
-def test_profile_codec_round_trips() -> None:
+def test_changelog_codec_keeps_bytes_until_a_key_is_used() -> None:
     prof = KeyProfile()
     codec = ProfileCodec()
-    assert codec.loads(codec.dumps(prof)).to_bytes() == prof.to_bytes()
+    stored = codec.loads(codec.dumps(prof))
+    assert stored == prof.to_bytes()  # recovery decodes nothing up front
+    live = live_profile(stored)
+    assert isinstance(live, KeyProfile) and live.to_bytes() == prof.to_bytes()
+    assert live_profile(live) is live
+    assert live_profile(None) is None
+    assert codec.dumps(stored) == stored
+
+
+def test_idle_keys_go_back_to_bytes(tmp_path: Path) -> None:
+    app = faust.App("kw-unit", store="memory://", datadir=str(tmp_path))
+    table = ProfileTable(app, name="profiles", partitions=4)
+    hot, idle = KeyProfile(), KeyProfile()
+    table.data["hot"], table.data["idle"] = hot, idle
+    table._records.update(hot=hot.to_bytes(), idle=idle.to_bytes())
+    table._changed_at.update(hot=IDLE_CHECKPOINTS, idle=1)
+    table._compact(IDLE_CHECKPOINTS + 1)
+    assert table.data["hot"] is hot
+    assert table.data["idle"] == idle.to_bytes()
+    assert table.partition_for_key("idle") == partition_for("idle", 4)

@@ -31,7 +31,7 @@ NOW = 1795000000.0
 DE, RU = "5.9.0.1", "77.88.8.8"  # GeoLite2: Germany, Russia
 
 
-class CountingTable(dict[str, KeyProfile]):
+class CountingTable(dict[str, KeyProfile | bytes]):
     """A mapping that counts reads and writes per key (the Faust table's interface used)."""
 
     def __init__(self) -> None:
@@ -43,7 +43,7 @@ class CountingTable(dict[str, KeyProfile]):
         self.reads[key] = self.reads.get(key, 0) + 1
         return super().get(key, default)
 
-    def __setitem__(self, key: str, value: KeyProfile) -> None:
+    def __setitem__(self, key: str, value: KeyProfile | bytes) -> None:
         self.writes[key] = self.writes.get(key, 0) + 1
         super().__setitem__(key, value)
 

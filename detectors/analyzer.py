@@ -59,28 +59,53 @@ class Analyzer:
         cfg, ctx = self.config, EvalContext(self.config)
         lookup = self.geo.lookup if self.geo is not None else None
         evaluators = self._evaluators
+        count_event, observe_geo = prof.count_event, prof.observe_geo
         horizon = detected_at + cfg.max_future_skew_s
         ordered = sorted(events, key=_BY_TS) if len(events) > 1 else events
         last_ip: str | None = None
+        geo: GeoInfo | None = None
+        place = ""
+        # A run: consecutive non-late events with the very GeoInfo object of the non-late event
+        # before them (the resolver caches one object per IP). Their country/ASN/place counts
+        # are added in one step when the run ends (``KeyProfile.add_geo_run``): nothing reads a
+        # count meanwhile (only impossible travel does, and it stops early while the event's
+        # place is the last location) and only ``observe_geo``, which ends the run, evicts.
+        prev: GeoInfo | None = None
+        run_n, run_last = 0, 0.0
         for ev in ordered:
             ts = ev.ts if ev.ts <= horizon else detected_at
             if ev.ip != last_ip:
                 last_ip = ev.ip
                 geo = lookup(ev.ip) if lookup is not None else None
-                ctx.geo, ctx.place = geo, place_of(geo)
-            ctx.late = prof.count_event(ts, cfg)
+                place = place_of(geo)
+                ctx.geo, ctx.place = geo, place
+            late = ctx.late = count_event(ts, cfg)
             ctx.hour_of_day = (int(ts) // 3600) % 24
+            same = geo is prev and geo is not None and not late
+            if run_n and not same:
+                prof.add_geo_run(prev, place_of(prev), run_n, int(run_last))  # type: ignore[arg-type]
+                run_n = 0
             signals: list[Signal] | None = None
             for evaluate in evaluators:
                 found = evaluate(ev, prof, ctx)
                 if found:
                     signals = found if signals is None else signals + found
-            if ctx.geo is not None:
-                prof.observe_geo(ts, ctx.geo, ctx.place, ctx.late)
+            if same:
+                run_n += 1
+                if ts > run_last:  # int() is monotonic: take it once, at the end
+                    run_last = ts
+                if place:
+                    prof.loc_ts = ts
+            elif geo is not None:
+                observe_geo(ts, geo, place, late)
+                run_last = 0.0
+            prev = None if late else geo
             if signals:
-                alert = self._incident(key, prof, ev, ts, ctx.geo, signals, detected_at)
+                alert = self._incident(key, prof, ev, ts, geo, signals, detected_at)
                 if alert is not None:
                     alerts.append(alert)
+        if run_n:
+            prof.add_geo_run(prev, place, run_n, int(run_last))  # type: ignore[arg-type]
         return prof, alerts
 
     def _incident(

@@ -167,8 +167,19 @@ class KeyProfile:
         Late events (reordered across batches or by a gateway's skewed clock) count towards the
         still-open hour and minute only; closed hours are never rewritten.
         """
+        minute = int(ts) // 60
+        # Common case first: same minute as the newest event, and not so idle it relearns.
+        if (
+            minute == self.ring_minute
+            and self.first_ts >= 0
+            and 0 <= ts - self.last_ts < cfg.relearn_after_s
+        ):
+            self.last_ts = ts
+            self.total_events += 1
+            self.cur_count += 1
+            self.ring[minute % RING] += 1
+            return False
         if ts < self.last_ts:
-            minute = int(ts) // 60
             if minute // 60 == self.cur_hour:
                 self.cur_count += 1
             if self.ring_minute - RING < minute <= self.ring_minute:
@@ -179,7 +190,6 @@ class KeyProfile:
             self.start_learning(ts)
         self.last_ts = ts
         self.total_events += 1
-        minute = int(ts) // 60
         if minute != self.ring_minute:
             hour = minute // 60
             if hour != self.cur_hour:
@@ -293,6 +303,23 @@ class KeyProfile:
             self.loc_ts, self.loc_lat, self.loc_lon = ts, geo.lat, geo.lon
             self.loc_acc = geo.accuracy_km or 0.0
             self.loc_country, self.loc_key = c or "", place
+
+    def add_geo_run(self, geo: GeoInfo, place: str, n: int, last_s: int) -> None:
+        """Count ``n`` more events located at ``geo`` (latest at ``last_s``) in one step.
+
+        Same result as ``observe_geo`` per event for events located exactly like one that was
+        just observed: its entries exist already, so only their counts and last-seen move.
+        """
+        entries = (
+            self.countries.get(geo.country) if geo.country is not None else None,
+            self.asns.get(geo.asn) if geo.asn is not None else None,
+            self.places.get(place) if place else None,
+        )
+        for e in entries:
+            if e is not None:
+                e[0] += n
+                if last_s > e[1]:
+                    e[1] = last_s
 
     def place_count(self, place: str) -> int:
         """How often the key was seen at a place ("CC/City")."""

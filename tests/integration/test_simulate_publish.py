@@ -1,0 +1,66 @@
+"""``keywatch simulate --topic`` publishes batched native events to the real (Tansu) broker."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+from click.testing import CliRunner
+
+from worker.commands.simulate import command
+from worker.devstack import EmbeddedBroker
+from worker.ingest import parse_message
+from worker.simulate import simulate
+
+pytestmark = pytest.mark.services
+
+
+async def consume(broker: EmbeddedBroker, topic: str, count: int) -> list[bytes]:
+    """Read ``count`` message values from the start of ``topic``."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=broker.bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        out: list[bytes] = []
+        while len(out) < count:
+            batches = await consumer.getmany(timeout_ms=10_000)
+            assert batches, f"only {len(out)} of {count} messages arrived"
+            for records in batches.values():
+                out += [r.value for r in records]
+        return out
+    finally:
+        await consumer.stop()
+
+
+def test_batches_of_native_events(broker: EmbeddedBroker, topic_suffix: str) -> None:
+    topic = f"simulate-{topic_suffix}"
+    args = ["--keys", "3", "--days", "3", "--seed", "2", "--topic", topic, "--batch", "500"]
+    result = CliRunner().invoke(command, args, env={"KEYWATCH_BROKER": broker.url})
+    assert result.exit_code == 0, result.output
+    expected = list(simulate(3, 3, seed=2).events())
+    n_messages = -(-len(expected) // 500)
+    assert f"published {n_messages} message(s) to {topic}" in result.stderr
+    assert result.stdout == ""  # --topic without --out writes no file to stdout
+    values = asyncio.run(consume(broker, topic, n_messages))
+    decoded: list[Any] = [orjson.loads(v) for v in values]
+    assert all(isinstance(d, list) and len(d) <= 500 for d in decoded)
+    # Unkeyed messages spread over the topic's partitions: order holds within each batch only.
+    chunks = [expected[i : i + 500] for i in range(0, len(expected), 500)]
+    assert sorted(decoded, key=lambda d: int(d[0]["request_id"].split("-")[1], 16)) == chunks
+    parsed = parse_message(values[0])  # the worker's ingest accepts them as they are
+    assert parsed.fmt == "native" and len(parsed.events) == 500 and not parsed.rejects
+
+
+def test_unreachable_broker_is_one_clear_error() -> None:
+    args = ["--keys", "2", "--days", "3", "--topic", "t"]
+    result = CliRunner().invoke(command, args, env={"KEYWATCH_BROKER": "kafka://127.0.0.1:1"})
+    assert result.exit_code == 1
+    assert "cannot reach the broker 127.0.0.1:1" in result.output

@@ -1,8 +1,9 @@
 """The anomaly worker's Faust app: topics, the profile table and the agents.
 
-Data flow: ``gateway.access`` (any format, batched or not) -> ingest agent (parse, resolve key,
-dead-letter the rest) -> re-keyed batches on ``keywatch.events-by-key`` (partition = key id's
-partition, see worker.partitioning) -> profile agent (profiles table, detectors, policy) ->
+Data flow: ``gateway.access`` (any format, batched or not) -> ingest consumer (parse, resolve key,
+dead-letter the rest; worker.agents.ingest) -> re-keyed batches on ``keywatch.events-by-key``
+(partition = key id's partition, see worker.partitioning) -> profile agent (profiles table,
+detectors, policy; worker.agents.profiles) ->
 ``keywatch.alerts`` -> response agent (throttle/revoke via the key service) and delivery agent
 (Slack, webhook, PagerDuty).
 """

@@ -26,4 +26,6 @@ class ScannerApp(KeywatchApp):
 
 def scanner_registrations() -> list[Callable[[ScannerApp], None]]:
     """The scanner's agents and web routes, listed explicitly."""
-    return []
+    from worker.agents.scanner import registrations
+
+    return registrations()

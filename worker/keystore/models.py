@@ -109,3 +109,23 @@ class SchemaVersion(Base):
 
     version: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     applied_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LeakFinding(Base):
+    """The one response to a leaked key hash (the scanner acts once however often it is pushed)."""
+
+    __tablename__ = "kw_leak_findings"
+
+    key_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    key_id: Mapped[str | None] = mapped_column(sa.String(32))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    action: Mapped[str] = mapped_column(sa.String(16))
+    rule_id: Mapped[str] = mapped_column(sa.String(64))
+    repository: Mapped[str | None] = mapped_column(sa.String(256))
+    commit: Mapped[str | None] = mapped_column(sa.String(64))
+    path: Mapped[str | None] = mapped_column(sa.String(1024))
+    line: Mapped[int | None] = mapped_column(sa.Integer)
+    alert_id: Mapped[str | None] = mapped_column(sa.String(64))
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    times_seen: Mapped[int] = mapped_column(sa.Integer, default=1)

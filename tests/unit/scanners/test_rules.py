@@ -1,0 +1,110 @@
+"""Every rule's samples, and validation of bad rule files."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from scanners.engine import Engine
+from scanners.rules import DEFAULT_RULES_PATH, load_rules, parse_rules
+from worker.errors import ConfigError
+
+RULES = load_rules().rules
+SAMPLES = [(r.id, s, True) for r in RULES for s in r.samples_match] + [
+    (r.id, s, False) for r in RULES for s in r.samples_nomatch
+]
+
+
+@pytest.mark.parametrize(("rule_id", "sample", "must_match"), SAMPLES)
+def test_rule_samples(engine: Engine, rule_id: str, sample: str, must_match: bool) -> None:
+    found = {c.rule_id for c in engine.scan_text(sample)}
+    assert (rule_id in found) is must_match
+
+
+def test_every_rule_has_samples_both_ways() -> None:
+    for rule in RULES:
+        assert rule.samples_match and rule.samples_nomatch, rule.id
+
+
+def test_platform_prefixes_are_configurable() -> None:
+    data = tomllib.loads(DEFAULT_RULES_PATH.read_text())
+    data["platform"]["prefixes"] = ["sk_live_"]
+    platform = dict(data["rules"][0])
+    platform["samples_match"] = [s for s in platform["samples_match"] if "sk_live_" in s]
+    data["rules"] = [platform]
+    ruleset = parse_rules(data)
+    assert ruleset.platform_prefixes == ("sk_live_",)
+    assert ruleset.rules[0].keywords == ("sk_live_",)
+    engine = Engine(ruleset)
+    sample = "k=pk_live_S5asLKQ8iTcasNjosNQw1PDRhA8HQ6Ine7OBzVwIDst0WaHU8"
+    assert engine.scan_text(sample) == []
+
+
+def _one_rule(**overrides: object) -> dict[str, object]:
+    rule: dict[str, object] = {
+        "id": "t",
+        "description": "test rule",
+        "kind": "third_party",
+        "keywords": ["tok_"],
+        "regex": r"tok_[A-Za-z0-9]{20}",
+        "samples_match": ["x tok_Q7hZ2mKpL9vX4cR8tYw3 y"],
+        "samples_nomatch": ["tok_short"],
+    }
+    rule.update(overrides)
+    return {"rules": [rule]}
+
+
+def test_valid_minimal_rule_loads() -> None:
+    (rule,) = parse_rules(_one_rule()).rules
+    assert rule.checksum is None and rule.entropy_min is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"regex": "tok_[A-Z"}, "bad regex"),
+        ({"description": None}, "'description'"),
+        ({"kind": "other"}, "kind must be one of"),
+        ({"checksum": "md5"}, "checksum must be one of"),
+        ({"keywords": []}, "keywords"),
+        ({"keywords": "tok_"}, "keywords"),
+        ({"samples_match": ["tok_short"]}, "must match does not"),
+        ({"samples_nomatch": ["tok_Q7hZ2mKpL9vX4cR8tYw3"]}, "must not match does"),
+        ({"samples_match": ["tok_Q7hZ2mKpL9vX4cR8tYw3"], "keywords": ["zz"]}, "keywords"),
+        ({"entropy_min": "high"}, "entropy_min"),
+        ({"regex": "<PREFIX>x{20}"}, "platform.prefixes is empty"),
+    ],
+)
+def test_bad_rule_raises_config_error(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_rules(_one_rule(**overrides))
+
+
+def test_missing_id_and_duplicates_raise() -> None:
+    with pytest.raises(ConfigError, match="'id'"):
+        parse_rules(_one_rule(id=""))
+    data = _one_rule()
+    data["rules"] = [data["rules"][0], data["rules"][0]]  # type: ignore[index]
+    with pytest.raises(ConfigError, match="duplicate"):
+        parse_rules(data)
+    with pytest.raises(ConfigError, match="no"):
+        parse_rules({"rules": []})
+
+
+def test_bad_file_raises_config_error(tmp_path: Path) -> None:
+    bad = tmp_path / "rules.toml"
+    bad.write_text("[[rules]\nid = ")
+    with pytest.raises(ConfigError, match=r"rules\.toml"):
+        Engine.from_file(bad)
+    with pytest.raises(ConfigError):
+        load_rules(tmp_path / "missing.toml")
+
+
+def test_config_error_message_never_holds_a_full_sample() -> None:
+    sample = "k=sk_live_aWFeOgd23eOp1ARVjVEeNJPXGyijpXUwIL8tuPmXyNc3tzkFN"
+    data = _one_rule(samples_match=[sample], keywords=["sk_live_"])
+    with pytest.raises(ConfigError) as info:
+        parse_rules(data)
+    assert sample[2:] not in str(info.value)

@@ -1,0 +1,124 @@
+"""``keywatch scan``: diffs, files, directories and stdin; exit codes; JSON lines and SARIF;
+``--revoke`` applies the scanner's response; no full key in any output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from worker.commands.scan import command, looks_like_diff
+from worker.keystore.keyformat import generate_key
+from worker.keystore.store import KeyStore
+
+
+@pytest.fixture
+def env(sqlite_url: str, tmp_path: Path) -> dict[str, str]:
+    return {"KEYWATCH_DATABASE_URL": sqlite_url, "KEYWATCH_DATA_DIR": str(tmp_path / "d")}
+
+
+def run(env: dict[str, str], *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(command, list(args), env=env, input=stdin)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def diff_with(secret: str, path: str = "app/settings.py") -> str:
+    return (
+        f"diff --git a/{path} b/{path}\n--- a/{path}\n+++ b/{path}\n@@ -1,2 +1,3 @@\n"
+        f' import os\n+API_KEY = "{secret}"\n-OLD = 1\n'
+    )
+
+
+def test_diff_with_a_live_key_is_verified_not_revoked(env: dict[str, str], tmp_path: Path) -> None:
+    store = KeyStore(env["KEYWATCH_DATABASE_URL"])
+    live, rec = store.create("acme", "live")
+    patch = tmp_path / "change.patch"
+    patch.write_text(diff_with(live.secret))
+    code, out, err = run(env, str(patch), "--json")
+    assert code == 1, err
+    [row] = [orjson.loads(line) for line in out.splitlines()]
+    assert (row["status"], row["key_id"], row["path"], row["line"]) == (
+        "active", rec.key_id, "app/settings.py", 2)  # fmt: skip
+    assert row["revoked_now"] is False and live.secret not in out + err
+    assert store.get(rec.key_id).status == "active"
+    store.close()
+
+
+def test_removed_lines_are_not_reported(env: dict[str, str], tmp_path: Path) -> None:
+    store = KeyStore(env["KEYWATCH_DATABASE_URL"])
+    live, _ = store.create("acme", "live")
+    patch = tmp_path / "removal.diff"
+    patch.write_text(diff_with("x").replace('+API_KEY = "x"', f'-API_KEY = "{live.secret}"'))
+    assert run(env, str(patch))[:2] == (0, "no leaked keys found\n")
+    store.close()
+
+
+def test_revoke_applies_the_response(env: dict[str, str], tmp_path: Path, redis_url: str) -> None:
+    store = KeyStore(env["KEYWATCH_DATABASE_URL"])
+    live, rec = store.create("acme", "live")
+    test, test_rec = store.create("acme", "test")
+    f = tmp_path / ".env"
+    f.write_text(f"LIVE={live.secret}\nTEST={test.secret}\n")
+    env = {**env, "KEYWATCH_REDIS_URL": redis_url, "KEYWATCH_BROKER": "kafka://127.0.0.1:9"}
+    code, out, err = run(env, str(f), "--revoke")
+    assert code == 1, err
+    assert store.get(rec.key_id).status == "revoked"
+    assert store.get(test_rec.key_id).status == "active"
+    assert "revoked" in out and live.secret not in out + err and test.secret not in out + err
+    store.close()
+
+
+def test_directories_stdin_and_unknown_keys(env: dict[str, str], tmp_path: Path) -> None:
+    stranger = generate_key("live").secret
+    tree = tmp_path / "repo"
+    (tree / "src" / "deep").mkdir(parents=True)
+    (tree / "src" / "deep" / "conf.json").write_text(f'{{"key": "{stranger}"}}')
+    (tree / "blob.bin").write_bytes(b"\x00\x01" + stranger.encode())
+    (tree / ".git").mkdir()
+    (tree / ".git" / "config").write_text(stranger)
+    code, out, _ = run(env, str(tree), "--json")
+    rows = [orjson.loads(line) for line in out.splitlines()]
+    assert code == 0  # unknown keys are findings, not verified ones
+    assert [(r["status"], Path(r["path"]).name) for r in rows] == [("unknown", "conf.json")]
+    code, out, _ = run(env, "-", "--json", stdin=f"token: {stranger}\n")
+    assert code == 0 and orjson.loads(out)["status"] == "unknown"
+    assert stranger not in out
+
+
+def test_sarif(env: dict[str, str], tmp_path: Path) -> None:
+    store = KeyStore(env["KEYWATCH_DATABASE_URL"])
+    live, _ = store.create("acme", "live")
+    f = tmp_path / "x.patch"
+    f.write_text(diff_with(live.secret))
+    code, out, _ = run(env, str(f), "--sarif")
+    doc = orjson.loads(out)
+    assert code == 1 and doc["version"] == "2.1.0"
+    [result] = doc["runs"][0]["results"]
+    assert result["locations"][0]["physicalLocation"]["region"]["startLine"] == 2
+    assert live.secret not in out
+    store.close()
+
+
+@pytest.mark.parametrize(
+    "args", [["/no/such/path"], ["x", "--json", "--sarif"], ["x", "--rules", "/no/rules.toml"]]
+)
+def test_errors_exit_2_with_one_line(env: dict[str, str], args: list[str]) -> None:
+    code, out, err = run(env, *args)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and err.startswith("keywatch scan: error:")
+
+
+@pytest.mark.parametrize(
+    "text, is_diff",
+    [
+        ("diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n", True),
+        ("--- x.py\n+++ x.py\n@@ -1 +1 @@\n-a\n+b\n", True),
+        ("@@ -0,0 +1 @@\n+KEY=1\n", True),
+        ("KEY=1\n--- not a diff\n", False),
+        ("plain text\n", False),
+    ],
+)
+def test_diff_detection(text: str, is_diff: bool) -> None:
+    assert looks_like_diff(text) is is_diff

@@ -1,8 +1,9 @@
 """The anomaly worker's Faust app: topics, the profile table and the agents.
 
-Data flow: ``gateway.access`` (any format, batched or not) -> ingest agent (parse, resolve key,
-dead-letter the rest) -> re-keyed batches on ``keywatch.events-by-key`` (partition = key id's
-partition, see worker.partitioning) -> profile agent (profiles table, detectors, policy) ->
+Data flow: ``gateway.access`` (any format, batched or not) -> ingest consumer (parse, resolve key,
+dead-letter the rest; worker.agents.ingest) -> re-keyed batches on ``keywatch.events-by-key``
+(partition = key id's partition, see worker.partitioning) -> profile agent (profiles table,
+detectors, policy; worker.agents.profiles) ->
 ``keywatch.alerts`` -> response agent (throttle/revoke via the key service) and delivery agent
 (Slack, webhook, PagerDuty).
 """
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from worker.base import KeywatchApp
+from worker.keycache import KeyCache
 from worker.settings import Settings
 
 
@@ -20,17 +22,34 @@ class WorkerApp(KeywatchApp):
     """The anomaly worker."""
 
     def __init__(self, settings: Settings, **faust_extra: Any) -> None:
-        super().__init__(settings, settings.app_id, settings.web_port, **faust_extra)
+        extra = {"table_standby_replicas": settings.standby_replicas, **faust_extra}
+        super().__init__(settings, settings.app_id, settings.web_port, **extra)
         t, n = settings.topics, settings.partitions
         self.access_topic = self.app.topic(t.access)
         self.events_topic = self.app.topic(t.events_by_key, internal=True, partitions=n)
         self.alerts_topic = self.app.topic(t.alerts, internal=True, partitions=n)
+        self.keycache = KeyCache(self.store.find_many_by_hash, self.store.find_many)
+        self.profiles = self._profiles_table()
+        self.ingest: Any = None  # set by worker.agents.ingest.register
+        self.profile_stage: Any = None  # set by worker.agents.profiles.register
         for register in agent_registrations():
             register(self)
+
+    def _profiles_table(self) -> Any:
+        """Key id -> KeyProfile, changelog-backed; changelog partition = partition_for(key id)."""
+        from worker.agents.profiles import ProfileTable
+
+        table = ProfileTable(
+            self.app,
+            name="profiles",
+            partitions=self.settings.partitions,
+            help="Per-key usage profiles (detectors.profile.KeyProfile).",
+        )
+        return self.app.tables.add(table)
 
 
 def agent_registrations() -> list[Callable[[WorkerApp], None]]:
     """The worker's agents, listed explicitly (imported here to keep import order simple)."""
-    from worker.agents import respond
+    from worker.agents import ingest, profiles, respond
 
-    return [respond.register]
+    return [ingest.register, profiles.register, respond.register]

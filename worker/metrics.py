@@ -20,6 +20,10 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.events = Counter("keywatch_events", "Access events parsed", ["format"], registry=r)
+        self.analyzed = Counter(
+            "keywatch_events_analyzed", "Access events run through profiles and detectors",
+            registry=r,
+        )  # fmt: skip
         self.alerts = Counter("keywatch_alerts", "Alerts raised", ["type", "severity"], registry=r)
         self.actions = Counter("keywatch_actions", "Key actions taken", ["action"], registry=r)
         self.dead_letters = Counter(

@@ -69,6 +69,13 @@ def _positive_int(value: str) -> int:
     return n
 
 
+def _count(value: str) -> int:
+    n = int(value)
+    if n < 0:
+        raise ValueError("must be 0 or more")
+    return n
+
+
 def _positive_float(value: str) -> float:
     x = float(value)
     if not x > 0:
@@ -132,6 +139,7 @@ _ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("replication_factor", "KEYWATCH_REPLICATION_FACTOR", _positive_int),
     ("flush_interval_s", "KEYWATCH_FLUSH_INTERVAL_S", _positive_float),
     ("batch_max_events", "KEYWATCH_BATCH_MAX_EVENTS", _positive_int),
+    ("standby_replicas", "KEYWATCH_STANDBY_REPLICAS", _count),
     ("data_dir", "KEYWATCH_DATA_DIR", Path),
     ("session_timeout_s", "KEYWATCH_SESSION_TIMEOUT_S", _positive_float),
     ("log_level", "KEYWATCH_LOG_LEVEL", _log_level),
@@ -170,6 +178,7 @@ class Settings:
     replication_factor: int = 1
     flush_interval_s: float = 0.05
     batch_max_events: int = 2000
+    standby_replicas: int = 1  # Faust's default: each table partition kept warm on one more worker
     data_dir: Path = Path(".keywatch")
     session_timeout_s: float = 10.0
     log_level: str = "INFO"

@@ -1,0 +1,113 @@
+"""Worker throughput against the ceiling, in one run, on the embedded broker.
+
+    /work/venv/bin/python benchmarks/worker_bench.py [--events 200000] [--keys 2000]
+
+For batched input (200 Kong events per message, as Kong's kafka-log sends) and for one event per
+message: a ``keywatch worker`` process is started and warmed up, then the events are produced
+(from a thread of this process) while ``/metrics`` is polled; the time runs from the first message
+sent to ``keywatch_events_total`` (parsed) and ``keywatch_events_analyzed_total`` (profiles and
+detectors done) reaching N. The ceiling is a plain aiokafka consumer reading and JSON-decoding the
+same messages from the same topic; for one event per message, also a plain Faust agent
+(benchmarks/plain_faust.py) on that topic. Prints events/s and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from common import ceiling, create_topic, messages, produce, wait_for
+
+from tests.support.procs import keywatch_env, running
+from worker.devstack import EmbeddedBroker
+
+PARTITIONS = 8
+PLAIN_MESSAGES = 20_000  # the plain agent's rate is steady; 200k messages would take ~45 s
+
+
+def run_case(broker: EmbeddedBroker, tmp: Path, n: int, keys: int, per_message: int) -> dict:
+    """One input shape through a fresh worker, then the ceiling on the same topic."""
+    topic = f"bench-access-{per_message}-{secrets.token_hex(3)}"
+    asyncio.run(create_topic(broker.bootstrap, topic, PARTITIONS))
+    values = messages(n, keys, per_message)
+    warm = messages(1, 1, 1)
+    env = keywatch_env(
+        broker.url, f"sqlite:///{tmp / (topic + '.db')}", tmp,
+        KEYWATCH_TOPIC_ACCESS=topic, KEYWATCH_PARTITIONS=str(PARTITIONS),
+        KEYWATCH_LOG_LEVEL="WARNING", KEYWATCH_SESSION_TIMEOUT_S="6",
+        KEYWATCH_TOPIC_EVENTS_BY_KEY=f"{topic}-events", KEYWATCH_TOPIC_ALERTS=f"{topic}-alerts",
+    )  # fmt: skip
+    out: dict = {"per_message": per_message, "messages": len(values)}
+    with running(["worker"], env, tmp / f"{topic}.log") as proc:
+        asyncio.run(produce(broker.bootstrap, topic, warm))
+        wait_for(proc, "keywatch_events_analyzed_total", 1, 60)
+        took: list[float] = []
+        t0 = time.perf_counter()
+        sender = threading.Thread(
+            target=lambda: took.append(asyncio.run(produce(broker.bootstrap, topic, values)))
+        )
+        sender.start()
+        t_parsed = wait_for(proc, "keywatch_events_total", n + 1, 600)
+        t_done = wait_for(proc, "keywatch_events_analyzed_total", n + 1, 600)
+        sender.join()
+        out["producer_s"] = took[0]
+        out["parsed_eps"] = n / (t_parsed - t0)
+        out["worker_eps"] = n / (t_done - t0)
+    out["ceiling_eps"] = n / asyncio.run(ceiling(broker.bootstrap, topic, n + 1))
+    if per_message == 1:
+        out["plain_faust_eps"] = plain_faust(broker, topic, tmp, min(n, PLAIN_MESSAGES))
+    return out
+
+
+def plain_faust(broker: EmbeddedBroker, topic: str, tmp: Path, messages: int) -> float:
+    """Messages/s of a plain Faust agent reading the same topic (benchmarks/plain_faust.py)."""
+    script = Path(__file__).with_name("plain_faust.py")
+    done = subprocess.run(
+        [sys.executable, str(script), broker.url, topic, str(messages), str(tmp / "plain")],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    # Faust redirects stdout into its log lines: find the figure wherever it landed.
+    found = re.findall(r"PLAIN_SECONDS=([0-9.]+)", done.stdout + done.stderr)
+    if done.returncode != 0 or not found:
+        raise SystemExit(f"plain Faust agent failed:\n{done.stdout}\n{done.stderr[-3000:]}")
+    return messages / float(found[-1])
+
+
+def main() -> None:
+    """Run both cases and print the figures."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--keys", type=int, default=2000)
+    ap.add_argument("--single-events", type=int, default=None, help="N for 1 event/message")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d, EmbeddedBroker(log_path=Path(d) / "b.log") as b:
+        rows = [
+            run_case(b, Path(d), args.events, args.keys, 200),
+            run_case(b, Path(d), args.single_events or args.events, args.keys, 1),
+        ]
+    print(f"{'input':<18}{'worker ev/s':>12}{'parsed ev/s':>12}{'ceiling ev/s':>13}"
+          f"{'ratio':>7}{'producer s':>11}")  # fmt: skip
+    for r in rows:
+        label = f"{r['per_message']} ev/message"
+        print(
+            f"{label:<18}{r['worker_eps']:>12,.0f}{r['parsed_eps']:>12,.0f}"
+            f"{r['ceiling_eps']:>13,.0f}{r['worker_eps'] / r['ceiling_eps']:>7.2f}"
+            f"{r['producer_s']:>11.1f}"
+        )
+    single, plain = rows[1]["worker_eps"], rows[1]["plain_faust_eps"]
+    print(
+        f"one event/message: worker {single:,.0f} ev/s vs a plain Faust agent {plain:,.0f} "
+        f"msg/s (same topic, same run): {single / plain:.1f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

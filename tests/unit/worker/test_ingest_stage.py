@@ -1,0 +1,156 @@
+"""The ingest stage: parse, dead-letter, resolve and re-key (no broker: sends are captured)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from worker.agents.ingest import IngestStage
+from worker.eventcodec import decode_batch
+from worker.keycache import KeyCache
+from worker.keystore.store import KeyStore
+from worker.metrics import Metrics
+from worker.partitioning import partition_for
+from worker.settings import Settings
+
+TS = 1795000000000
+
+
+class Capture:
+    """Stands in for the events topic and the dead-letter topic."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, bytes]] = []
+        self.letters: list[dict[str, Any]] = []
+
+    async def send(self, partition: int, value: bytes) -> None:
+        self.batches.append((partition, value))
+
+    async def dead_letter(self, reason: str, source: str, payload: Any, detail: str = "") -> None:
+        self.letters.append({"reason": reason, "source": source, "payload": payload,
+                             "detail": detail})  # fmt: skip
+
+    def events(self) -> list[Any]:
+        return [e for _, v in self.batches for e in decode_batch(v)]
+
+
+def kong(key_id: str, ip: str = "8.8.8.8", **extra: Any) -> dict[str, Any]:
+    return {
+        "started_at": TS, "client_ip": ip, "request": {"method": "GET", "uri": "/v1/x"},
+        "response": {"status": 200}, "authenticated_entity": {"id": key_id}, **extra,
+    }  # fmt: skip
+
+
+@pytest.fixture
+def store(sqlite_url: str) -> KeyStore:
+    return KeyStore(sqlite_url)
+
+
+def stage_for(store: KeyStore, cap: Capture, metrics: Metrics, **settings: Any) -> IngestStage:
+    s = Settings(partitions=4, **settings)
+    cache = KeyCache(store.find_many_by_hash, store.find_many)
+    return IngestStage(s, metrics, cache, cap.send, cap.dead_letter)
+
+
+def count(metrics: Metrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_kong_array_is_rekeyed_by_partition(store: KeyStore) -> None:
+    cap, metrics = Capture(), Metrics()
+    stage = stage_for(store, cap, metrics)
+    batch = orjson.dumps([kong(f"k{i % 7}") for i in range(60)])
+    assert await stage.handle([batch, orjson.dumps(kong("solo"))]) == 61
+    assert count(metrics, "keywatch_events_total", format="kong") == 61
+    assert len({p for p, _ in cap.batches}) == len(cap.batches)  # one message per partition
+    for partition, value in cap.batches:
+        assert {partition_for(e.key_id, 4) for e in decode_batch(value)} == {partition}
+    assert sorted(e.key_id for e in cap.events()) == sorted(
+        [f"k{i % 7}" for i in range(60)] + ["solo"]
+    )
+    assert cap.letters == []
+
+
+async def test_full_buffers_leave_as_several_messages(store: KeyStore) -> None:
+    cap = Capture()
+    stage = stage_for(store, cap, Metrics(), batch_max_events=10)
+    await stage.handle([orjson.dumps([kong("same") for _ in range(25)])])
+    assert [len(decode_batch(v)) for _, v in cap.batches] == [10, 10, 5]
+
+
+async def test_key_hash_resolves_through_the_store(store: KeyStore) -> None:
+    new, rec = store.create("acme-corp")
+    cap = Capture()
+    stage = stage_for(store, cap, Metrics())
+    native = {"ts": TS, "ip": "8.8.8.8", "key_hash": new.key_hash}
+    await stage.handle([orjson.dumps(native)])
+    (event,) = cap.events()
+    assert (event.key_id, event.account_id) == (rec.key_id, "acme-corp")
+
+
+async def test_raw_key_in_a_kong_header_is_hashed_and_resolved(store: KeyStore) -> None:
+    new, rec = store.create("acme")
+    cap = Capture()
+    stage = stage_for(store, cap, Metrics())
+    entry = kong("")
+    del entry["authenticated_entity"]
+    entry["request"]["headers"] = {"apikey": new.secret}
+    await stage.handle([orjson.dumps(entry)])
+    assert [e.key_id for e in cap.events()] == [rec.key_id]
+    assert new.secret.encode() not in b"".join(v for _, v in cap.batches)
+
+
+async def test_unknown_hash_is_dead_lettered_but_unknown_id_is_analyzed(store: KeyStore) -> None:
+    cap, metrics = Capture(), Metrics()
+    stage = stage_for(store, cap, metrics)
+    msgs = [{"ts": TS, "ip": "8.8.8.8", "key_hash": "ab" * 32},
+            {"ts": TS, "ip": "8.8.8.8", "key_id": "gateway-own-id"}]  # fmt: skip
+    await stage.handle([orjson.dumps(m) for m in msgs])
+    assert [e.key_id for e in cap.events()] == ["gateway-own-id"]
+    (letter,) = cap.letters
+    assert letter["reason"] == "unknown_key"
+    assert letter["payload"]["key_hash"] == "ab" * 32
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        (b"{not json", "invalid_json"),
+        (b"\xff\xfe", "invalid_utf8"),
+        (b'{"hello": "world"}', "unknown_format"),
+        (b"[1, 2]", "not_an_object"),
+    ],
+)
+async def test_bad_messages_become_dead_letters(store: KeyStore, value: bytes, reason: str) -> None:
+    cap, metrics = Capture(), Metrics()
+    stage = stage_for(store, cap, metrics)
+    good = orjson.dumps(kong("k1"))
+    assert await stage.handle([value, good]) == 1
+    assert {letter["reason"] for letter in cap.letters} == {reason}
+    assert all(letter["source"] == "gateway.access" for letter in cap.letters)
+
+
+async def test_one_bad_element_rejects_only_itself(store: KeyStore) -> None:
+    cap = Capture()
+    stage = stage_for(store, cap, Metrics())
+    bad = kong("k2", ip="not-an-ip")
+    await stage.handle([orjson.dumps([kong("k1"), bad, kong("k3")])])
+    assert sorted(e.key_id for e in cap.events()) == ["k1", "k3"]
+    (letter,) = cap.letters
+    assert letter["payload"] == bad  # the element, not the whole array
+    assert orjson.loads(letter["detail"])["index"] == 1
+
+
+async def test_a_parser_crash_keeps_the_input(store: KeyStore) -> None:
+    cap = Capture()
+    s = Settings(partitions=2)
+
+    def explode(raw: bytes) -> Any:
+        raise RuntimeError("bug")
+
+    cache = KeyCache(store.find_many_by_hash, store.find_many)
+    stage = IngestStage(s, Metrics(), cache, cap.send, cap.dead_letter, parse=explode)
+    assert await stage.handle([b'{"x": 1}']) == 0
+    assert [letter["reason"] for letter in cap.letters] == ["internal_error"]

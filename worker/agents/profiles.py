@@ -1,0 +1,277 @@
+"""Profiles: re-keyed batches -> per-key profile (Faust table) -> detectors -> ``keywatch.alerts``.
+
+Per window (``take_events``: a few messages, or ``flush_interval_s``) the stage groups events by
+key, reads each key's profile from the table once, runs ``Analyzer.analyze`` over the key's events,
+writes the profile back once and sends the alerts. Profiles reach the changelog at checkpoints
+(every ``CHECKPOINT_S``): each changed key once, whatever the number of windows that touched it.
+A window's source offsets are acknowledged only at the checkpoint after it, once the profiles it
+changed are on the changelog (``Checkpoint``), so a crash replays events, never loses them.
+
+The table holds live ``KeyProfile`` objects; only the changelog is serialized (``ProfileCodec``).
+Measured (benchmarks/state_bench.py): ``to_bytes`` ~50 µs and ``from_bytes`` ~200 µs per profile,
+so a table of bytes would add ~250 µs per key per window; objects cost ~50 µs per key per
+checkpoint. A key's changelog partition is ``partition_for(key_id)``, the partition its events
+arrive on (``ProfileTable``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import faust
+import orjson
+import structlog
+from faust.serializers.codecs import Codec
+
+from detectors.analyzer import Analyzer
+from detectors.model import AccessEvent, Alert, KeyContext
+from detectors.policy import load_policy
+from detectors.profile import KeyProfile
+from worker.batching import group_by_key
+from worker.errors import InputError
+from worker.eventcodec import decode_batch
+from worker.keycache import KeyCache
+from worker.metrics import Metrics
+from worker.partitioning import partition_for
+
+if TYPE_CHECKING:
+    from faust.types import EventT, StreamT
+
+    from worker.app import WorkerApp
+
+log = structlog.get_logger("keywatch.profiles")
+
+SendAlert = Callable[[str, bytes], Awaitable[None]]
+DeadLetter = Callable[[str, str, Any, str], Awaitable[None]]
+TAKE_MESSAGES = 64  # messages per window; each carries up to batch_max_events events
+# How often changed profiles go to the changelog: once per key per second caps serialization at
+# 2,000 keys x ~50 µs = 0.1 s per second for the benchmark's key count, whatever the event rate.
+CHECKPOINT_S = 1.0
+IDLE_CHECKPOINTS = 60  # a key unchanged for this many checkpoints is kept as bytes
+
+
+class ProfileCodec(Codec):
+    """Faust codec for the profiles changelog: a profile (object or bytes) <-> its bytes.
+
+    Loading keeps the bytes: recovery does not decode 100k profiles up front (``from_bytes`` is
+    ~200 µs each); a key's profile is decoded when its next event arrives (``live_profile``).
+    """
+
+    def _dumps(self, obj: Any) -> bytes:
+        data: bytes = obj if isinstance(obj, bytes) else obj.to_bytes()
+        return data
+
+    def _loads(self, s: bytes) -> Any:
+        return bytes(s)
+
+
+def live_profile(stored: KeyProfile | bytes | None) -> KeyProfile | None:
+    """The table's value as a ``KeyProfile`` (idle keys are kept as their compact bytes)."""
+    if stored is None or isinstance(stored, KeyProfile):
+        return stored
+    return KeyProfile.from_bytes(stored)
+
+
+class ProfileTable(faust.Table):  # type: ignore[type-arg]
+    """Key id -> live ``KeyProfile``, whose changelog is written once per key per checkpoint.
+
+    Faust sends a changelog record on every assignment, through its producer buffer, one
+    message at a time (the buffer overflowed at ~2k profiles/s in benchmarks/worker_bench.py),
+    to the partition of the message being processed. Here an assignment only marks the key;
+    ``flush_changelog`` sends each marked key's profile once, straight to the producer, to
+    ``partition_for(key id)``: the partition its events are routed to, so both always agree and
+    a window may mix messages of several partitions.
+    """
+
+    def __init__(self, app: faust.App, *, name: str, partitions: int, **kwargs: Any) -> None:
+        super().__init__(app, name=name, partitions=partitions, key_type=str, **kwargs)
+        self.n_partitions = partitions
+        # Faust derives serializers from key/value types (json unless a Record); the changelog
+        # topic is built lazily at start, after this.
+        self.key_serializer, self.value_serializer = "raw", ProfileCodec()
+        self.dirty: set[str] = set()
+        self.checkpoints = 0
+        self._changed_at: dict[str, int] = {}  # live key -> checkpoint number of its last change
+        self._records: dict[str, bytes] = {}  # live key -> its last changelog record
+
+    def partition_for_key(self, key: Any) -> int:
+        """The changelog partition of ``key``: the key's own partition."""
+        return partition_for(key, self.n_partitions)
+
+    def on_key_set(self, key: Any, value: Any) -> None:
+        """Mark the key; its changelog record leaves with the next flush."""
+        self.dirty.add(key)
+
+    async def flush_changelog(self) -> int:
+        """Send every marked key's profile to the changelog; returns the number sent."""
+        dirty, self.dirty = self.dirty, set()
+        self.checkpoints += 1
+        send, n = self.app.producer.send, self.n_partitions
+        topic = self.changelog_topic.get_topic_name()
+        data, records, changed_at, now = (
+            self.data,
+            self._records,
+            self._changed_at,
+            self.checkpoints,
+        )
+        futures = []
+        for key in dirty:
+            value = data.get(key)
+            if value is not None and value.__class__ is not bytes:
+                record = records[key] = value.to_bytes()
+                changed_at[key] = now
+                futures.append(
+                    await send(topic, key.encode(), record, partition_for(key, n), None, None)
+                )
+        await asyncio.gather(*futures)
+        if now % IDLE_CHECKPOINTS == 0:
+            self._compact(now)
+        return len(futures)
+
+    def _compact(self, now: int) -> None:
+        """Keys idle for IDLE_CHECKPOINTS go back to their bytes (~0.6 KB instead of ~8.5 KB
+        as objects; benchmarks/state_bench.py): memory follows the active keys, not all keys."""
+        data, records, changed_at = self.data, self._records, self._changed_at
+        for key in [k for k, at in changed_at.items() if now - at >= IDLE_CHECKPOINTS]:
+            del changed_at[key]
+            record = records.pop(key)
+            if key in data and key not in self.dirty:
+                data[key] = record  # the store itself: no changelog record, it is there
+
+
+class ProfileStage:
+    """One window of re-keyed batches -> profiles updated once per key, alerts sent."""
+
+    def __init__(
+        self,
+        table: MutableMapping[str, KeyProfile | bytes],
+        analyzer: Analyzer,
+        keys: KeyCache,
+        send_alert: SendAlert,
+        metrics: Metrics,
+        dead_letter: DeadLetter,
+        source: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.table, self.analyzer, self.keys = table, analyzer, keys
+        self.send_alert, self.metrics, self.dead_letter = send_alert, metrics, dead_letter
+        self.source, self.clock = source, clock
+
+    async def handle(self, values: Sequence[bytes]) -> list[Alert]:
+        """Analyze every key in the window; returns once its alerts are acknowledged."""
+        events: list[AccessEvent] = []
+        for value in values:
+            try:
+                batch = decode_batch(value)
+            except InputError as exc:
+                await self.dead_letter(exc.reason, self.source, value, str(exc))
+                continue
+            events.extend(batch)
+        groups = group_by_key(events)
+        contexts = await self.keys.contexts(groups) if groups else {}
+        alerts, failed = self._analyze(groups, contexts)
+        await asyncio.gather(
+            *(self._publish(a) for a in alerts),
+            *(self._failed(key_id, len(groups[key_id]), exc) for key_id, exc in failed),
+        )
+        self.metrics.analyzed.inc(len(events))
+        self.metrics.profiles.set(len(self.table))
+        return alerts
+
+    def _analyze(
+        self, groups: dict[str, list[AccessEvent]], contexts: dict[str, KeyContext | None]
+    ) -> tuple[list[Alert], list[tuple[str, Exception]]]:
+        now, table, analyze = self.clock(), self.table, self.analyzer.analyze
+        alerts: list[Alert] = []
+        failed: list[tuple[str, Exception]] = []
+        for key_id, evs in groups.items():
+            ctx = contexts.get(key_id) or KeyContext(key_id, evs[0].account_id)
+            try:
+                profile, found = analyze(ctx, live_profile(table.get(key_id)), evs, now)
+            except Exception as exc:  # one key's bad state must not stop the others
+                failed.append((key_id, exc))
+                continue
+            table[key_id] = profile  # the one write of this key in this window
+            if found:
+                alerts.extend(found)
+        return alerts, failed
+
+    async def _failed(self, key_id: str, events: int, exc: Exception) -> None:
+        log.error("analysis_failed", key_id=key_id, error=repr(exc))
+        payload = {"key_id": key_id, "events": events}
+        await self.dead_letter("analysis_failed", self.source, payload, repr(exc))
+
+    async def _publish(self, alert: Alert) -> None:
+        severity = alert.severity
+        for kind in {s.type for s in alert.signals}:
+            self.metrics.alerts.labels(type=kind, severity=severity).inc()
+        self.metrics.detect_latency.observe(max(0.0, alert.detected_at - alert.ts))
+        await self.send_alert(alert.key_id or "", orjson.dumps(alert.to_dict()))
+
+
+class Checkpoint:
+    """Holds processed events' acks until the profiles they changed are on the changelog."""
+
+    def __init__(self, table: ProfileTable) -> None:
+        self.table = table
+        self.held: list[EventT[Any]] = []
+        self._lock = asyncio.Lock()
+
+    def hold(self, events: Sequence[EventT[Any]]) -> None:
+        """Keep ``events`` unacknowledged (their stream acks them once; we hold one more ref)."""
+        for event in events:
+            event.message.incref()
+        self.held.extend(events)
+
+    async def flush(self) -> int:
+        """Write the changed profiles, then release the acks of the events behind them."""
+        async with self._lock:
+            held, self.held = self.held, []
+            sent = await self.table.flush_changelog()
+            for event in held:
+                event.ack()
+            return sent
+
+
+def geo_resolver(kapp: WorkerApp) -> Any:
+    """The GeoIP resolver from settings (None city db: the maxminddb-geolite2 database)."""
+    from geoip.resolver import GeoResolver
+
+    return GeoResolver(kapp.settings.geoip_city_db, kapp.settings.geoip_asn_db)
+
+
+def register(kapp: WorkerApp) -> None:
+    """Wire the profile agent and its checkpoint timer into the worker app."""
+    s = kapp.settings
+
+    async def send_alert(key_id: str, value: bytes) -> None:
+        fut = await kapp.alerts_topic.send(key=key_id.encode(), value=value)
+        await fut
+
+    analyzer = Analyzer(geo_resolver(kapp), load_policy(s.policy_file, dry_run=s.dry_run))
+    stage = ProfileStage(
+        kapp.profiles, analyzer, kapp.keycache, send_alert, kapp.metrics, kapp.dead_letter,
+        s.topics.events_by_key,
+    )  # fmt: skip
+    checkpoint = Checkpoint(kapp.profiles)
+    kapp.profile_stage = stage
+    within = s.flush_interval_s
+
+    @kapp.app.agent(kapp.events_topic, name="keywatch.profiles")
+    async def profiles(stream: StreamT[bytes]) -> None:
+        async for events in stream.take_events(TAKE_MESSAGES, within=within):  # type: ignore[attr-defined]
+            try:
+                await stage.handle([e.value for e in events])
+            except Exception as exc:  # never kill the agent: log, and move on
+                log.exception("profile_batch_failed", messages=len(events), error=repr(exc))
+            checkpoint.hold(events)
+
+    kapp.app.timer(CHECKPOINT_S)(checkpoint.flush)
+
+    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        await checkpoint.flush()  # before another worker takes these keys over
+
+    kapp.app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]

@@ -1,0 +1,242 @@
+"""Faults under the anomaly pipeline (gateway.access -> profiles -> alerts -> actions).
+
+1. SIGKILL the worker mid-stream and start it again (same app id and data directory). Checked: every published event reaches a profile (the changelog's per-key ``total_events`` reach
+the published counts: at-least-once, duplicates allowed); the learned profile came back from the
+changelog (a new-country burst alerts, so the key is not back in learning); an attack published
+while the worker was down is detected after the restart; the key is revoked once (one audit row,
+one announcement).
+2. The key-store database down: events are still counted and alerts still raised; the revocation
+waits for the database and then happens once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from detectors.profile import KeyProfile
+from tests.support.faults import ServiceSwitch, collect, publish, topics_env, wait_for
+from tests.support.procs import Proc, keywatch_env, running
+from worker.devstack import EmbeddedBroker
+from worker.keystore.store import KeyStore
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+GERMANY, RUSSIA = "5.9.0.1", "77.88.8.8"
+POLICY = """
+[actions]
+low = "log"
+medium = "revoke"
+high = "revoke"
+critical = "revoke"
+"""
+MESSAGES, PER_MESSAGE = 30, 100  # the stream the worker is killed in the middle of
+
+
+def kong(ts: float, key_id: str, ip: str) -> dict[str, Any]:
+    """A Kong ``kafka-log`` entry (the fields keywatch reads)."""
+    return {
+        "started_at": int(ts * 1000), "client_ip": ip,
+        "request": {"method": "GET", "uri": "/v1/users", "headers": {"user-agent": "sdk/1.0"}},
+        "response": {"status": 200}, "authenticated_entity": {"id": key_id},
+        "consumer": {"custom_id": "acme"},
+    }  # fmt: skip
+
+
+async def changelog_totals(bootstrap: str, topic: str, within: float = 3.0) -> dict[str, int]:
+    """Each key's latest ``total_events`` on the profiles changelog."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    totals: dict[str, int] = {}
+    try:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=300)
+            for msgs in batch.values():
+                for m in msgs:
+                    if m.key and m.value:
+                        totals[m.key.decode()] = KeyProfile.from_bytes(m.value).total_events
+            if not batch:
+                break
+    finally:
+        await consumer.stop()
+    return totals
+
+
+async def analyzed(proc: Proc) -> float:
+    """``keywatch_events_analyzed_total`` of a running worker (0 when it does not answer)."""
+    try:
+        text = await asyncio.to_thread(proc.metrics)
+    except Exception:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith("keywatch_events_analyzed_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+async def test_sigkill_mid_stream_then_restart_loses_nothing_and_revokes_once(
+    broker: EmbeddedBroker, topic_suffix: str, sqlite_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    store = KeyStore(sqlite_url)
+    target = store.create("acme", "live")[1]
+    fillers = [store.create("acme", "live")[1].key_id for _ in range(3)]
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    topics = topics_env(topic_suffix)
+    access = topics["KEYWATCH_TOPIC_ACCESS"]
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(access, 2, 1)])
+    await admin.close()
+    env = keywatch_env(broker.url, sqlite_url, tmp_path, redis_url, KEYWATCH_POLICY=str(policy),
+                       **topics)  # fmt: skip
+    changelog = f"{env['KEYWATCH_APP_ID']}-profiles-changelog"
+    now = time.time()
+    # four days of ordinary use from Germany, every 15 minutes, ending an hour ago
+    history = [kong(now - 3600 - i * 900, target.key_id, GERMANY) for i in range(384, 0, -1)]
+    published: dict[str, int] = {target.key_id: len(history)} | dict.fromkeys(fillers, 0)
+
+    first = Proc(["worker"], env, tmp_path / "first.log")
+    try:
+        first.wait_healthy()
+        await publish(broker.bootstrap, access, [history])
+        await wait_for(learned(broker.bootstrap, changelog, target.key_id, len(history)), 30,
+                           "history on the changelog")  # fmt: skip
+        stream = [[kong(now - 600 + m + i / 1000, fillers[(m + i) % 3], GERMANY)
+                   for i in range(PER_MESSAGE)] for m in range(MESSAGES)]  # fmt: skip
+        for batch in stream:
+            for e in batch:
+                published[e["authenticated_entity"]["id"]] += 1
+        feeding = asyncio.create_task(_trickle(broker.bootstrap, access, stream))
+        deadline = time.monotonic() + 30
+        while await analyzed(first) < len(history) + PER_MESSAGE * 3:
+            assert time.monotonic() < deadline, "the stream never started"
+            await asyncio.sleep(0.05)
+        at_kill = await analyzed(first)
+        first.kill()  # SIGKILL mid-stream: no shutdown, no final commit
+        killed_at = time.monotonic()
+        await feeding
+        assert at_kill < sum(published.values())  # the kill really landed mid-stream
+    finally:
+        with contextlib.suppress(Exception):
+            first.kill()
+    # an attack while the worker is down: a burst from a country the key never used
+    burst = [kong(time.time() - 30 + i, target.key_id, RUSSIA) for i in range(20)]
+    published[target.key_id] += len(burst)
+    await publish(broker.bootstrap, access, [burst])
+
+    second = Proc(["worker"], env, tmp_path / "second.log")
+    try:
+        second.wait_healthy()
+        alerts = await collect(broker.bootstrap, topics["KEYWATCH_TOPIC_ALERTS"],
+                               new_country_alert(target.key_id), 40)  # fmt: skip
+        await wait_for(lambda: store.get(target.key_id).status == "revoked", 20, "revocation")
+        totals: dict[str, int] = {}
+
+        def caught_up() -> bool:
+            totals.update(asyncio.run(changelog_totals(broker.bootstrap, changelog)))
+            return all(totals.get(k, 0) >= n for k, n in published.items())
+
+        await wait_for(caught_up, 40, "every published event in a profile")
+        recovered_in = time.monotonic() - killed_at
+        announced = await collect(broker.bootstrap, topics["KEYWATCH_TOPIC_KEY_ACTIONS"],
+                                  lambda m: False, 3)  # fmt: skip
+        second_analyzed = await analyzed(second)
+    finally:
+        second.stop()
+    assert any(_new_country(a, target.key_id) for a in alerts), alerts
+    assert [a.action for a in store.audit(target.key_id)].count("revoke") == 1
+    assert [m["action"] for m in announced if m["key_id"] == target.key_id] == ["revoke"]
+    # the restarted worker resumed from committed offsets: it did not replay the whole stream
+    assert second_analyzed < sum(published.values())
+    assert recovered_in < 60
+    store.close()
+
+
+async def _trickle(bootstrap: str, topic: str, stream: list[list[dict[str, Any]]]) -> None:
+    """Publish the stream message by message, spread over ~1.5 s, so the kill lands inside it."""
+    for batch in stream:
+        await publish(bootstrap, topic, [orjson.dumps(batch)])
+        await asyncio.sleep(0.05)
+
+
+def learned(bootstrap: str, changelog: str, key_id: str, n: int) -> Callable[[], bool]:
+    """A predicate: the key's profile on the changelog has counted ``n`` events."""
+    return lambda: asyncio.run(changelog_totals(bootstrap, changelog)).get(key_id, 0) >= n
+
+
+def new_country_alert(key_id: str) -> Callable[[list[Any]], bool]:
+    """A predicate over collected alerts: one is a new-country alert for ``key_id``."""
+    return lambda alerts: any(_new_country(a, key_id) for a in alerts)
+
+
+def _new_country(alert: Any, key_id: str) -> bool:
+    return (
+        isinstance(alert, dict)
+        and alert.get("key_id") == key_id
+        and "geo.new_country" in {s.get("type") for s in alert.get("signals", [])}
+    )
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_detection_keeps_running_while_the_database_is_down(
+    broker: EmbeddedBroker, topic_suffix: str, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    store = KeyStore(database_url)
+    target = store.create("acme", "live")[1]
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    topics = topics_env(topic_suffix)
+    access = topics["KEYWATCH_TOPIC_ACCESS"]
+    await create_topic(broker.bootstrap, access)
+    now = time.time()
+    history = [kong(now - 3600 - i * 900, target.key_id, GERMANY) for i in range(384, 0, -1)]
+    burst = [kong(now - 30 + i, target.key_id, RUSSIA) for i in range(20)]
+    with ServiceSwitch(database_url, 5432) as db:
+        env = keywatch_env(broker.url, db.url, tmp_path, redis_url, KEYWATCH_POLICY=str(policy),
+                           **topics)  # fmt: skip
+        changelog = f"{env['KEYWATCH_APP_ID']}-profiles-changelog"
+        with running(["worker"], env, tmp_path / "worker.log") as proc:
+            await publish(broker.bootstrap, access, [history])
+            await wait_for(learned(broker.bootstrap, changelog, target.key_id, len(history)), 30,
+                           "history learned")  # fmt: skip
+            db.down()
+            await publish(broker.bootstrap, access, [burst])
+            # detection does not need the database: the burst is counted and alerts
+            alerts = await collect(broker.bootstrap, topics["KEYWATCH_TOPIC_ALERTS"],
+                                   new_country_alert(target.key_id), 30)  # fmt: skip
+            counted = _sample(proc.metrics(), 'keywatch_events_total{format="kong"}')
+            assert store.get(target.key_id).status == "active"  # the action waits for SQL
+            db.up()
+            await wait_for(lambda: store.get(target.key_id).status == "revoked", 30, "revoke")
+    assert any(_new_country(a, target.key_id) for a in alerts)
+    assert counted >= len(history) + len(burst)
+    assert [a.action for a in store.audit(target.key_id)].count("revoke") == 1
+    store.close()
+
+
+def _sample(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int = 2) -> None:
+    """Create an external topic up front (gateways own it in production)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()

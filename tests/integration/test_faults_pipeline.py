@@ -1,12 +1,13 @@
 """Faults under the anomaly pipeline (gateway.access -> profiles -> alerts -> actions).
 
-1. SIGKILL the worker mid-stream and start it again (same app id and data directory). Checked: every published event reaches a profile (the changelog's per-key ``total_events`` reach
-the published counts: at-least-once, duplicates allowed); the learned profile came back from the
-changelog (a new-country burst alerts, so the key is not back in learning); an attack published
-while the worker was down is detected after the restart; the key is revoked once (one audit row,
-one announcement).
-2. The key-store database down: events are still counted and alerts still raised; the revocation
-waits for the database and then happens once.
+1. SIGKILL the worker mid-stream and start it again (same app id and data directory). Checked:
+   every published event reaches a profile (the changelog's per-key ``total_events`` reach the
+   published counts: at-least-once, duplicates allowed); the learned profile came back from the
+   changelog (a new-country burst alerts, so the key is not back in learning); an attack
+   published while the worker was down is detected after the restart; the key is revoked once
+   (one audit row, one announcement).
+2. The key-store database down: events are still counted and alerts still raised; the
+   revocation waits for the database and then happens once.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import re
+import sys
 import threading
 import time
 from collections import deque
@@ -84,6 +85,7 @@ class DemoState:
     alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=12))
     actions: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10))
     alert_count: int = 0
+    action_count: int = 0
     revoked: set[str] = field(default_factory=set)
     throttled: set[str] = field(default_factory=set)
     started: float = field(default_factory=time.monotonic)
@@ -104,14 +106,51 @@ async def _demo(stack: DevStack, sink: SlackSink | None) -> None:
         asyncio.create_task(_scrape(stack, state)),
     ]
     try:
-        with Live(_render(state, names, sink), refresh_per_second=4, screen=False) as live:
-            while stack.healthy():
-                live.update(_render(state, names, sink))
-                await asyncio.sleep(0.25)
+        if sys.stdout.isatty():
+            with Live(_render(state, names, sink), refresh_per_second=4, screen=False) as live:
+                while stack.healthy():
+                    live.update(_render(state, names, sink))
+                    await asyncio.sleep(0.25)
+        else:  # a pipe or a file: one plain line per alert and action, as they happen
+            await _print_lines(stack, state, names, sink)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _print_lines(
+    stack: DevStack, state: DemoState, names: dict[str, str], sink: SlackSink | None
+) -> None:
+    alerts_seen = actions_seen = slack_seen = 0
+    revoke_told = False
+    while stack.healthy():
+        for a in _newest(state.alerts, state.alert_count - alerts_seen):
+            who = names.get(a.get("key_id", ""), "?")
+            print(f"alert  {a.get('severity')}/{a.get('action')} {a.get('key_id')} ({who}): "
+                  f"{a.get('summary')}", flush=True)  # fmt: skip
+        for act in _newest(state.actions, state.action_count - actions_seen):
+            print(
+                f"action {act.get('action')} {act.get('key_id')}: {act.get('reason')}", flush=True
+            )
+        alerts_seen, actions_seen = state.alert_count, state.action_count
+        if sink is not None:
+            for msg in (
+                list(sink.messages)[-max(0, sink.count - slack_seen) :]
+                if sink.count > slack_seen
+                else []
+            ):
+                print(f"slack  ({sink.url}) {msg.get('text', '')}", flush=True)
+            slack_seen = sink.count
+        if state.first_revoke_s is not None and not revoke_told:
+            print(f"first revocation {state.first_revoke_s:.1f}s after the demo began", flush=True)
+            revoke_told = True
+        await asyncio.sleep(0.25)
+
+
+def _newest(items: deque[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """The ``count`` newest entries of a newest-first deque, oldest first."""
+    return list(items)[: max(0, count)][::-1]
 
 
 def _issue_keys(stack: DevStack) -> dict[str, str]:
@@ -165,6 +204,7 @@ async def _follow(stack: DevStack, state: DemoState) -> None:
                 state.alert_count += 1
                 continue
             state.actions.appendleft(body)
+            state.action_count += 1
             if body.get("action") == "revoke":
                 state.revoked.add(body["key_id"])
                 if state.first_revoke_s is None:

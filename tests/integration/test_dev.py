@@ -72,3 +72,45 @@ def test_dev_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
     assert "stopped." in rest
     leftovers = [pid for pid in children if _alive(pid)]
     assert leftovers == []
+
+
+@pytest.mark.timeout(180)
+def test_demo_revokes_a_compromised_key(tmp_path: Path) -> None:
+    """The README's first command: the demo shows a compromise revoked within a minute."""
+    import sqlalchemy as sa
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWATCH_")}
+    env.update(PYTHONPATH=str(ROOT), COLUMNS="200")
+    data = tmp_path / "dev"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "dev", "--demo", "--data-dir", str(data)],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + 150
+    try:
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            done = "".join(seen)
+            if "first revocation" in done and re.search(r"slack .*CRITICAL", done):
+                break
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+    text = "".join(seen) + rest
+    found = re.search(r"first revocation ([0-9.]+)s after the demo began", text)
+    assert found, text[-3000:]
+    assert float(found.group(1)) < 60
+    engine = sa.create_engine(f"sqlite:///{data / 'keywatch.db'}")
+    with engine.connect() as conn:
+        revoked = conn.execute(sa.text("SELECT count(*) FROM kw_keys WHERE status='revoked'"))
+        audit = conn.execute(sa.text("SELECT count(*) FROM kw_key_audit WHERE action='revoke'"))
+        assert revoked.scalar() == 1 and audit.scalar() == 1
+    engine.dispose()
+    assert re.search(r"slack  \(http://127\.0\.0\.1:\d+/services/demo\) .*CRITICAL", text), text[
+        -3000:
+    ]

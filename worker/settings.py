@@ -142,6 +142,7 @@ _ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("standby_replicas", "KEYWATCH_STANDBY_REPLICAS", _count),
     ("data_dir", "KEYWATCH_DATA_DIR", Path),
     ("session_timeout_s", "KEYWATCH_SESSION_TIMEOUT_S", _positive_float),
+    ("fetch_max_wait_ms", "KEYWATCH_FETCH_MAX_WAIT_MS", _positive_int),
     ("log_level", "KEYWATCH_LOG_LEVEL", _log_level),
     ("dry_run", "KEYWATCH_DRY_RUN", _bool),
     ("max_body_bytes", "KEYWATCH_MAX_BODY_BYTES", _positive_int),
@@ -181,6 +182,9 @@ class Settings:
     standby_replicas: int = 1  # Faust's default: each table partition kept warm on one more worker
     data_dir: Path = Path(".keywatch")
     session_timeout_s: float = 10.0
+    # Long-poll bound of every consumer. Kafka answers a fetch as soon as data arrives; the
+    # embedded Tansu broker only at this deadline, so it bounds each idle hop's latency there.
+    fetch_max_wait_ms: int = 100
     log_level: str = "INFO"
     dry_run: bool = False
     max_body_bytes: int = 25 * 1024 * 1024

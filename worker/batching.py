@@ -45,12 +45,22 @@ class PartitionBuffers(Generic[T]):
 
     def add_all(self, items: Iterable[tuple[str, T]]) -> list[Batch[T]]:
         """Buffer many ``(key_id, item)`` pairs; returns the batches that filled up meanwhile."""
-        full = []
-        add = self.add
+        # ``add`` inlined: this runs once per event on the ingest path.
+        full: list[Batch[T]] = []
+        buffers, partitions, limit = self._buffers, self.partitions, self.max_events
+        added = 0
         for key_id, item in items:
-            batch = add(key_id, item)
-            if batch is not None:
-                full.append(batch)
+            p = partition_for(key_id, partitions)
+            buf = buffers.get(p)
+            if buf is None:
+                buf = buffers[p] = []
+            buf.append(item)
+            added += 1
+            if len(buf) >= limit:
+                del buffers[p]
+                added -= len(buf)
+                full.append((p, buf))
+        self._size += added
         return full
 
     def drain(self) -> list[Batch[T]]:

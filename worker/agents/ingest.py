@@ -38,6 +38,7 @@ SendBatch = Callable[[int, bytes], Awaitable[None]]
 DeadLetter = Callable[[str, str, Any, str], Awaitable[None]]
 Parse = Callable[[bytes], ParseResult]
 MAX_POLL_MESSAGES = 5000  # one poll never holds more than this many messages in memory
+CHUNK_EVENTS = 4000  # parsed records alive at once (see IngestStage.handle)
 
 
 class IngestStage:
@@ -61,16 +62,37 @@ class IngestStage:
         self.store_retry_s = 0.5
 
     async def handle(self, values: Sequence[bytes]) -> int:
-        """Process the messages; returns once every batch and dead letter is acknowledged."""
-        raws: list[RawAccess] = []
+        """Process the messages; returns once every batch and dead letter is acknowledged.
+
+        Messages are parsed and resolved ``CHUNK_EVENTS`` at a time and each batch is encoded
+        as soon as it fills, so few records are alive at once: a poll can carry ~140k events,
+        and every young-generation GC pass walked lists of all of them (~1.7 µs per event in
+        GC). The batches are the same as in one pass over the poll.
+        """
         pending: list[Awaitable[None]] = []
+        buffers: PartitionBuffers[Row] = PartitionBuffers(self.partitions, self.max_events)
+        n = 0
+        raws: list[RawAccess] = []
         for value in values:
             self._parse_one(value, raws, pending)
-        rows = await self._resolve(raws, pending)
-        buffers: PartitionBuffers[Row] = PartitionBuffers(self.partitions, self.max_events)
-        batches = buffers.add_all(rows) + buffers.drain()
-        pending.extend(self._send(p, batch) for p, batch in batches)
+            if len(raws) >= CHUNK_EVENTS:
+                n += await self._rekey(raws, buffers, pending)
+                raws = []
+        if raws:
+            n += await self._rekey(raws, buffers, pending)
+        pending.extend(self._send(p, batch) for p, batch in buffers.drain())
         await asyncio.gather(*pending)
+        return n
+
+    async def _rekey(
+        self,
+        raws: list[RawAccess],
+        buffers: PartitionBuffers[Row],
+        pending: list[Awaitable[None]],
+    ) -> int:
+        """Resolve ``raws`` into ``buffers``; batches that fill are encoded and queued to send."""
+        rows = await self._resolve(raws, pending)
+        pending.extend(self._send(p, batch) for p, batch in buffers.add_all(rows))
         return len(rows)
 
     def _parse_one(
@@ -127,9 +149,10 @@ class IngestStage:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def _send(self, partition: int, rows: list[Row]) -> None:
+    def _send(self, partition: int, rows: list[Row]) -> Awaitable[None]:
+        """Encode now (the rows can go), send when awaited."""
         self.metrics.batch_events.observe(len(rows))
-        await self.send(partition, encode_rows(rows))
+        return self.send(partition, encode_rows(rows))
 
 
 def _reject_payload(value: bytes, reject: Reject) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -34,7 +34,6 @@ class KeyInfo:
 
 
 Lookup = Callable[[str], KeyInfo | None]
-AsyncLookup = Callable[[str], Awaitable[KeyInfo | None]]
 _MISS: Final = object()
 
 
@@ -133,44 +132,4 @@ class KeyResolver(_Base):
         """The detector event for ``raw``; raises ``InputError(reason="unknown_key")``."""
         by_hash = self.lookup_hash(raw.key_hash) if raw.key_hash else None
         by_id = self.lookup_id(raw.key_id) if by_hash is None and raw.key_id else None
-        return self._event(raw, by_hash, by_id)
-
-
-class AsyncKeyResolver(_Base):
-    """``KeyResolver`` for async lookups (a key store reached over the network)."""
-
-    def __init__(
-        self,
-        by_hash: AsyncLookup,
-        by_id: AsyncLookup | None = None,
-        *,
-        ttl: float = DEFAULT_TTL,
-        negative_ttl: float = DEFAULT_NEGATIVE_TTL,
-        max_size: int = DEFAULT_MAX_SIZE,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(ttl, negative_ttl, max_size, clock)
-        self._by_hash = by_hash
-        self._by_id = by_id
-
-    async def lookup_hash(self, key_hash: str) -> KeyInfo | None:
-        """KeyInfo for a key hash, None when unknown (cached both ways)."""
-        hit = self.hashes.get(key_hash)
-        if hit is not _MISS:
-            return hit  # type: ignore[return-value]
-        return self._remember(self.hashes, key_hash, await self._by_hash(key_hash))
-
-    async def lookup_id(self, key_id: str) -> KeyInfo | None:
-        """KeyInfo for a key id, None when unknown or when no id lookup was given."""
-        if self._by_id is None:
-            return None
-        hit = self.ids.get(key_id)
-        if hit is not _MISS:
-            return hit  # type: ignore[return-value]
-        return self._remember(self.ids, key_id, await self._by_id(key_id))
-
-    async def resolve(self, raw: RawAccess) -> AccessEvent:
-        """The detector event for ``raw``; raises ``InputError(reason="unknown_key")``."""
-        by_hash = await self.lookup_hash(raw.key_hash) if raw.key_hash else None
-        by_id = await self.lookup_id(raw.key_id) if by_hash is None and raw.key_id else None
         return self._event(raw, by_hash, by_id)

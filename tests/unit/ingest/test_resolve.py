@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from worker.errors import InputError
-from worker.ingest import AsyncKeyResolver, KeyInfo, KeyResolver, RawAccess
+from worker.ingest import KeyInfo, KeyResolver, RawAccess
 
 H1, H2 = "a" * 64, "b" * 64
 STORE = {H1: KeyInfo("kid-1", "acme", "live", "active")}
@@ -85,19 +85,3 @@ def test_lru_bound() -> None:
         resolver.lookup_hash(h)
     assert len(resolver.hashes) == 2
     assert calls == ["1" * 64, "2" * 64, "3" * 64, "2" * 64]  # "2" was least recently used
-
-
-async def test_async_resolver() -> None:
-    calls: list[str] = []
-
-    async def by_hash(key_hash: str) -> KeyInfo | None:
-        calls.append(key_hash)
-        return STORE.get(key_hash)
-
-    resolver = AsyncKeyResolver(by_hash)
-    assert (await resolver.resolve(raw(key_hash=H1))).key_id == "kid-1"
-    assert (await resolver.resolve(raw(key_hash=H1))).key_id == "kid-1"
-    assert calls == [H1]
-    with pytest.raises(InputError):
-        await resolver.resolve(raw(key_hash=H2))
-    assert await resolver.lookup_id("x") is None

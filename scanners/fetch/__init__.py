@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,6 +32,19 @@ class Fetcher(Protocol):
     async def close(self) -> None:
         """Release connections."""
         ...
+
+
+async def change_of(
+    path: str, commit: str, patch: object, raw: Callable[[], Awaitable[str | None]]
+) -> FileChange | None:
+    """The file's patch when the host gave one, else its whole content (None: binary or gone).
+
+    Hosts omit or truncate patches of large files; scanning the file whole finds the same keys.
+    """
+    if isinstance(patch, str) and patch:
+        return FileChange(path, commit, patch=patch)
+    content = await raw()
+    return None if content is None else FileChange(path, commit, content=content)
 
 
 def decode_text(data: bytes) -> str | None:

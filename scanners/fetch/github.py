@@ -9,12 +9,13 @@ ref: GitHub REST "Compare two commits" (files paginated with ``per_page``/``page
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from scanners.fetch import FileChange, decode_text
+from scanners.fetch import FileChange, change_of, decode_text
 from scanners.fetch.http import ApiClient, FetchRefused, RetryPolicy, next_link
 from scanners.push import CodePush
 from worker.errors import FetchError
@@ -95,13 +96,9 @@ class GitHubFetcher:
             name, status = f.get("filename"), f.get("status")
             if not isinstance(name, str) or status == "removed":
                 continue
-            patch = f.get("patch")
-            if isinstance(patch, str) and patch:
-                out[name] = FileChange(name, sha, patch=patch)
-            else:
-                content = await self._raw(push, name, sha)
-                if content is not None:
-                    out[name] = FileChange(name, sha, content=content)
+            change = await change_of(name, sha, f.get("patch"), partial(self._raw, push, name, sha))
+            if change is not None:
+                out[name] = change
         return list(out.values())
 
     async def _raw(self, push: CodePush, path: str, sha: str) -> str | None:

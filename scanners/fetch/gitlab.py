@@ -9,12 +9,13 @@ ref: GitLab REST "Repositories API: compare branches, tags or commits" (``diffs[
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from scanners.fetch import FileChange, decode_text
+from scanners.fetch import FileChange, change_of, decode_text
 from scanners.fetch.http import ApiClient, FetchRefused, RetryPolicy, next_link
 from scanners.push import CodePush
 from worker.errors import FetchError
@@ -82,12 +83,10 @@ class GitLabFetcher:
             name, diff = d.get("new_path"), d.get("diff")
             if not isinstance(name, str):
                 continue
-            if isinstance(diff, str) and diff and not d.get("too_large"):
-                out[name] = FileChange(name, sha, patch=diff)
-            else:
-                content = await self._raw(push, name, sha)
-                if content is not None:
-                    out[name] = FileChange(name, sha, content=content)
+            patch = None if d.get("too_large") else diff
+            change = await change_of(name, sha, patch, partial(self._raw, push, name, sha))
+            if change is not None:
+                out[name] = change
         return list(out.values())
 
     async def _raw(self, push: CodePush, path: str, sha: str) -> str | None:

@@ -9,9 +9,9 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
 from click.testing import CliRunner
 
+from tests.support.kafka import read_records
 from worker.commands.publish import command
 from worker.devstack import EmbeddedBroker
 
@@ -25,24 +25,7 @@ EVENTS = [
 
 async def consume(broker: EmbeddedBroker, topic: str, count: int) -> list[tuple[Any, Any]]:
     """Read ``count`` messages from the start of ``topic`` as (key, decoded value)."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=broker.bootstrap,
-        auto_offset_reset="earliest",
-        group_id=None,
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        out: list[tuple[Any, Any]] = []
-        while len(out) < count:
-            batches = await consumer.getmany(timeout_ms=10_000)
-            assert batches, f"only {len(out)} of {count} messages arrived"
-            for records in batches.values():
-                out += [(r.key, orjson.loads(r.value)) for r in records]
-        return out
-    finally:
-        await consumer.stop()
+    return [(r.key, orjson.loads(r.value)) for r in await read_records(broker, topic, count)]
 
 
 def run(broker: EmbeddedBroker, *args: str, stdin: bytes | None = None) -> Any:

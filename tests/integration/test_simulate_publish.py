@@ -7,9 +7,9 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
 from click.testing import CliRunner
 
+from tests.support.kafka import read_records
 from worker.commands.simulate import command
 from worker.devstack import EmbeddedBroker
 from worker.ingest import parse_message
@@ -20,24 +20,7 @@ pytestmark = pytest.mark.services
 
 async def consume(broker: EmbeddedBroker, topic: str, count: int) -> list[bytes]:
     """Read ``count`` message values from the start of ``topic``."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=broker.bootstrap,
-        auto_offset_reset="earliest",
-        group_id=None,
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        out: list[bytes] = []
-        while len(out) < count:
-            batches = await consumer.getmany(timeout_ms=10_000)
-            assert batches, f"only {len(out)} of {count} messages arrived"
-            for records in batches.values():
-                out += [r.value for r in records]
-        return out
-    finally:
-        await consumer.stop()
+    return [r.value for r in await read_records(broker, topic, count)]
 
 
 def test_batches_of_native_events(broker: EmbeddedBroker, topic_suffix: str) -> None:

@@ -32,6 +32,7 @@ class WorkerApp(KeywatchApp):
         self.profiles = self._profiles_table()
         self.ingest: Any = None  # set by worker.agents.ingest.register
         self.profile_stage: Any = None  # set by worker.agents.profiles.register
+        self.profile_checkpoint: Any = None  # likewise; flushed by worker.agents.feedback
         for register in agent_registrations():
             register(self)
 
@@ -50,6 +51,6 @@ class WorkerApp(KeywatchApp):
 
 def agent_registrations() -> list[Callable[[WorkerApp], None]]:
     """The worker's agents, listed explicitly (imported here to keep import order simple)."""
-    from worker.agents import ingest, profiles, respond
+    from worker.agents import feedback, ingest, profiles, respond
 
-    return [ingest.register, profiles.register, respond.register]
+    return [ingest.register, profiles.register, respond.register, feedback.register]

@@ -30,6 +30,8 @@ class Topics:
     code_push: str = "code.push"
     leaks: str = "keywatch.leaks"
     dead_letter: str = "keywatch.dead-letter"
+    # Verdicts on alerts (benign/compromised), keyed by key id, co-partitioned with the profiles.
+    feedback: str = "keywatch.feedback"
     # Internal: events re-keyed by key id, co-partitioned with the profile table.
     events_by_key: str = "keywatch.events-by-key"
 
@@ -124,6 +126,8 @@ _ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("scanner_web_port", "KEYWATCH_SCANNER_WEB_PORT", _port),
     ("web_host", "KEYWATCH_WEB_HOST", str),
     ("slack_webhook_url", "KEYWATCH_SLACK_WEBHOOK_URL", _http_url),
+    ("slack_signing_secret", "KEYWATCH_SLACK_SIGNING_SECRET", str),
+    ("incident_idle_s", "KEYWATCH_INCIDENT_IDLE_S", _positive_float),
     ("webhook_url", "KEYWATCH_WEBHOOK_URL", _http_url),
     ("webhook_secret", "KEYWATCH_WEBHOOK_SECRET", _whsec),
     ("pagerduty_routing_key", "KEYWATCH_PAGERDUTY_ROUTING_KEY", str),
@@ -164,6 +168,8 @@ class Settings:
     scanner_web_port: int = 6067
     web_host: str = "127.0.0.1"
     slack_webhook_url: str | None = None
+    slack_signing_secret: str | None = None  # verifies POST /slack/interactions
+    incident_idle_s: float = 6 * 3600.0  # an open incident without an alert this long expires
     webhook_url: str | None = None
     webhook_secret: str | None = None
     pagerduty_routing_key: str | None = None

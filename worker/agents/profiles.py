@@ -258,6 +258,7 @@ def register(kapp: WorkerApp) -> None:
     )  # fmt: skip
     checkpoint = Checkpoint(kapp.profiles)
     kapp.profile_stage = stage
+    kapp.profile_checkpoint = checkpoint  # the feedback agent flushes taught profiles through it
     within = s.flush_interval_s
 
     @kapp.app.agent(kapp.events_topic, name="keywatch.profiles")

@@ -18,6 +18,7 @@ from faust import StreamT
 from detectors.policy import load_policy
 from worker.alerting.router import Router, build_router
 from worker.app import WorkerApp
+from worker.keystore.alerts import AlertStore
 from worker.response.executor import ACTIONS, KEY_ACTIONS, Executor
 
 DELIVERY_CONCURRENCY = 4
@@ -42,7 +43,8 @@ def register(app: WorkerApp) -> None:
     async def contact(key_id: str) -> str | None:
         return (await asyncio.to_thread(app.store.get, key_id)).contact
 
-    router, _http = build_router(s, policy, app.dead_letter, metrics=app.metrics, contact=contact)
+    router, _http = build_router(s, policy, app.dead_letter, metrics=app.metrics, contact=contact,
+                                 pagerduty_state=AlertStore(app.store))  # fmt: skip
     leaks_topic = app.app.topic(s.topics.leaks, internal=True)
 
     @app.app.agent(app.alerts_topic, name="keywatch.response.actions")

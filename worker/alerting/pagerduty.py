@@ -2,21 +2,27 @@
 
 One incident per key at a time: while a key's incident is open, later alerts on the key reuse its
 ``dedup_key`` (PagerDuty adds them to the same incident); ``resolve`` closes it when the key's
-throttle is lifted. Open incidents are remembered in process memory only: after a restart a
-lifted throttle cannot resolve an incident opened before it (it stays open for a person).
+throttle is lifted. Open incidents are kept in SQL when a ``state`` is given (the key store's
+``kw_pagerduty_open``), so a restarted worker still resolves the incidents it opened; while the
+database is down they are kept in memory and written at the next chance.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import orjson
+import structlog
 
 from worker.alerting.http import post
 from worker.alerting.render import pagerduty_resolve, pagerduty_trigger
+from worker.errors import KeyStoreError
 from worker.redaction import redact_text
+
+log = structlog.get_logger("keywatch.alerting")
 
 HEADERS = {"content-type": "application/json"}
 
@@ -27,14 +33,56 @@ def dedup_key(key_id: str, alert_id: str) -> str:
     return redact_text(f"keywatch/{key_id}/{alert_id}")
 
 
+class OpenIncidents(Protocol):
+    """Where open incidents survive restarts (``worker.keystore.alerts.AlertStore``)."""
+
+    def pagerduty_open(self) -> dict[str, str]:
+        """Key id -> dedup key of every open incident."""
+        ...
+
+    def pagerduty_claim(self, key_id: str, dedup_key: str) -> str:
+        """The key's open dedup key, recording ``dedup_key`` when it has none."""
+        ...
+
+    def pagerduty_release(self, key_id: str) -> None:
+        """Forget the key's incident."""
+        ...
+
+
 class PagerDutySink:
     """Sends Events v2 to one routing key."""
 
     name = "pagerduty"
 
-    def __init__(self, http: httpx.AsyncClient, url: str, routing_key: str) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, url: str, routing_key: str,
+        state: OpenIncidents | None = None,
+    ) -> None:  # fmt: skip
         self.http, self.url, self.routing_key = http, url, routing_key
         self.open: dict[str, str] = {}  # key id -> dedup key of its open incident
+        self.state = state
+        self._loaded = state is None
+
+    async def load(self) -> None:
+        """Read the open incidents from SQL once (retried at the next call while it is down)."""
+        if self._loaded or self.state is None:
+            return
+        try:
+            stored = await asyncio.to_thread(self.state.pagerduty_open)
+        except KeyStoreError as exc:
+            log.warning("pagerduty_state_unavailable", error=str(exc))
+            return
+        self.open = {**stored, **self.open}
+        self._loaded = True
+
+    async def _claim(self, key_id: str, dedup: str) -> str:
+        if self.state is None:
+            return dedup
+        try:
+            return await asyncio.to_thread(self.state.pagerduty_claim, key_id, dedup)
+        except KeyStoreError as exc:  # memory holds it; the next alert on the key writes it
+            log.warning("pagerduty_state_unavailable", error=str(exc))
+            return dedup
 
     def incident_for(self, alert: Mapping[str, Any]) -> str:
         """The dedup key this alert belongs to (the key's open incident, or a new one)."""
@@ -44,9 +92,12 @@ class PagerDutySink:
     async def send(self, alert: Mapping[str, Any], contact: str | None = None) -> None:
         """One trigger attempt on the key's incident (claimed first, so concurrent alerts on
         one key share it; resolving an incident PagerDuty never opened is harmless)."""
+        await self.load()
         dedup = self.incident_for(alert)
         if alert.get("key_id"):
-            dedup = self.open.setdefault(str(alert["key_id"]), dedup)
+            key_id = str(alert["key_id"])
+            dedup = self.open.setdefault(key_id, dedup)
+            self.open[key_id] = dedup = await self._claim(key_id, dedup)
         event = pagerduty_trigger(alert, self.routing_key, dedup, contact)
         await post(self.http, self.name, self.url, orjson.dumps(event), HEADERS)
 
@@ -62,3 +113,8 @@ class PagerDutySink:
         event = pagerduty_resolve(self.routing_key, dedup)
         await post(self.http, self.name, self.url, orjson.dumps(event), HEADERS)
         self.open.pop(key_id, None)
+        if self.state is not None:
+            try:
+                await asyncio.to_thread(self.state.pagerduty_release, key_id)
+            except KeyStoreError as exc:  # resolving it again later is harmless
+                log.warning("pagerduty_state_unavailable", error=str(exc))

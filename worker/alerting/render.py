@@ -90,9 +90,31 @@ def slack_message(alert: Mapping[str, Any], contact: str | None = None) -> dict[
             {"type": "section", "fields": _fields(alert, contact)},
             {"type": "section", "text": _mrkdwn(f"*Signals*\n{signals}")},
             {"type": "context", "elements": [_mrkdwn(context)]},
+            *_actions(alert),
         ],
     }
     return redact_obj(message)  # type: ignore[no-any-return]
+
+
+def _actions(alert: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Benign / Compromised buttons (answered at ``POST /slack/interactions``)."""
+    if not alert.get("id") or not alert.get("key_id"):
+        return []
+    value = f"{alert['id']}|{alert['key_id']}"[:2000]  # ref: Block Kit button value <= 2000
+    confirm = {
+        "title": {"type": "plain_text", "text": "Revoke this key?"},
+        "text": {"type": "plain_text", "text": "Compromised revokes the key at once."},
+        "confirm": {"type": "plain_text", "text": "Revoke"},
+        "deny": {"type": "plain_text", "text": "Cancel"},
+    }
+    buttons = [
+        {"type": "button", "action_id": "keywatch_benign", "value": value, "style": "primary",
+         "text": {"type": "plain_text", "text": "Benign"}},
+        {"type": "button", "action_id": "keywatch_compromised", "value": value,
+         "style": "danger", "text": {"type": "plain_text", "text": "Compromised"},
+         "confirm": confirm},
+    ]  # fmt: skip
+    return [{"type": "actions", "block_id": "keywatch_verdict", "elements": buttons}]
 
 
 def webhook_payload(alert: Mapping[str, Any], contact: str | None = None) -> dict[str, Any]:

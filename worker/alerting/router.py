@@ -16,7 +16,7 @@ import structlog
 
 from detectors.policy import DeliveryConfig, RulesPolicy
 from worker.alerting.http import client
-from worker.alerting.pagerduty import PagerDutySink
+from worker.alerting.pagerduty import OpenIncidents, PagerDutySink
 from worker.alerting.render import at_least
 from worker.alerting.retry import Sleep, with_retries
 from worker.alerting.slack import SlackSink
@@ -83,6 +83,8 @@ class Router:
     async def resolve(self, key_id: str) -> bool:
         """Resolve the key's open PagerDuty incident (a lifted throttle); True if one was sent."""
         pd = next((s for s in self.sinks if isinstance(s, PagerDutySink)), None)
+        if pd is not None:
+            await pd.load()
         if pd is None or pd.resolving(key_id) is None:
             return False
         msg = {"id": f"resolve:{key_id}", "key_id": key_id, "event_action": "resolve"}
@@ -121,7 +123,10 @@ class Router:
             return None
 
 
-def build_sinks(settings: Settings, policy: RulesPolicy, http: httpx.AsyncClient) -> list[Sink]:
+def build_sinks(
+    settings: Settings, policy: RulesPolicy, http: httpx.AsyncClient,
+    pagerduty_state: OpenIncidents | None = None,
+) -> list[Sink]:  # fmt: skip
     """The sinks configured in the settings (none configured: no sinks)."""
     sinks: list[Sink] = []
     if settings.slack_webhook_url:
@@ -131,7 +136,7 @@ def build_sinks(settings: Settings, policy: RulesPolicy, http: httpx.AsyncClient
         sinks.append(WebhookSink(http, settings.webhook_url, settings.webhook_secret))
     if settings.pagerduty_routing_key:
         key = settings.pagerduty_routing_key
-        sinks.append(PagerDutySink(http, settings.pagerduty_url, key))
+        sinks.append(PagerDutySink(http, settings.pagerduty_url, key, pagerduty_state))
     return sinks
 
 
@@ -143,10 +148,11 @@ def build_router(
     metrics: Metrics | None = None,
     contact: ContactLookup | None = None,
     http: httpx.AsyncClient | None = None,
+    pagerduty_state: OpenIncidents | None = None,
 ) -> tuple[Router, httpx.AsyncClient]:
     """A router over the configured sinks and the HTTP client it uses (close it at shutdown)."""
     http = http or client()
-    sinks = build_sinks(settings, policy, http)
+    sinks = build_sinks(settings, policy, http, pagerduty_state)
     router = Router(sinks, policy.routing, policy.delivery, dead_letter,
                     metrics=metrics, contact=contact)  # fmt: skip
     return router, http

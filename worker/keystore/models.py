@@ -129,3 +129,66 @@ class LeakFinding(Base):
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
     times_seen: Mapped[int] = mapped_column(sa.Integer, default=1)
+
+
+class AlertRecord(Base):
+    """An alert as published on ``keywatch.alerts``, kept so people can list and answer it."""
+
+    __tablename__ = "kw_alerts"
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(16), default="anomaly")
+    key_id: Mapped[str | None] = mapped_column(sa.String(32), index=True)
+    account_id: Mapped[str | None] = mapped_column(sa.String(128))
+    ts: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)  # event time
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    severity: Mapped[str] = mapped_column(sa.String(16))
+    action: Mapped[str] = mapped_column(sa.String(16))
+    signals: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list)
+    summary: Mapped[str] = mapped_column(sa.Text, default="")
+    incident_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class IncidentRecord(Base):
+    """Alerts on one key close together in time, and what a person said about them.
+
+    ``status``: ``open``, ``benign``, ``compromised`` or ``expired`` (no alert for a while and
+    nobody answered). ``evidence`` gathers the IPs, networks and countries the alerts named.
+    """
+
+    __tablename__ = "kw_incidents"
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)  # its first alert's id
+    key_id: Mapped[str | None] = mapped_column(sa.String(32), index=True)
+    account_id: Mapped[str | None] = mapped_column(sa.String(128))
+    status: Mapped[str] = mapped_column(sa.String(16), default="open", index=True)
+    severity: Mapped[str] = mapped_column(sa.String(16))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_alert_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    alert_count: Mapped[int] = mapped_column(sa.Integer, default=1)
+    evidence: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    resolved_by: Mapped[str | None] = mapped_column(sa.String(64))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    note: Mapped[str | None] = mapped_column(sa.String(512))
+
+
+class PagerDutyOpen(Base):
+    """A PagerDuty incident keywatch opened and has not resolved (survives restarts)."""
+
+    __tablename__ = "kw_pagerduty_open"
+
+    key_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(sa.String(255))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class FeedbackOutboxEntry(Base):
+    """A resolution still to be published on ``keywatch.feedback`` (committed with it)."""
+
+    __tablename__ = "kw_feedback_outbox"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(sa.String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -12,11 +12,26 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from worker.keystore.models import Base, SchemaVersion
+from worker.keystore.models import (
+    AlertRecord,
+    Base,
+    FeedbackOutboxEntry,
+    IncidentRecord,
+    PagerDutyOpen,
+    SchemaVersion,
+)
 
-CURRENT_VERSION = 1
+CURRENT_VERSION = 2
+
+
+def _alerts_and_incidents(conn: sa.Connection) -> None:
+    """Add the alerts, incidents, PagerDuty and feedback-outbox tables (skipping existing ones)."""
+    for model in (AlertRecord, IncidentRecord, PagerDutyOpen, FeedbackOutboxEntry):
+        model.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+
+
 # UPGRADES[i] upgrades version i+1 to i+2.
-UPGRADES: list[Callable[[sa.Connection], None]] = []
+UPGRADES: list[Callable[[sa.Connection], None]] = [_alerts_and_incidents]
 
 
 def ensure_schema(engine: sa.Engine) -> int:

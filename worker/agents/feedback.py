@@ -1,0 +1,264 @@
+"""Alerts people answer: alerts into SQL, verdicts back into the key's profile.
+
+- record: ``keywatch.alerts`` -> ``kw_alerts`` / ``kw_incidents`` (idempotent upsert by alert id;
+  waits for the database, so an outage delays the list, never loses an alert).
+- feedback: ``keywatch.feedback`` (keyed by key id, partitioned with ``partition_for`` like the
+  profiles table, so this worker owns the key's profile) -> the verdict in SQL (waits while the
+  database is down: the offset does not pass the message) -> for ``benign``, the profile learns
+  what the alert was about (``detectors.feedback``) and goes to the changelog at once -> the
+  Slack message that asked is updated.
+- timers: publish resolutions queued in SQL by ``keywatch alerts resolve`` (the outbox), and
+  expire incidents idle for ``incident_idle_s``.
+- ``POST /slack/interactions``: verified, acknowledged at once, queued on ``keywatch.feedback``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+import orjson
+import structlog
+from faust.web import Request, Response, View
+
+from detectors.feedback import apply_benign
+from worker.agents.profiles import live_profile
+from worker.alerting import interactions
+from worker.alerting.http import client, post
+from worker.alerting.retry import Backoff
+from worker.errors import DeliveryError, InputError, InvalidTransition, KeyStoreUnavailable
+from worker.keystore.alerts import VERDICTS, AlertNotFound, AlertStore, Resolution
+from worker.keystore.resolution import Resolver
+from worker.partitioning import partition_for
+
+if TYPE_CHECKING:
+    from faust import StreamT
+
+    from worker.app import WorkerApp
+
+log = structlog.get_logger("keywatch.feedback")
+T = TypeVar("T")
+MAX_INTERACTION_BYTES = 256 * 1024
+UNRECORDED_RETRIES = 8  # an answer may outrun its alert's recording by a few seconds, not more
+
+
+def decode(value: Any) -> dict[str, Any] | None:
+    """A JSON object, or None."""
+    try:
+        obj = orjson.loads(value)
+    except (orjson.JSONDecodeError, TypeError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def check_resolution(msg: Mapping[str, Any]) -> None:
+    """Raise ``InputError`` unless ``msg`` is a usable resolution message."""
+    for name in ("alert_id", "key_id", "actor"):
+        if not isinstance(msg.get(name), str) or not msg[name]:
+            raise InputError(f"resolution without {name}", reason="bad_feedback")
+    if msg.get("verdict") not in VERDICTS:
+        raise InputError(f"verdict {msg.get('verdict')!r} is not one of {VERDICTS}",
+                         reason="bad_feedback")  # fmt: skip
+
+
+async def until_stored(
+    fn: Callable[[], Awaitable[T]], what: str, backoff: Backoff | None = None
+) -> T:
+    """Await ``fn`` until the database answers (as the executor does for key actions)."""
+    backoff, attempt = backoff or Backoff(0.5, 30.0), 0
+    while True:
+        try:
+            return await fn()
+        except KeyStoreUnavailable as exc:
+            wait = backoff.delay(attempt)
+            attempt += 1
+            log.warning("store_retry", what=what, attempt=attempt, retry_in=round(wait, 2),
+                        error=str(exc))  # fmt: skip
+            await asyncio.sleep(wait)
+
+
+class FeedbackHandler:
+    """One resolution message: SQL verdict, profile learning, Slack update."""
+
+    def __init__(self, kapp: WorkerApp, resolver: Resolver, http: httpx.AsyncClient) -> None:
+        self.kapp, self.resolver, self.http = kapp, resolver, http
+
+    async def handle(self, msg: dict[str, Any]) -> str:
+        """Apply one message; returns what happened (for logs and tests)."""
+        try:
+            check_resolution(msg)
+        except InputError as exc:
+            await self.kapp.dead_letter(exc.reason, "feedback", msg, str(exc))
+            return "dead_letter"
+        await self.kapp.store_ready.wait()
+        try:
+            res = await self._resolve(msg)
+        except (AlertNotFound, InvalidTransition, InputError) as exc:
+            await self.kapp.dead_letter("resolution_refused", "feedback", msg, str(exc))
+            await self._answer(msg, f"not applied: {exc}")
+            return "refused"
+        if res.verdict == "benign":
+            self._teach(res, msg)
+            await self._checkpoint()
+        await self._answer(msg)
+        log.info("alert_resolved", alert_id=res.alert_id, key_id=res.key_id,
+                 verdict=res.verdict, actor=msg["actor"], changed=res.changed)  # fmt: skip
+        return res.verdict
+
+    async def _resolve(self, msg: Mapping[str, Any]) -> Resolution:
+        for attempt in range(UNRECORDED_RETRIES + 1):
+            try:
+                return await until_stored(lambda: self.resolver.resolve(
+                    msg["alert_id"], msg["verdict"], msg["actor"], msg.get("note"),
+                    publish=False), "resolution")  # fmt: skip
+            except AlertNotFound:
+                if attempt == UNRECORDED_RETRIES:
+                    raise
+                await asyncio.sleep(min(0.25 * 2**attempt, 5.0))
+        raise AssertionError("unreachable")
+
+    def _teach(self, res: Resolution, msg: Mapping[str, Any]) -> None:
+        table = self.kapp.profiles
+        profile = live_profile(table.get(res.key_id))
+        if profile is None:  # no traffic seen for the key: nothing to teach
+            return
+        ts = profile.last_ts if profile.last_ts > 0 else time.time()
+        learned = apply_benign(profile, res.signals, ts)
+        table[res.key_id] = profile
+        log.info("profile_taught", key_id=res.key_id, types=learned)
+
+    async def _checkpoint(self) -> None:
+        """Write the taught profile to the changelog now (a crash must not forget it)."""
+        if self.kapp.profile_checkpoint is not None:
+            await self.kapp.profile_checkpoint.flush()
+
+    async def _answer(self, msg: Mapping[str, Any], detail: str = "") -> None:
+        url = msg.get("response_url")
+        if not isinstance(url, str) or not url:
+            return
+        body = interactions.resolved_message(msg.get("message"), str(msg["verdict"]),
+                                             str(msg["actor"]), detail)  # fmt: skip
+        try:
+            await post(self.http, "slack", url, orjson.dumps(body),
+                       {"content-type": "application/json"})  # fmt: skip
+        except DeliveryError as exc:  # the verdict stands; only the message stays as it was
+            log.warning("slack_update_failed", alert_id=msg.get("alert_id"), error=str(exc))
+
+
+def register(kapp: WorkerApp) -> None:
+    """Add the record and feedback agents, their timers and ``/slack/interactions``."""
+    s = kapp.settings
+    alerts = AlertStore(kapp.store)
+    http = client()
+    handler = FeedbackHandler(kapp, Resolver(alerts, kapp.keys), http)
+    topic = kapp.app.topic(s.topics.feedback, internal=True, partitions=s.partitions)
+
+    async def send_feedback(message: Mapping[str, Any]) -> None:
+        key_id = str(message["key_id"])
+        fut = await topic.send(key=key_id.encode(), value=orjson.dumps(message),
+                               partition=partition_for(key_id, s.partitions))  # fmt: skip
+        await fut
+
+    @kapp.app.agent(kapp.alerts_topic, name="keywatch.alerts.record")
+    async def record(stream: StreamT[Any]) -> None:
+        async for value in stream:
+            alert = decode(value)
+            if alert is None:
+                continue  # the response agent dead-letters it
+            await kapp.store_ready.wait()
+            try:
+                await until_stored(_recorder(alerts, alert, s.incident_idle_s), "record_alert")
+            except InputError as exc:
+                await kapp.dead_letter(exc.reason, "alerts", alert, str(exc))
+
+    @kapp.app.agent(topic, name="keywatch.feedback")
+    async def feedback(stream: StreamT[Any]) -> None:
+        async for value in stream:
+            msg = decode(value)
+            if msg is None:
+                await kapp.dead_letter("bad_feedback", "feedback", value, "not a JSON object")
+                continue
+            try:
+                await handler.handle(msg)
+            except Exception as exc:  # never kill the agent on one message
+                log.exception("feedback_failed", error=repr(exc))
+                await kapp.dead_letter("feedback_failed", "feedback", msg, repr(exc))
+
+    async def publish_resolutions() -> None:
+        if not kapp.store_ready.is_set():
+            return
+        try:
+            for entry in await asyncio.to_thread(alerts.pending_feedback):
+                await send_feedback(entry.payload)
+                await asyncio.to_thread(alerts.feedback_done, entry.id)
+        except KeyStoreUnavailable as exc:
+            log.warning("feedback_outbox_retry", error=str(exc))
+
+    async def expire_incidents() -> None:
+        if kapp.store_ready.is_set():
+            try:
+                await asyncio.to_thread(alerts.expire_idle, s.incident_idle_s)
+            except KeyStoreUnavailable as exc:
+                log.warning("incident_expiry_retry", error=str(exc))
+
+    kapp.app.timer(1.0)(publish_resolutions)
+    kapp.app.timer(30.0)(expire_incidents)
+    _install_interactions(kapp, send_feedback)
+
+
+def _recorder(
+    alerts: AlertStore, alert: dict[str, Any], idle_s: float
+) -> Callable[[], Awaitable[bool]]:
+    return lambda: asyncio.to_thread(alerts.record, alert, idle_s)
+
+
+def _install_interactions(
+    kapp: WorkerApp, send_feedback: Callable[[Mapping[str, Any]], Awaitable[None]]
+) -> None:
+    secret = kapp.settings.slack_signing_secret
+    pending: set[asyncio.Task[None]] = set()
+
+    async def enqueue(verdict: interactions.Verdict) -> None:
+        message = {
+            "type": "resolution", "alert_id": verdict.alert_id, "key_id": verdict.key_id,
+            "verdict": verdict.verdict, "actor": verdict.actor, "note": "via Slack",
+            "ts": time.time(), "response_url": verdict.response_url, "message": verdict.message,
+        }  # fmt: skip
+        await send_feedback(message)
+
+    class SlackInteractions(View):
+        async def post(self, request: Request) -> Response:
+            if not secret:
+                return self.json({"error": "KEYWATCH_SLACK_SIGNING_SECRET is not set"}, status=503)
+            body = await _read(request)
+            if body is None:
+                return self.json({"error": "too large"}, status=413)
+            try:
+                interactions.verify(secret, dict(request.headers), body)
+                verdict = interactions.parse(body)
+            except interactions.SignatureError as exc:
+                kapp.metrics.webhooks.labels(source="slack", outcome="bad_signature").inc()
+                return self.json({"error": str(exc)}, status=401)
+            except InputError as exc:
+                return self.json({"error": str(exc)}, status=400)
+            # Slack wants the answer within 3 s: queue the work, acknowledge now.
+            task = asyncio.ensure_future(enqueue(verdict))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            kapp.metrics.webhooks.labels(source="slack", outcome="accepted").inc()
+            return self.bytes(b"", status=200)
+
+    kapp.app.page("/slack/interactions")(SlackInteractions)
+
+
+async def _read(request: Any) -> bytes | None:
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_INTERACTION_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -20,6 +20,7 @@ from worker.errors import KeywatchError
 
 # name -> "module:attribute"; alphabetical.
 COMMANDS: dict[str, str] = {
+    "alerts": "worker.commands.alerts:command",
     "dev": "worker.commands.dev:command",
     "keys": "worker.commands.keys:command",
     "publish": "worker.commands.publish:command",

@@ -233,7 +233,7 @@ class AlertStore:
         if open_only:
             q = q.where(IncidentRecord.status == "open")
         with self.store._session() as s:
-            return [AlertView(a, i) for a, i in s.execute(q).tuples()]
+            return [AlertView(a, i) for a, i in s.execute(q).all()]
 
     # -- resolving --------------------------------------------------------------------------
 
@@ -330,7 +330,7 @@ class AlertStore:
         """Key id -> dedup key of every PagerDuty incident keywatch left open."""
         with self.store._session() as s:
             q = sa.select(PagerDutyOpen.key_id, PagerDutyOpen.dedup_key)
-            return dict(s.execute(q).tuples().all())
+            return {k: d for k, d in s.execute(q).all()}
 
     def pagerduty_claim(self, key_id: str, dedup_key: str) -> str:
         """The key's open dedup key, recording ``dedup_key`` when it has none."""

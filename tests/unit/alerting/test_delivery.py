@@ -73,7 +73,9 @@ def rx() -> Iterator[Receiver]:
 def test_block_kit_shape() -> None:
     msg = slack_message(make_alert(), contact="sec@acme.example")
     blocks = msg["blocks"]
-    assert [b["type"] for b in blocks] == ["header", "section", "section", "section", "context"]
+    assert [b["type"] for b in blocks] == [
+        "header", "section", "section", "section", "context", "actions",
+    ]  # fmt: skip
     assert blocks[0]["text"]["type"] == "plain_text" and len(blocks[0]["text"]["text"]) <= 150
     assert "CRITICAL" in blocks[0]["text"]["text"]
     fields = [f["text"] for f in blocks[2]["fields"]]

@@ -1,0 +1,162 @@
+"""Slack buttons: Block Kit actions on alerts, signature verification, payload parsing."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import orjson
+import pytest
+
+from tests.unit.alerting.receiver import Receiver, serving
+from worker.alerting.http import client
+from worker.alerting.interactions import (
+    SignatureError,
+    parse,
+    resolved_message,
+    sign,
+    verify,
+)
+from worker.alerting.pagerduty import PagerDutySink
+from worker.alerting.render import slack_message
+from worker.errors import InputError
+from worker.keystore.alerts import AlertStore
+from worker.keystore.store import KeyStore
+
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"  # the example secret of Slack's verification guide
+
+
+def block_actions(action_id: str, value: str, message: dict[str, Any]) -> dict[str, Any]:
+    """A ``block_actions`` payload as Slack sends it for a button in a webhook-posted message
+    (shape of api.slack.com/reference/interaction-payloads/block-actions)."""
+    return {
+        "type": "block_actions",
+        "user": {"id": "U01AZ88AQQ4", "username": "alice", "name": "alice",
+                 "team_id": "T01B5M3VC1X"},
+        "api_app_id": "A01BGTV24LQ", "token": "RFEwDETALFMJkphCasIfOUZT",
+        "container": {"type": "message", "message_ts": "1600857119.015400",
+                      "channel_id": "C01ACC2E8S3", "is_ephemeral": False},
+        "trigger_id": "1388105719492.1379717998065.9bc163894734c1f415a2c504e81dec91",
+        "team": {"id": "T01B5M3VC1X", "domain": "acme-sec"},
+        "enterprise": None, "is_enterprise_install": False,
+        "channel": {"id": "C01ACC2E8S3", "name": "security-alerts"},
+        "message": {"bot_id": "B01AQ1SN737", "type": "message", "text": message["text"],
+                    "user": "U01BGV723R6", "ts": "1600857119.015400", "team": "T01B5M3VC1X",
+                    "blocks": message["blocks"]},
+        "state": {"values": {}},
+        "response_url": "https://hooks.slack.com/actions/T01B5M3VC1X/1391234567/abcdEFGH",
+        "actions": [{"action_id": action_id, "block_id": "keywatch_verdict",
+                     "text": {"type": "plain_text", "text": "Benign", "emoji": True},
+                     "value": value, "style": "primary", "type": "button",
+                     "action_ts": "1600857125.223134"}],
+    }  # fmt: skip
+
+
+def form(payload: dict[str, Any]) -> bytes:
+    return urlencode({"payload": orjson.dumps(payload).decode()}).encode()
+
+
+def signed(body: bytes, at: float | None = None, secret: str = SECRET) -> dict[str, str]:
+    stamp = str(int(time.time() if at is None else at))
+    return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": sign(secret, stamp, body)}
+
+
+ALERT = {"id": "01JDALERT000000000000000001", "kind": "anomaly", "key_id": "9f2a1c3e",
+         "account_id": "acme", "severity": "high", "action": "throttle", "signals": [],
+         "summary": "Key 9f2a1c3e used from RU (new)"}  # fmt: skip
+
+
+def test_alert_messages_carry_benign_and_compromised_buttons() -> None:
+    actions = slack_message(ALERT)["blocks"][-1]
+    assert actions["type"] == "actions"
+    buttons = {b["action_id"]: b for b in actions["elements"]}
+    assert set(buttons) == {"keywatch_benign", "keywatch_compromised"}
+    assert {b["value"] for b in buttons.values()} == {"01JDALERT000000000000000001|9f2a1c3e"}
+    assert buttons["keywatch_compromised"]["style"] == "danger"
+    assert "confirm" in buttons["keywatch_compromised"]
+    no_key = slack_message({**ALERT, "key_id": None})
+    assert all(b["type"] != "actions" for b in no_key["blocks"])
+
+
+def test_slacks_documented_signature_example() -> None:
+    # ref: api.slack.com/authentication/verifying-requests-from-slack (worked example)
+    body = (b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow"
+            b"&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner"
+            b"&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2F"
+            b"commands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN"
+            b"&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c")  # fmt: skip
+    expected = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
+    assert sign(SECRET, "1531420618", body) == expected
+    verify(SECRET, {"X-Slack-Request-Timestamp": "1531420618", "X-Slack-Signature": expected},
+           body, now=1531420618 + 10)  # fmt: skip
+
+
+def test_forged_stale_and_tampered_requests_are_refused() -> None:
+    body = form(block_actions("keywatch_benign", "A1|k1", slack_message(ALERT)))
+    verify(SECRET, signed(body), body)
+    with pytest.raises(SignatureError, match="bad Slack signature"):
+        verify(SECRET, signed(body, secret="not-the-secret"), body)
+    with pytest.raises(SignatureError, match="stale"):
+        verify(SECRET, signed(body, at=time.time() - 301), body)
+    with pytest.raises(SignatureError, match="bad Slack signature"):
+        verify(SECRET, signed(body), body + b"x")
+    with pytest.raises(SignatureError, match="missing"):
+        verify(SECRET, {}, body)
+    with pytest.raises(SignatureError, match="timestamp"):
+        verify(SECRET, {"X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=00"}, body)
+
+
+def test_a_button_press_becomes_a_verdict() -> None:
+    message = slack_message(ALERT)
+    v = parse(form(block_actions("keywatch_compromised", "A1|k1", message)))
+    assert (v.alert_id, v.key_id, v.verdict, v.actor) == ("A1", "k1", "compromised", "slack:alice")
+    assert v.response_url and v.response_url.startswith("https://hooks.slack.com/actions/")
+    updated = resolved_message(v.message, v.verdict, v.actor)
+    assert updated["replace_original"] is True
+    assert all(b["type"] != "actions" for b in updated["blocks"])  # no second answer
+    assert "Resolved as *compromised* by alice" in updated["blocks"][-1]["text"]["text"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"payload=not-json", form({"type": "view_submission"}),
+     form(block_actions("someone_elses_button", "A1|k1", slack_message(ALERT))),
+     form(block_actions("keywatch_benign", "no-key-part", slack_message(ALERT)))],
+)  # fmt: skip
+def test_other_payloads_are_input_errors(body: bytes) -> None:
+    with pytest.raises(InputError):
+        parse(body)
+
+
+async def test_pagerduty_incidents_survive_a_restart(tmp_path: Path) -> None:
+    store = KeyStore(f"sqlite:///{tmp_path / 'kw.db'}")
+    with serving(Receiver()) as rx:
+        async with client(timeout_s=5) as http:
+            first = PagerDutySink(http, rx.url, "R0UTINGKEY", AlertStore(store))
+            await first.send({**ALERT, "id": "A1"})
+            restarted = PagerDutySink(http, rx.url, "R0UTINGKEY", AlertStore(store))
+            await restarted.load()
+            assert restarted.resolving("9f2a1c3e") == "keywatch/9f2a1c3e/A1"
+            await restarted.send({**ALERT, "id": "A2"})  # joins the open incident
+            await restarted.resolve("9f2a1c3e")
+        events = [orjson.loads(r.body) for r in rx.received]
+    assert [(e["event_action"], e["dedup_key"]) for e in events] == [
+        ("trigger", "keywatch/9f2a1c3e/A1"), ("trigger", "keywatch/9f2a1c3e/A1"),
+        ("resolve", "keywatch/9f2a1c3e/A1"),
+    ]  # fmt: skip
+    assert AlertStore(store).pagerduty_open() == {}
+    store.close()
+
+
+async def test_pagerduty_keeps_working_while_the_database_is_down(tmp_path: Path) -> None:
+    store = KeyStore(f"sqlite:///{tmp_path / 'missing-dir' / 'kw.db'}", create=False)
+    transport = httpx.MockTransport(lambda request: httpx.Response(202))
+    async with client(timeout_s=5, transport=transport) as http:
+        sink = PagerDutySink(http, "https://events.example/v2/enqueue", "R", AlertStore(store))
+        await sink.send({**ALERT, "id": "A1"})
+        assert sink.resolving("9f2a1c3e") == "keywatch/9f2a1c3e/A1"
+        await sink.resolve("9f2a1c3e")
+    assert sink.resolving("9f2a1c3e") is None

@@ -283,7 +283,7 @@ class AlertStore:
     ) -> None:  # fmt: skip
         detail = {"verdict": verdict, "incident_id": incident.id, "evidence": incident.evidence}
         s.add(AuditEvent(
-            key_id=alert.key_id, action=f"resolve_{verdict}"[:16], reason=note or verdict,
+            key_id=alert.key_id, action=verdict, reason=note or verdict,
             actor=actor[:64], alert_id=alert.id, at=now, detail=detail,
             dedupe_key=f"resolve:{incident.id}:{verdict}"[:160],
         ))  # fmt: skip

@@ -64,7 +64,7 @@ class ApiKey(Base):
 
 
 class AuditEvent(Base):
-    """Every issue, rotation, throttle, unthrottle, revocation and expiry, append-only.
+    """Every issue, rotation, throttle, unthrottle, revocation, expiry and verdict, append-only.
 
     ``dedupe_key`` makes at-least-once callers idempotent: the same alert acting twice on a key
     hits the unique index and writes nothing the second time.

@@ -73,8 +73,10 @@ def test_a_benign_country_is_known_and_not_first_to_be_evicted(
 
 def test_benign_travel_makes_both_places_known(trained: Callable[[], KeyProfile]) -> None:
     prof = trained()
-    evidence = {"from": {"place": "GB/London", "lat": 51.51, "lon": -0.09},
-                "to": {"place": "SG/Singapore", "lat": 1.29, "lon": 103.85, "ip": "1.2.3.4"}}
+    evidence = {
+        "from": {"place": "GB/London", "lat": 51.51, "lon": -0.09},
+        "to": {"place": "SG/Singapore", "lat": 1.29, "lon": 103.85, "ip": "1.2.3.4"},
+    }
     assert learn_feedback(prof, "geo.impossible_travel", evidence, WEEK2)
     assert prof.place_count("SG/Singapore") >= 20 and prof.place_count("GB/London") >= 20
 
@@ -92,4 +94,3 @@ def test_nothing_learnable_is_learned(
     before = prof.to_bytes()
     assert learn_feedback(prof, kind, evidence, WEEK2) is False
     assert prof.to_bytes() == before
-

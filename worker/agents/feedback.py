@@ -173,6 +173,9 @@ def register(kapp: WorkerApp) -> None:
                 await until_stored(_recorder(alerts, alert, s.incident_idle_s), "record_alert")
             except InputError as exc:
                 await kapp.dead_letter(exc.reason, "alerts", alert, str(exc))
+            except Exception as exc:  # e.g. a field the database refuses: never kill the agent
+                log.exception("record_failed", error=repr(exc))
+                await kapp.dead_letter("record_failed", "alerts", alert, repr(exc))
 
     @kapp.app.agent(topic, name="keywatch.feedback")
     async def feedback(stream: StreamT[Any]) -> None:

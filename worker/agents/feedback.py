@@ -5,8 +5,8 @@
 - feedback: ``keywatch.feedback`` (keyed by key id, partitioned with ``partition_for`` like the
   profiles table, so this worker owns the key's profile) -> the verdict in SQL (waits while the
   database is down: the offset does not pass the message) -> for ``benign``, the profile learns
-  what the alert was about (``detectors.feedback``) and goes to the changelog at once -> the
-  Slack message that asked is updated.
+  what the alert was about (``detectors.feedback``) and goes to the changelog at once, and the
+  key's PagerDuty incident is resolved -> the Slack message that asked is updated.
 - timers: publish resolutions queued in SQL by ``keywatch alerts resolve`` (the outbox), and
   expire incidents idle for ``incident_idle_s``.
 - ``POST /slack/interactions``: verified, acknowledged at once, queued on ``keywatch.feedback``.
@@ -25,10 +25,12 @@ import structlog
 from faust.web import Request, Response, View
 
 from detectors.feedback import apply_benign
+from detectors.policy import DeliveryConfig
 from worker.agents.profiles import live_profile
 from worker.alerting import interactions
 from worker.alerting.http import client, post
-from worker.alerting.retry import Backoff
+from worker.alerting.pagerduty import PagerDutySink
+from worker.alerting.retry import Backoff, with_retries
 from worker.errors import DeliveryError, InputError, InvalidTransition, KeyStoreUnavailable
 from worker.keystore.alerts import VERDICTS, AlertNotFound, AlertStore, Resolution
 from worker.keystore.resolution import Resolver
@@ -42,6 +44,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("keywatch.feedback")
 T = TypeVar("T")
 MAX_INTERACTION_BYTES = 256 * 1024
+# A PagerDuty outage must not hold the key's verdicts for long: a few tries, then a log line.
+PAGERDUTY_RETRIES = DeliveryConfig(max_attempts=3, base_delay_s=0.5, max_delay_s=5.0,
+                                   max_total_s=15.0)  # fmt: skip
 UNRECORDED_RETRIES = 8  # an answer may outrun its alert's recording by a few seconds, not more
 
 
@@ -81,10 +86,13 @@ async def until_stored(
 
 
 class FeedbackHandler:
-    """One resolution message: SQL verdict, profile learning, Slack update."""
+    """One resolution message: SQL verdict, profile learning, PagerDuty and Slack updates."""
 
-    def __init__(self, kapp: WorkerApp, resolver: Resolver, http: httpx.AsyncClient) -> None:
-        self.kapp, self.resolver, self.http = kapp, resolver, http
+    def __init__(
+        self, kapp: WorkerApp, resolver: Resolver, http: httpx.AsyncClient,
+        pagerduty: PagerDutySink | None = None,
+    ) -> None:  # fmt: skip
+        self.kapp, self.resolver, self.http, self.pagerduty = kapp, resolver, http, pagerduty
 
     async def handle(self, msg: dict[str, Any]) -> str:
         """Apply one message; returns what happened (for logs and tests)."""
@@ -103,6 +111,7 @@ class FeedbackHandler:
         if res.verdict == "benign":
             self._teach(res, msg)
             await self._checkpoint()
+            await self._close_pagerduty(res.key_id)
         await self._answer(msg)
         log.info("alert_resolved", alert_id=res.alert_id, key_id=res.key_id,
                  verdict=res.verdict, actor=msg["actor"], changed=res.changed)  # fmt: skip
@@ -135,6 +144,21 @@ class FeedbackHandler:
         if self.kapp.profile_checkpoint is not None:
             await self.kapp.profile_checkpoint.flush()
 
+    async def _close_pagerduty(self, key_id: str) -> None:
+        """Resolve the key's PagerDuty incident: a person said it was fine (a compromise stays
+        open for whoever handles it). The open incidents are read from SQL, where every worker
+        keeps them."""
+        pd = self.pagerduty
+        if pd is None:
+            return
+        try:
+            dedup = (await asyncio.to_thread(self.resolver.alerts.pagerduty_open)).get(key_id)
+            if dedup is not None:
+                pd.open[key_id] = dedup
+                await with_retries(lambda: pd.resolve(key_id), PAGERDUTY_RETRIES)
+        except (KeyStoreUnavailable, DeliveryError) as exc:
+            log.warning("pagerduty_resolve_failed", key_id=key_id, error=str(exc))
+
     async def _answer(self, msg: Mapping[str, Any], detail: str = "") -> None:
         url = msg.get("response_url")
         if not isinstance(url, str) or not url:
@@ -153,7 +177,10 @@ def register(kapp: WorkerApp) -> None:
     s = kapp.settings
     alerts = AlertStore(kapp.store)
     http = client()
-    handler = FeedbackHandler(kapp, Resolver(alerts, kapp.keys), http)
+    pagerduty = None
+    if s.pagerduty_routing_key:
+        pagerduty = PagerDutySink(http, s.pagerduty_url, s.pagerduty_routing_key, alerts)
+    handler = FeedbackHandler(kapp, Resolver(alerts, kapp.keys), http, pagerduty)
     topic = kapp.app.topic(s.topics.feedback, internal=True, partitions=s.partitions)
 
     async def send_feedback(message: Mapping[str, Any]) -> None:

@@ -58,7 +58,7 @@ def test_recording_is_idempotent_and_groups_a_keys_alerts(stores: Any) -> None:
         "id": "A1", "key_id": rec.key_id, "severity": "medium", "action": "throttle",
         "status": "open",
     }  # fmt: skip
-    assert d["ts"] == "2026-11-22T03:04:05.123000Z"
+    assert d["ts"] == "2026-11-22T03:04:05.123Z"
     assert d["signals"][0]["type"] == "geo.new_country"
 
 

@@ -1,0 +1,124 @@
+"""The feedback agent's handler on a real SQLite key store, with PagerDuty and Slack local."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+
+from detectors.profile import KeyProfile
+from tests.unit.alerting.receiver import Receiver, serving
+from worker.agents.feedback import FeedbackHandler
+from worker.alerting.http import client
+from worker.alerting.pagerduty import PagerDutySink
+from worker.keystore.alerts import AlertStore
+from worker.keystore.resolution import Resolver
+from worker.keystore.service import KeyService
+from worker.keystore.store import KeyStore
+
+SPIKE = {"type": "usage.spike", "severity": "high",
+         "evidence": {"observed_per_hour": 5000, "baseline_per_hour": 30.0}}  # fmt: skip
+
+
+class Harness:
+    """A handler with the worker's pieces it touches: profiles, dead letters, the key store."""
+
+    def __init__(self, db: Path, rx: Receiver, http: Any) -> None:
+        self.db = db
+        self.store = KeyStore(f"sqlite:///{db}")
+        self.alerts = AlertStore(self.store)
+        _, self.key = self.store.create("acme")
+        self.letters: list[tuple[str, str]] = []
+        ready = asyncio.Event()
+        ready.set()
+        self.kapp = SimpleNamespace(profiles={}, store_ready=ready, profile_checkpoint=None,
+                                    dead_letter=self._dead)  # fmt: skip
+        self.pd = PagerDutySink(http, rx.url + "/pd", "R0UTINGKEY", self.alerts)
+        resolver = Resolver(self.alerts, KeyService(self.store))
+        self.handler = FeedbackHandler(self.kapp, resolver, http, self.pd)  # type: ignore[arg-type]
+
+    async def _dead(self, reason: str, source: str, payload: Any, detail: str) -> None:
+        self.letters.append((reason, detail))
+
+    def message(self, alert_id: str, verdict: str, rx: Receiver) -> dict[str, Any]:
+        return {"type": "resolution", "alert_id": alert_id, "key_id": self.key.key_id,
+                "verdict": verdict, "actor": "slack:alice", "note": "via Slack",
+                "response_url": rx.url + "/response",
+                "message": {"text": "HIGH anomaly", "blocks": [{"type": "actions"}]}}  # fmt: skip
+
+
+@pytest.fixture
+def rx() -> Iterator[Receiver]:
+    with serving(Receiver()) as r:
+        yield r
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, rx: Receiver) -> AsyncIterator[Harness]:
+    (tmp_path / "db").mkdir()
+    async with client(timeout_s=5) as http:
+        h = Harness(tmp_path / "db" / "kw.db", rx, http)
+        yield h
+        h.store.close()
+
+
+def _bodies(rx: Receiver, path: str) -> list[dict[str, Any]]:
+    return [orjson.loads(r.body) for r in rx.received if r.path == path]
+
+
+async def test_benign_teaches_the_profile_resolves_pagerduty_and_answers_slack(
+    harness: Harness, rx: Receiver
+) -> None:
+    h, key = harness, harness.key.key_id
+    h.alerts.record({"id": "A1", "key_id": key, "severity": "high", "action": "throttle",
+                     "signals": [SPIKE]}, 3600)  # fmt: skip
+    await h.pd.send({"id": "A1", "key_id": key, "severity": "high", "signals": [SPIKE]})
+    profile = KeyProfile()
+    profile.level = 30.0
+    h.kapp.profiles[key] = profile.to_bytes()  # an idle key: kept as bytes in the table
+    assert await h.handler.handle(h.message("A1", "benign", rx)) == "benign"
+    taught = h.kapp.profiles[key]
+    assert isinstance(taught, KeyProfile) and taught.level == 5000
+    assert h.alerts.get("A1").incident.status == "benign"
+    pd = _bodies(rx, "/hook/pd")
+    assert [(e["event_action"], e["dedup_key"]) for e in pd] == [
+        ("trigger", f"keywatch/{key}/A1"), ("resolve", f"keywatch/{key}/A1")]  # fmt: skip
+    assert h.alerts.pagerduty_open() == {}
+    (update,) = _bodies(rx, "/hook/response")
+    assert update["replace_original"] and "benign* by alice" in update["blocks"][-1]["text"]["text"]
+    assert h.letters == []
+
+
+async def test_a_refused_verdict_is_dead_lettered_and_said_in_slack(
+    harness: Harness, rx: Receiver
+) -> None:
+    h, key = harness, harness.key.key_id
+    h.alerts.record({"id": "A1", "key_id": key, "severity": "high", "action": "revoke"}, 3600)
+    assert await h.handler.handle(h.message("A1", "compromised", rx)) == "compromised"
+    assert h.store.get(key).status == "revoked"
+    assert await h.handler.handle(h.message("A1", "benign", rx)) == "refused"
+    assert [r for r, _ in h.letters] == ["resolution_refused"]
+    assert "not applied" in orjson.dumps(_bodies(rx, "/hook/response")[-1]).decode()
+    bad = {"type": "resolution", "alert_id": "A1", "verdict": "maybe"}
+    assert await h.handler.handle(bad) == "dead_letter"
+
+
+async def test_a_verdict_waits_while_the_database_is_down(
+    harness: Harness, rx: Receiver, tmp_path: Path
+) -> None:
+    h, key = harness, harness.key.key_id
+    h.alerts.record({"id": "A1", "key_id": key, "severity": "high", "action": "notify"}, 3600)
+    h.store.close()
+    shutil.move(tmp_path / "db", tmp_path / "away")  # the database is gone
+    task = asyncio.ensure_future(h.handler.handle(h.message("A1", "compromised", rx)))
+    await asyncio.sleep(1.5)
+    assert not task.done()  # waiting, not dropped, not dead-lettered
+    shutil.move(tmp_path / "away", tmp_path / "db")
+    assert await asyncio.wait_for(task, 60) == "compromised"
+    assert h.store.get(key).status == "revoked" and h.letters == []

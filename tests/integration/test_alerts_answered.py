@@ -73,9 +73,9 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_benign_stops_recurring_compromised_revokes_statuses_survive(
-    broker: EmbeddedBroker, sqlite_url: str, redis_url: str, tmp_path: Path, topic_suffix: str
+    broker: EmbeddedBroker, database_url: str, redis_url: str, tmp_path: Path, topic_suffix: str
 ) -> None:
-    store = KeyStore(sqlite_url)
+    store = KeyStore(database_url)
     alerts = AlertStore(store)
     _, rec = store.create("acme", "live")
     key = rec.key_id
@@ -88,7 +88,7 @@ def test_benign_stops_recurring_compromised_revokes_statuses_survive(
     now = time.time()
     with serving(Receiver()) as slack:
         env = keywatch_env(
-            broker.url, sqlite_url, tmp_path, redis_url, KEYWATCH_POLICY=str(policy),
+            broker.url, database_url, tmp_path, redis_url, KEYWATCH_POLICY=str(policy),
             KEYWATCH_SLACK_WEBHOOK_URL=slack.url, KEYWATCH_SLACK_SIGNING_SECRET=SIGNING_SECRET,
             KEYWATCH_SESSION_TIMEOUT_S="3", **topics,
         )  # fmt: skip
@@ -106,7 +106,7 @@ def test_benign_stops_recurring_compromised_revokes_statuses_survive(
             assert "usage.spike" in types(alert) and alert.alert.action == "throttle"
             wait_for(lambda: store.get(key).throttled_until, 30, "the throttle", first)
             r = redis.Redis.from_url(redis_url)
-            assert r.exists(THROTTLE_KEY.format(rec.key_hash))
+            wait_for(lambda: r.exists(THROTTLE_KEY.format(rec.key_hash)), 30, "Redis", first)
 
             done = cli(env, "alerts", "resolve", alert.alert.id, "--benign",
                        "--note", "load test", "--by", "cli:alice")  # fmt: skip

@@ -134,8 +134,7 @@ class FeedbackHandler:
         profile = live_profile(table.get(res.key_id))
         if profile is None:  # no traffic seen for the key: nothing to teach
             return
-        ts = profile.last_ts if profile.last_ts > 0 else time.time()
-        learned = apply_benign(profile, res.signals, ts)
+        learned = apply_benign(profile, res.signals, res.ts)
         table[res.key_id] = profile
         log.info("profile_taught", key_id=res.key_id, types=learned)
 
@@ -259,6 +258,12 @@ def _install_interactions(
         }  # fmt: skip
         await send_feedback(message)
 
+    def done(task: asyncio.Task[None]) -> None:
+        pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Slack already had its 200: the press is lost unless someone looks; say so loudly
+            log.error("slack_verdict_not_queued", error=repr(task.exception()))
+
     class SlackInteractions(View):
         async def post(self, request: Request) -> Response:
             if not secret:
@@ -277,7 +282,7 @@ def _install_interactions(
             # Slack wants the answer within 3 s: queue the work, acknowledge now.
             task = asyncio.ensure_future(enqueue(verdict))
             pending.add(task)
-            task.add_done_callback(pending.discard)
+            task.add_done_callback(done)
             kapp.metrics.webhooks.labels(source="slack", outcome="accepted").inc()
             return self.bytes(b"", status=200)
 

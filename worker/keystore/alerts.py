@@ -134,6 +134,7 @@ class Resolution:
     changed: bool
     throttled_by_incident: bool  # the key's current throttle came from one of its alerts
     signals: list[dict[str, Any]]  # every signal of the incident's alerts (for the profile)
+    ts: float  # event time of the resolved alert (epoch seconds): what the profile learns at
 
 
 class AlertStore:
@@ -273,7 +274,7 @@ class AlertStore:
             signals = self._signals(s, incident.id)
             throttled = self._throttled_by(s, alert.key_id, incident.id)
             result = Resolution(alert_id, incident.id, alert.key_id, verdict, previous, changed,
-                                throttled, signals)  # fmt: skip
+                                throttled, signals, alert.ts.timestamp())  # fmt: skip
             if changed and publish:
                 s.add(FeedbackOutboxEntry(key_id=alert.key_id, payload=feedback_message(
                     result, actor, note, now), created_at=now))  # fmt: skip

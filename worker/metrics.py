@@ -47,6 +47,9 @@ class Metrics:
         self.leaks = Counter(
             "keywatch_leak_findings", "Leak findings", ["kind", "status"], registry=r
         )
+        self.verdicts = Counter(
+            "keywatch_verdicts", "Verdicts on alerts applied by the worker", ["verdict"], registry=r
+        )
         self.webhooks = Counter(
             "keywatch_webhooks", "Code-push webhooks received", ["source", "outcome"], registry=r
         )

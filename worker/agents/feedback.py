@@ -113,6 +113,8 @@ class FeedbackHandler:
             await self._checkpoint()
             await self._close_pagerduty(res.key_id)
         await self._answer(msg)
+        if res.changed:
+            self.kapp.metrics.verdicts.labels(verdict=res.verdict).inc()
         log.info("alert_resolved", alert_id=res.alert_id, key_id=res.key_id,
                  verdict=res.verdict, actor=msg["actor"], changed=res.changed)  # fmt: skip
         return res.verdict

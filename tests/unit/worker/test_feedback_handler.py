@@ -21,6 +21,7 @@ from worker.keystore.alerts import AlertStore
 from worker.keystore.resolution import Resolver
 from worker.keystore.service import KeyService
 from worker.keystore.store import KeyStore
+from worker.metrics import Metrics
 
 SPIKE = {"type": "usage.spike", "severity": "high",
          "evidence": {"observed_per_hour": 5000, "baseline_per_hour": 30.0}}  # fmt: skip
@@ -38,7 +39,7 @@ class Harness:
         ready = asyncio.Event()
         ready.set()
         self.kapp = SimpleNamespace(profiles={}, store_ready=ready, profile_checkpoint=None,
-                                    dead_letter=self._dead)  # fmt: skip
+                                    dead_letter=self._dead, metrics=Metrics())  # fmt: skip
         self.pd = PagerDutySink(http, rx.url + "/pd", "R0UTINGKEY", self.alerts)
         resolver = Resolver(self.alerts, KeyService(self.store))
         self.handler = FeedbackHandler(self.kapp, resolver, http, self.pd)  # type: ignore[arg-type]
@@ -93,6 +94,7 @@ async def test_benign_teaches_the_profile_resolves_pagerduty_and_answers_slack(
     (update,) = _bodies(rx, "/hook/response")
     assert update["replace_original"] and "benign* by alice" in update["blocks"][-1]["text"]["text"]
     assert h.letters == []
+    assert h.kapp.metrics.verdicts.labels(verdict="benign")._value.get() == 1
 
 
 async def test_a_refused_verdict_is_dead_lettered_and_said_in_slack(

@@ -14,9 +14,18 @@ import sqlalchemy as sa
 
 from worker.keystore.models import Base, SchemaVersion
 
-CURRENT_VERSION = 1
+CURRENT_VERSION = 2
+
+
+def _add_rate_limits(conn: sa.Connection) -> None:
+    """v2: ``kw_keys.rate_limits`` (JSON list of ``N/unit``); skipped when already there."""
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("kw_keys")}
+    if "rate_limits" not in columns:
+        conn.execute(sa.text("ALTER TABLE kw_keys ADD COLUMN rate_limits JSON"))
+
+
 # UPGRADES[i] upgrades version i+1 to i+2.
-UPGRADES: list[Callable[[sa.Connection], None]] = []
+UPGRADES: list[Callable[[sa.Connection], None]] = [_add_rate_limits]
 
 
 def ensure_schema(engine: sa.Engine) -> int:

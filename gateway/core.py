@@ -176,6 +176,8 @@ class GatewayCore:
 
     def _apply(self, d: Decision, v: Verdict, key_hash: str) -> Decision:
         d.limit, d.remaining, d.reset_ms, d.retry_ms = v.limit, v.remaining, v.reset_ms, v.retry_ms
+        if v.throttle_ms and d.key_id:  # remember it: cache hits must keep asking Redis
+            self.throttles[d.key_id] = time.time() + v.throttle_ms / 1000
         if v.state == ratelimit.REVOKED:
             d.auth, d.key_status = "revoked", "revoked"
             self._remember_revoked(key_hash, d.key_id)

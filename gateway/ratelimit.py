@@ -25,15 +25,17 @@ ALLOWED, REVOKED, THROTTLED, RATE_LIMITED, ALLOWED_THROTTLED = 0, 1, 2, 3, 4
 SCRIPT: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return {1, 0, 0, 0, 0} end
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return {1, 0, 0, 0, 0, 0} end
 local windows = {}
 local throttled = false
 local ttl = redis.call('PTTL', KEYS[2])
+local tttl = 0
 if ttl > 0 or ttl == -1 then
   throttled = true
   if ttl == -1 then ttl = 60000 end
+  tttl = ttl
   local tl = tonumber(ARGV[2])
-  if tl <= 0 then return {2, 0, 0, now + ttl, ttl} end
+  if tl <= 0 then return {2, 0, 0, now + ttl, ttl, ttl} end
   windows[1] = {KEYS[3], tl, tonumber(ARGV[3])}
 else
   for i = 4, #KEYS do
@@ -62,7 +64,7 @@ for i, w in ipairs(windows) do
     if retry < 1 then retry = 1 end
     local state = 3
     if throttled then state = 2 end
-    return {state, limit, 0, start + win, retry}
+    return {state, limit, 0, start + win, retry, tttl}
   end
   plan[i] = {curk, win, limit, est, start}
 end
@@ -73,8 +75,8 @@ for _, p in ipairs(plan) do
   local rem = math.floor(p[3] - p[4] - 1)
   if rem_best < 0 or rem < rem_best then best, rem_best, reset = p[3], rem, p[5] + p[2] end
 end
-if throttled then return {4, best, rem_best, reset, 0} end
-return {0, best, rem_best, reset, 0}
+if throttled then return {4, best, rem_best, reset, 0, tttl} end
+return {0, best, rem_best, reset, 0, 0}
 """
 
 
@@ -95,11 +97,12 @@ class Verdict:
     remaining: int = 0
     reset_ms: int = 0  # epoch ms when the binding window's bucket ends
     retry_ms: int = 0
+    throttle_ms: int = 0  # how long the throttle override still runs (0: none)
 
     @classmethod
     def of(cls, raw: Sequence[int]) -> Verdict:
         """From the script's reply."""
-        return cls(*(int(x) for x in raw[:5]))
+        return cls(*(int(x) for x in raw[:6]))
 
 
 def script_args(

@@ -27,11 +27,15 @@ def start(
     command: list[str], env: Mapping[str, str], log: Path | IO[bytes] | None = None
 ) -> subprocess.Popen[bytes]:
     """Start a gateway process with ``env`` over the current environment."""
-    out: IO[bytes] | int = subprocess.DEVNULL
     if isinstance(log, Path):
-        out = log.open("ab")
-    elif log is not None:
-        out = log
+        with log.open("ab") as out:  # the child keeps its own descriptor
+            return _popen(command, env, out)
+    return _popen(command, env, log if log is not None else subprocess.DEVNULL)
+
+
+def _popen(
+    command: list[str], env: Mapping[str, str], out: IO[bytes] | int
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(  # noqa: S603 - our own interpreter and module
         command, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
     )

@@ -101,7 +101,7 @@ async def test_revoked_expired_deprecated(
 ) -> None:
     revoked_key, revoked = store.create("acme")
     await service.revoke(revoked.key_id, "leaked")
-    expired_key, expired = store.create("acme", expires_at=utcnow() - timedelta(seconds=1))
+    expired_key, _ = store.create("acme", expires_at=utcnow() - timedelta(seconds=1))
     old_key, old = store.create("acme")
     store.rotate(old.key_id, grace_days=2)
     core = make_core()
@@ -120,9 +120,7 @@ async def test_rate_limit_exact_under_concurrency(store: KeyStore, make_core: Ma
     new, _ = store.create("acme", rate_limits=["25/minute"])
     replicas = [make_core(), make_core()]
     await ask(replicas[0], new.secret)  # 1 used
-    results = await asyncio.gather(
-        *(ask(replicas[i % 2], new.secret) for i in range(120))
-    )
+    results = await asyncio.gather(*(ask(replicas[i % 2], new.secret) for i in range(120)))
     allowed = [d for d in results if d.allowed]
     refused = [d for d in results if not d.allowed]
     assert len(allowed) == 24
@@ -244,9 +242,7 @@ async def test_fail_mode_when_nothing_can_check(
         broken.dispose()
 
 
-async def test_last_used_written_behind_the_request(
-    store: KeyStore, make_core: MakeCore
-) -> None:
+async def test_last_used_written_behind_the_request(store: KeyStore, make_core: MakeCore) -> None:
     new, rec = store.create("acme")
     core = make_core(touch_interval_s=0.2)
     await core.start()

@@ -104,7 +104,6 @@ def create(
         _emit({
             "key": new.secret, "key_id": rec.key_id, "prefix": rec.prefix,
             "environment": rec.environment, "account_id": rec.account_id, "status": rec.status,
-            "rate_limits": list(rec.rate_limits),
         })  # fmt: skip
         return
     click.echo(f"key: {new.secret}")

@@ -32,8 +32,10 @@ def test_refusals(auth: str, status: int, code: str) -> None:
 
 
 def test_allowed_deprecated_in_query() -> None:
-    d = Decision("ok", key_id="k1", key_status="deprecated", key_in_query=True,
-                 expires_at=1_800_000_000.0, limit=10, remaining=3, reset_ms=1_800_000_000_000)  # fmt: skip
+    d = Decision(
+        "ok", key_id="k1", key_status="deprecated", key_in_query=True,
+        expires_at=1_800_000_000.0, limit=10, remaining=3, reset_ms=1_800_000_000_000,
+    )  # fmt: skip
     h = dict(d.headers())
     assert d.status == 200
     assert h["X-Keywatch-Key-Id"] == "k1"

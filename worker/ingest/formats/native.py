@@ -1,7 +1,8 @@
 """keywatch's own event format (see contracts.md, "Access-log event formats").
 
 ``{"ts", "key_id" | "key_hash", "ip", "method", "path", "status", "user_agent", "request_id",
-"gateway", "account_id"?, "auth"?, "key_in_query"?}``; required: ``ts``, ``ip`` and ``key_id`` or ``key_hash`` (or a key in
+"gateway", "account_id"?, "auth"?, "key_in_query"?}`` (the last two from keywatch gateway);
+required: ``ts``, ``ip`` and ``key_id`` or ``key_hash`` (or a key in
 the path's query string, which is hashed and flagged).
 """
 

@@ -69,6 +69,8 @@ class GatewayCore:
         self.revoked_ids: set[str] = set()
         self.throttles: dict[str, float] = {}  # key id -> epoch s the throttle ends
         self._last_used: dict[str, float] = {}
+        self._inflight: dict[str, asyncio.Future[KeyMeta | None]] = {}
+        self._decision_counters: dict[tuple[str, int], Any] = {}
         self._redis_down_until = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
@@ -234,6 +236,25 @@ class GatewayCore:
             return None
 
     async def _lookup(self, key_hash: str) -> KeyMeta | None:
+        """One lookup per hash at a time: a burst on a cold key waits for the first one."""
+        pending = self._inflight.get(key_hash)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[KeyMeta | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key_hash] = future
+        try:
+            meta = await self._lookup_now(key_hash)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else must
+            raise
+        else:
+            future.set_result(meta)
+            return meta
+        finally:
+            del self._inflight[key_hash]
+
+    async def _lookup_now(self, key_hash: str) -> KeyMeta | None:
         """Redis view, then SQL; caches the answer (negative ones too)."""
         meta, known = await self._from_redis(key_hash)
         if not known:
@@ -338,7 +359,13 @@ class GatewayCore:
 
     def publish(self, event: dict[str, Any]) -> None:
         """Queue an event (never blocks) and count the decision."""
-        self.metrics.decisions.labels(event["auth"], str(event["status"])).inc()
+        label = (event["auth"], event["status"])
+        counter = self._decision_counters.get(label)
+        if counter is None:  # labels() takes a lock and builds a tuple: once per pair
+            counter = self._decision_counters[label] = self.metrics.decisions.labels(
+                label[0], str(label[1])
+            )
+        counter.inc()
         self.publisher.emit(event)
 
     async def _touch_loop(self) -> None:

@@ -262,3 +262,11 @@ async def test_view_written_for_other_gateways(
     view = orjson.loads(redis.Redis.from_url(redis_url).get(CACHE_KEY.format(rec.key_hash)))
     assert view["key_id"] == rec.key_id and view["rate_limits"] == ["10/second"]
     assert view["status"] == "active" and new.secret not in str(view)
+
+
+async def test_cold_key_burst_is_looked_up_once(store: KeyStore, make_core: MakeCore) -> None:
+    new, _ = store.create("acme")
+    core = make_core()
+    results = await asyncio.gather(*(ask(core, new.secret) for _ in range(50)))
+    assert all(d.allowed for d in results)
+    assert lookups(core) == 1

@@ -62,6 +62,9 @@ async def test_middleware_answers_and_publishes(core: GatewayCore, keys: dict[st
         assert (await client.get("/health")).status_code == 200  # exempt
         nf = await client.get("/nope", headers={"Authorization": f"ApiKey {keys['free']}"})
         assert nf.status_code == 404
+        for answer in (ok, created, limited, missing, nf):  # no key in any answer header
+            shown = repr(answer.headers.multi_items())
+            assert keys["limited"] not in shown and keys["free"] not in shown
     got = events(core)
     assert [(e["status"], e["auth"]) for e in got] == [
         (200, "ok"),

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -23,7 +25,9 @@ from starlette.routing import Route
 
 from gateway.core import GatewayCore
 from gateway.settings import GatewaySettings, split_listen
+from worker.errors import ConfigError
 
+log = structlog.get_logger("keywatch.gateway")
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "CONNECT", "TRACE"]
 
 
@@ -93,12 +97,32 @@ async def serve(settings: GatewaySettings) -> None:
     import uvicorn
 
     host, port = split_listen(settings.listen)
+    sock = bind(host, port)  # before anything starts: a taken port is one clear error
     core = GatewayCore(settings)
     config = uvicorn.Config(
         build_app(core), host=host, port=port, log_level="warning", access_log=False,
         lifespan="on", server_header=False,
     )  # fmt: skip
-    await uvicorn.Server(config).serve()
+    log.info("gateway_listening", url=f"http://{settings.listen}", fail_mode=settings.fail_mode)
+    try:
+        await uvicorn.Server(config).serve(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``; ``ConfigError`` when it cannot be had."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.set_inheritable(True)
+    return sock
 
 
 def run(settings: GatewaySettings) -> Any:

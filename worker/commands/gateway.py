@@ -33,5 +33,4 @@ def command(listen: str | None, fail_mode: str | None) -> None:
         overrides["fail_mode"] = fail_mode
     settings = GatewaySettings.from_env(**overrides)
     logs.configure(settings.base.log_level, json=True)
-    click.echo(f"keywatch gateway listening on http://{settings.listen}", err=True)
     run(settings)

@@ -39,3 +39,18 @@ def test_bad_values_are_listed() -> None:
     text = str(exc.value)
     assert "KEYWATCH_GATEWAY_FAIL_MODE" in text and "KEYWATCH_GATEWAY_LISTEN" in text
     assert "KEYWATCH_TRUSTED_PROXIES" in text
+
+
+def test_taken_port_is_a_config_error() -> None:
+    import socket
+
+    from gateway.service import bind
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        with pytest.raises(ConfigError, match=r"cannot listen on 127\.0\.0\.1"):
+            bind("127.0.0.1", taken.getsockname()[1])
+    finally:
+        taken.close()

@@ -47,8 +47,13 @@ class KeywatchMiddleware:
         if scope["type"] == "lifespan":
             await self.app(scope, self._lifespan(receive), send)
             return
-        if scope["type"] != "http" or (self.exempt and scope["path"].startswith(self.exempt)):
+        if scope["type"] not in ("http", "websocket") or (
+            self.exempt and scope["path"].startswith(self.exempt)
+        ):
             await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
             return
         core = self.core
         if not core.started:
@@ -80,6 +85,21 @@ class KeywatchMiddleware:
                     "headers": [JSON, length, *extra]})  # fmt: skip
         await send({"type": "http.response.body", "body": body})
         self._publish(d, scope, headers, method, path, query, status)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket handshake needs a key too; a refusal closes it (HTTP 403, code 1008)."""
+        if not self.core.started:
+            await self.core.start()
+        headers = scope["headers"]
+        path, query = scope["path"], scope["query_string"].decode("latin-1")
+        d = await self.core.decide("GET", path, query, headers)
+        if d.allowed:
+            self._publish(d, scope, headers, "GET", path, query, 101)
+            await self.app(scope, receive, send)
+            return
+        await receive()  # websocket.connect
+        await send({"type": "websocket.close", "code": 1008, "reason": d.code or ""})
+        self._publish(d, scope, headers, "GET", path, query, 403)
 
     def _publish(
         self, d: Any, scope: Scope, headers: Any, method: str, path: str, query: str, status: int

@@ -122,3 +122,34 @@ async def test_service_envoy_nginx_traefik(core: GatewayCore, keys: dict[str, An
     assert "key_hash" in got[3] and "key_id" not in got[3]
     for text in (metrics, repr(got)):
         assert keys["free"] not in text
+
+
+async def test_websocket_handshake_needs_a_key(core: GatewayCore, keys: dict[str, Any]) -> None:
+    reached: list[str] = []
+
+    async def ws_app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["type"])
+        await send({"type": "websocket.accept"})
+
+    app = KeywatchMiddleware(ws_app, core=core)
+
+    async def handshake(headers: list[tuple[bytes, bytes]]) -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "websocket.connect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "websocket", "path": "/v1/stream", "query_string": b"",
+                 "headers": headers, "client": ("198.51.100.9", 1)}  # fmt: skip
+        await app(scope, receive, send)
+        return sent
+
+    refused = await handshake([])
+    assert refused == [{"type": "websocket.close", "code": 1008, "reason": "missing_api_key"}]
+    assert reached == []
+    accepted = await handshake([(b"x-api-key", keys["free"].encode())])
+    assert accepted == [{"type": "websocket.accept"}] and reached == ["websocket"]
+    assert [(e["status"], e["auth"]) for e in events(core)] == [(403, "missing"), (101, "ok")]

@@ -22,6 +22,7 @@ from worker.errors import KeywatchError
 COMMANDS: dict[str, str] = {
     "alerts": "worker.commands.alerts:command",
     "dev": "worker.commands.dev:command",
+    "gateway": "worker.commands.gateway:command",
     "keys": "worker.commands.keys:command",
     "publish": "worker.commands.publish:command",
     "replay": "worker.commands.replay:command",

@@ -1,4 +1,4 @@
-"""``keywatch keys``: issue, list, show, revoke, rotate, throttle and unthrottle keys."""
+"""``keywatch keys``: issue, list, show, revoke, rotate, throttle, unthrottle and limit keys."""
 
 from __future__ import annotations
 
@@ -55,6 +55,7 @@ def _describe(rec: KeyRecord) -> str:
         ("last used", rec.last_used_at.isoformat() if rec.last_used_at else "-"),
         ("throttled until", rec.throttled_until.isoformat() if rec.throttled_until else "-"),
         ("revoked reason", rec.revoked_reason or "-"), ("rotated from", rec.rotated_from or "-"),
+        ("rate limits", ", ".join(rec.rate_limits) or "-"),
     ]  # fmt: skip
     return "\n".join(f"{name:>16}: {value}" for name, value in rows)
 
@@ -82,18 +83,21 @@ def command() -> None:
 @click.option("--scope", "scopes", multiple=True, help="A scope; repeat for several.")
 @click.option("--expires-days", type=float, help="Expire the key after this many days.")
 @click.option("--contact", help="Owner contact (e-mail or Slack handle) for alerts.")
+@click.option("--rate-limit", "rate_limits", multiple=True, metavar="N/UNIT",
+              help="Gateway rate limit, N/second|minute|hour|day; repeatable.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def create(
     account: str, env: str, kind: str, scopes: tuple[str, ...], expires_days: float | None,
-    contact: str | None, as_json: bool,
+    contact: str | None, rate_limits: tuple[str, ...], as_json: bool,
 ) -> None:  # fmt: skip
     """Issue a key. The full key is printed once and never stored."""
     expires = utcnow() + timedelta(days=expires_days) if expires_days else None
     store = KeyStore(_settings().database_url)
     try:
         new, rec = store.create(
-            account, env, kind=kind, scopes=scopes, expires_at=expires, contact=contact
-        )
+            account, env, kind=kind, scopes=scopes, expires_at=expires, contact=contact,
+            rate_limits=rate_limits,
+        )  # fmt: skip
     finally:
         store.close()
     if as_json:
@@ -105,6 +109,38 @@ def create(
     click.echo(f"key: {new.secret}")
     click.echo("  (shown once: keywatch stores only its SHA-256 hash)")
     click.echo(_describe(rec))
+
+
+@command.command("limits")
+@click.argument("key_id")
+@click.option("--rate-limit", "rate_limits", multiple=True, metavar="N/UNIT",
+              help="New limit (N/second|minute|hour|day); repeatable; replaces all.")  # fmt: skip
+@click.option("--clear", is_flag=True, help="Remove every rate limit of the key.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def limits(key_id: str, rate_limits: tuple[str, ...], clear: bool, as_json: bool) -> None:
+    """Show or replace a key's rate limits; gateways apply a change within a second."""
+    if not rate_limits and not clear:
+        store = KeyStore(_settings().database_url)
+        try:
+            rec = store.get(key_id)
+        finally:
+            store.close()
+        if as_json:
+            _emit({"key_id": rec.key_id, "rate_limits": list(rec.rate_limits)})
+        else:
+            click.echo(f"{rec.key_id}: {', '.join(rec.rate_limits) or 'no rate limit'}")
+        return
+    if clear and rate_limits:
+        raise click.UsageError("give --rate-limit or --clear, not both")
+
+    async def run(svc: KeyService) -> Any:
+        change = await asyncio.to_thread(svc.store.set_limits, key_id, rate_limits, actor="cli")
+        await svc.drain_quietly()
+        return change
+
+    change = _with_service(run)
+    _report(change.record, change.changed, "limited to " + (
+        ", ".join(change.record.rate_limits) or "no rate limit"), as_json)  # fmt: skip
 
 
 @command.command("list")

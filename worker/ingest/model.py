@@ -29,6 +29,9 @@ class RawAccess:
     gateway: str = ""
     account_id: str | None = None
     fmt: str = "native"
+    # keywatch gateway's verdict (ok, missing, invalid, revoked, expired, throttled,
+    # rate_limited, ...); "" when the gateway does not say. Evidence for failed-auth detection.
+    auth: str = ""
 
     def to_event(self, key_id: str, account_id: str | None = None) -> AccessEvent:
         """The detector-facing event once the key identity is known."""

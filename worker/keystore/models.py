@@ -61,6 +61,8 @@ class ApiKey(Base):
     rotated_from: Mapped[str | None] = mapped_column(sa.String(32))
     throttled_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     throttle_reason: Mapped[str | None] = mapped_column(sa.String(512))
+    # ["100/minute", ...] (worker.keystore.ratelimits); enforced by gateways, empty: no limit.
+    rate_limits: Mapped[list[str] | None] = mapped_column(sa.JSON, default=list)
 
 
 class AuditEvent(Base):

@@ -7,6 +7,10 @@ Keys (all by the key's SHA-256, which is what a gateway computes from the presen
 - ``apikey:throttle:{hash}``  a per-key throttle override (JSON) that expires with its TTL
 - ``apikey:view``             a marker set by each full repair: when it is missing, Redis lost
                                its data (a restart without persistence) and needs a repair now
+- ``apikey:changes``          a pub/sub channel: every applied change is published there as
+                               ``{"key_hash", "key_id", "action", "ttl_s"?}`` in the same
+                               transaction, so gateway replicas drop cached state within
+                               milliseconds (``gateway.follow``)
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ CACHE_KEY = "apikey:{}"
 REVOKED_SET = "apikey:revoked"
 THROTTLE_KEY = "apikey:throttle:{}"
 VIEW_MARKER = "apikey:view"
+CHANGES_CHANNEL = "apikey:changes"
 
 
 class RedisView:
@@ -57,8 +62,12 @@ class RedisView:
             pipe.set(THROTTLE_KEY.format(key_hash), orjson.dumps(override), px=ttl_ms)
         elif action == "unthrottle":
             pipe.delete(THROTTLE_KEY.format(key_hash))
-        elif action in ("rotate", "expire"):
+        elif action in ("rotate", "expire", "limits"):
             pipe.delete(CACHE_KEY.format(key_hash))
+        notice = {"key_hash": key_hash, "key_id": payload.get("key_id"), "action": action}
+        if "ttl_s" in payload:
+            notice["ttl_s"] = payload["ttl_s"]
+        pipe.publish(CHANGES_CHANNEL, orjson.dumps(notice))
         await pipe.execute()
 
     async def ensure_revoked(self, key_hashes: Iterable[str]) -> int:

@@ -21,7 +21,7 @@ from worker.keystore.models import (
     SchemaVersion,
 )
 
-CURRENT_VERSION = 2
+CURRENT_VERSION = 3
 
 
 def _alerts_and_incidents(conn: sa.Connection) -> None:
@@ -30,8 +30,15 @@ def _alerts_and_incidents(conn: sa.Connection) -> None:
         model.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
 
 
+def _add_rate_limits(conn: sa.Connection) -> None:
+    """``kw_keys.rate_limits`` (JSON list of ``N/unit``); skipped when already there."""
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("kw_keys")}
+    if "rate_limits" not in columns:
+        conn.execute(sa.text("ALTER TABLE kw_keys ADD COLUMN rate_limits JSON"))
+
+
 # UPGRADES[i] upgrades version i+1 to i+2.
-UPGRADES: list[Callable[[sa.Connection], None]] = [_alerts_and_incidents]
+UPGRADES: list[Callable[[sa.Connection], None]] = [_alerts_and_incidents, _add_rate_limits]
 
 
 def ensure_schema(engine: sa.Engine) -> int:

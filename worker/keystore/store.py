@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.errors import InvalidTransition, KeyNotFound, KeyStoreError, KeyStoreUnavailable
 from worker.keystore.keyformat import NewKey, generate_key, new_key_id
 from worker.keystore.models import ApiKey, AuditEvent, OutboxEntry
+from worker.keystore.ratelimits import normalise
 from worker.keystore.schema import ensure_schema
 
 STATUSES = ("active", "deprecated", "revoked", "expired")
@@ -58,6 +59,7 @@ class KeyRecord:
     rotated_from: str | None
     throttled_until: datetime | None
     throttle_reason: str | None
+    rate_limits: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, row: ApiKey) -> KeyRecord:
@@ -70,6 +72,7 @@ class KeyRecord:
             revoked_at=row.revoked_at, revoked_reason=row.revoked_reason,
             revoked_alert_id=row.revoked_alert_id, rotated_from=row.rotated_from,
             throttled_until=row.throttled_until, throttle_reason=row.throttle_reason,
+            rate_limits=tuple(row.rate_limits or ()),
         )  # fmt: skip
 
     def status_at(self, now: datetime) -> str:
@@ -82,6 +85,7 @@ class KeyRecord:
         """JSON form for ``keys show/list --json`` (the hash is included, never the key)."""
         out = asdict(self)
         out["scopes"] = list(self.scopes)
+        out["rate_limits"] = list(self.rate_limits)
         for name, value in out.items():
             if isinstance(value, datetime):
                 out[name] = _iso(value)
@@ -93,6 +97,8 @@ class KeyRecord:
             "key_id": self.key_id, "account_id": self.account_id,
             "environment": self.environment, "scopes": list(self.scopes),
             "status": self.status, "expires_at": _iso(self.expires_at),
+            "rate_limits": list(self.rate_limits),
+            "throttled_until": _iso(self.throttled_until),
         }  # fmt: skip
 
 
@@ -191,9 +197,11 @@ class KeyStore:
         contact: str | None = None,
         actor: str = "cli",
         rotated_from: str | None = None,
+        rate_limits: Sequence[str] = (),
     ) -> tuple[NewKey, KeyRecord]:
         """Issue a key: returns the secret (show it once) and the stored record."""
         _check_choice("environment", environment, ENVIRONMENTS)
+        limits = normalise(rate_limits)
         _check_choice("kind", kind, KINDS)
         if not account_id or len(account_id) > 128:
             raise KeyStoreError("account id must be 1-128 characters")
@@ -204,7 +212,7 @@ class KeyStore:
                 key_id=new_key_id(), key_hash=new.key_hash, prefix=new.prefix,
                 account_id=account_id, environment=environment, kind=kind,
                 scopes=list(scopes), status="active", contact=contact, created_at=now,
-                expires_at=expires_at, rotated_from=rotated_from,
+                expires_at=expires_at, rotated_from=rotated_from, rate_limits=limits,
             )  # fmt: skip
             try:
                 with self._session() as s, s.begin():
@@ -250,6 +258,7 @@ class KeyStore:
         new, record = self.create(
             old.account_id, old.environment, kind=old.kind, scopes=old.scopes,
             contact=old.contact, actor=actor, rotated_from=old.key_id,
+            rate_limits=old.rate_limits,
         )  # fmt: skip
         now = utcnow()
         until = now + timedelta(days=grace_days)
@@ -305,6 +314,20 @@ class KeyStore:
             row.throttled_until, row.throttle_reason = None, None
             self._audit(s, row, "unthrottle", reason, actor, None, now, {})
             self._outbox(s, row, "unthrottle", reason, now)
+            return Change(KeyRecord.of(row), changed=True)
+
+    def set_limits(self, key_id: str, rate_limits: Sequence[str], *, actor: str = "cli") -> Change:
+        """Replace a key's rate limits (empty: none); gateways drop their cached copy."""
+        limits = normalise(rate_limits)
+        now = utcnow()
+        with self._session() as s, s.begin():
+            row = self._locked(s, key_id)
+            if list(row.rate_limits or ()) == limits:
+                return Change(KeyRecord.of(row), changed=False)
+            row.rate_limits = limits
+            reason = "rate limits: " + (", ".join(limits) or "none")
+            self._audit(s, row, "limits", reason, actor, None, now, {"rate_limits": limits})
+            self._outbox(s, row, "limits", reason, now)
             return Change(KeyRecord.of(row), changed=True)
 
     def expire_due(self, now: datetime | None = None) -> list[Change]:

@@ -1,7 +1,8 @@
 """keywatch's own event format (see contracts.md, "Access-log event formats").
 
 ``{"ts", "key_id" | "key_hash", "ip", "method", "path", "status", "user_agent", "request_id",
-"gateway", "account_id"?}``; required: ``ts``, ``ip`` and ``key_id`` or ``key_hash`` (or a key in
+"gateway", "account_id"?, "auth"?, "key_in_query"?}`` (the last two from keywatch gateway);
+required: ``ts``, ``ip`` and ``key_id`` or ``key_hash`` (or a key in
 the path's query string, which is hashed and flagged).
 """
 
@@ -33,7 +34,7 @@ def parse(obj: dict[str, Any]) -> RawAccess:
         ip,
         key_id,
         key_hash,
-        query_key is not None,
+        query_key is not None or obj.get("key_in_query") is True,
         text(obj.get("method"), 16),
         path,
         status(obj.get("status")),
@@ -42,4 +43,5 @@ def parse(obj: dict[str, Any]) -> RawAccess:
         text(obj.get("gateway"), 128),
         text(obj.get("account_id"), 128) or None,
         NAME,
+        text(obj.get("auth"), 16),
     )

@@ -12,6 +12,7 @@ polled events (and every dead letter) has been acknowledged by the broker.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+)
 
 from worker.batching import PartitionBuffers
 from worker.errors import KeyStoreUnavailable
@@ -39,6 +45,7 @@ DeadLetter = Callable[[str, str, Any, str], Awaitable[None]]
 Parse = Callable[[bytes], ParseResult]
 MAX_POLL_MESSAGES = 5000  # one poll never holds more than this many messages in memory
 CHUNK_EVENTS = 4000  # parsed records alive at once (see IngestStage.handle)
+RESTART_MIN_S, RESTART_MAX_S = 1.0, 30.0  # backoff of a consumer that keeps failing
 
 
 class IngestStage:
@@ -174,6 +181,7 @@ class IngestConsumer:
         self.group_id = f"{s.app_id}-ingest"
         self.poll_ms = max(1, int(s.flush_interval_s * 1000))
         self._messages = kapp.metrics.messages.labels(topic=s.topics.access)
+        self._restarts = kapp.metrics.consumer_restarts.labels(consumer="ingest")
 
     def _consumer(self) -> AIOKafkaConsumer:
         s = self.kapp.settings
@@ -194,28 +202,91 @@ class IngestConsumer:
         )
 
     async def run(self) -> None:
-        """Poll, process, commit; forever (cancelled when the app stops)."""
+        """Consume forever; a failed consumer is logged loudly and restarted with backoff."""
+        delay = RESTART_MIN_S
+        while True:
+            started = time.monotonic()
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # never a silent stop: restart, and say so every time
+                self.kapp.consuming = False
+                log.error("ingest_consumer_failed", error=repr(exc), restart_in=delay)
+                self._restarts.inc()
+                await asyncio.sleep(delay)
+                ran_s = time.monotonic() - started
+                delay = RESTART_MIN_S if ran_s > RESTART_MAX_S else min(delay * 2, RESTART_MAX_S)
+
+    async def _consume(self) -> None:
+        """Poll, process, commit until an error the consumer cannot get past by itself."""
         consumer = self._consumer()
         await consumer.start()
         try:
             while True:
-                polled = await consumer.getmany(
-                    timeout_ms=self.poll_ms, max_records=MAX_POLL_MESSAGES
-                )
-                values = [r.value for records in polled.values() for r in records if r.value]
+                try:
+                    polled = await consumer.getmany(
+                        timeout_ms=self.poll_ms, max_records=MAX_POLL_MESSAGES
+                    )
+                except (KafkaConnectionError, NodeNotReadyError, RequestTimedOutError):
+                    continue  # aiokafka reconnects by itself
+                except Exception as exc:  # an undecodable batch: find it, dead-letter, move on
+                    await self._isolate(consumer, exc)
+                    continue
                 if not polled:
                     continue
-                self._messages.inc(len(values))
-                try:
-                    await self.stage.handle(values)
-                except Exception as exc:  # broker send failed: replay from the last commit
-                    log.exception("ingest_batch_failed", error=repr(exc))
-                    await _rewind(consumer)
-                    await asyncio.sleep(1.0)
-                    continue
-                await _commit(consumer)
+                await self._process(consumer, polled)
         finally:
             await consumer.stop()
+
+    async def _process(self, consumer: AIOKafkaConsumer, polled: dict[Any, list[Any]]) -> None:
+        """Hand one poll to the stage; commit, or rewind to the last commit on failure."""
+        values = [r.value for records in polled.values() for r in records if r.value]
+        self._messages.inc(len(values))
+        try:
+            await self.stage.handle(values)
+        except Exception as exc:  # broker send failed: replay from the last commit
+            log.exception("ingest_batch_failed", error=repr(exc))
+            await _rewind(consumer)
+            await asyncio.sleep(1.0)
+            return
+        await _commit(consumer)
+
+    async def _isolate(self, consumer: AIOKafkaConsumer, error: Exception) -> None:
+        """Find the record a poll could not decode, dead-letter it and skip it.
+
+        A failed poll may have advanced positions past records it never returned, so every
+        partition goes back to its last commit and is re-read one record at a time (aiokafka
+        keeps the position at the record that fails). A failure no partition reproduces is not
+        about a record: it is raised, and ``run`` restarts the consumer.
+        """
+        log.error("ingest_poll_failed", error=repr(error))
+        await _rewind(consumer)
+        found = False
+        for tp in sorted(consumer.assignment()):
+            records: list[Any] = []
+            while len(records) < MAX_POLL_MESSAGES:
+                try:
+                    got = await consumer.getmany(tp, timeout_ms=self.poll_ms, max_records=1)
+                except Exception as exc:
+                    found = True
+                    await self._skip(consumer, tp, exc)
+                    continue
+                if not got:
+                    break
+                records.extend(got[tp])
+            if records:
+                await self._process(consumer, {tp: records})
+        if not found:
+            raise error
+
+    async def _skip(self, consumer: AIOKafkaConsumer, tp: Any, exc: Exception) -> None:
+        """Dead-letter the undecodable record at ``tp``'s position and seek past it."""
+        offset = await consumer.position(tp)
+        where = {"topic": tp.topic, "partition": tp.partition, "offset": offset}
+        log.error("ingest_record_undecodable", error=repr(exc), **where)
+        await self.kapp.dead_letter("undecodable_record", tp.topic, where, repr(exc))
+        consumer.seek(tp, offset + 1)
 
 
 async def _commit(consumer: AIOKafkaConsumer) -> None:

@@ -146,6 +146,8 @@ _ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("log_level", "KEYWATCH_LOG_LEVEL", _log_level),
     ("dry_run", "KEYWATCH_DRY_RUN", _bool),
     ("max_body_bytes", "KEYWATCH_MAX_BODY_BYTES", _positive_int),
+    ("max_message_bytes", "KEYWATCH_MAX_MESSAGE_BYTES", _positive_int),
+    ("max_message_events", "KEYWATCH_MAX_MESSAGE_EVENTS", _positive_int),
     ("app_id", "KEYWATCH_APP_ID", str),
 )
 
@@ -188,6 +190,9 @@ class Settings:
     log_level: str = "INFO"
     dry_run: bool = False
     max_body_bytes: int = 25 * 1024 * 1024
+    # Work bounds of one gateway.access message: larger ones are dead-lettered whole.
+    max_message_bytes: int = 8 * 1024 * 1024
+    max_message_events: int = 10_000
     app_id: str = "keywatch"
     topics: Topics = field(default_factory=Topics)
 

@@ -12,6 +12,7 @@ polled events (and every dead letter) has been acknowledged by the broker.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
@@ -58,13 +59,17 @@ class IngestStage:
         keys: KeyCache,
         send: SendBatch,
         dead_letter: DeadLetter,
-        parse: Parse = parse_message,
+        parse: Parse | None = None,
     ) -> None:
         self.partitions = settings.partitions
         self.max_events = settings.batch_max_events
         self.source = settings.topics.access
         self.metrics, self.keys = metrics, keys
-        self.send, self.dead_letter, self.parse = send, dead_letter, parse
+        self.send, self.dead_letter = send, dead_letter
+        self.parse: Parse = parse or functools.partial(
+            parse_message, max_bytes=settings.max_message_bytes,
+            max_events=settings.max_message_events,
+        )  # fmt: skip
         self._counters: dict[str, Any] = {}
         self.store_retry_s = 0.5
 
@@ -163,13 +168,8 @@ class IngestStage:
 
 
 def _reject_payload(value: bytes, reject: Reject) -> Any:
-    """The rejected element of an array message, else the whole message."""
-    if reject.index is None:
-        return value
-    try:
-        return orjson.loads(value)[reject.index]
-    except (orjson.JSONDecodeError, IndexError, KeyError, TypeError):
-        return value
+    """The rejected element of an array message (carried by the reject), else the message."""
+    return value if reject.index is None else reject.item
 
 
 class IngestConsumer:

@@ -7,6 +7,7 @@ strip it from the path. ``Reject.detail`` names fields and types, never field va
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from detectors.model import AccessEvent
 from worker.errors import InputError
@@ -55,6 +56,8 @@ class Reject:
     reason: str
     detail: str = ""
     index: int | None = None  # position in a JSON array message
+    # The rejected element itself, so dead-lettering it never re-parses the message.
+    item: Any = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form for the dead-letter topic."""

@@ -33,6 +33,10 @@ class Metrics:
             "keywatch_consumer_restarts", "Consumer tasks restarted after a failure", ["consumer"],
             registry=r,
         )  # fmt: skip
+        self.extra_keys = Counter(
+            "keywatch_extra_keys", "Requests carrying a key besides the authenticated one",
+            registry=r,
+        )  # fmt: skip
         self.messages = Counter(
             "keywatch_messages", "Kafka messages consumed", ["topic"], registry=r
         )

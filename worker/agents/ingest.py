@@ -32,7 +32,9 @@ from worker.batching import PartitionBuffers
 from worker.errors import KeyStoreUnavailable
 from worker.eventcodec import Row, encode_rows, raw_row
 from worker.ingest import ParseResult, RawAccess, Reject, parse_message
+from worker.ingest.precedence import decide, gateway_known, needs_identity
 from worker.keycache import KeyCache
+from worker.keystore.links import find_many_identities
 from worker.metrics import Metrics
 from worker.settings import Settings
 
@@ -44,6 +46,7 @@ log = structlog.get_logger("keywatch.ingest")
 SendBatch = Callable[[int, bytes], Awaitable[None]]
 DeadLetter = Callable[[str, str, Any, str], Awaitable[None]]
 Parse = Callable[[bytes], ParseResult]
+Resolve = Callable[[set[str]], Awaitable[dict[str, Any]]]
 MAX_POLL_MESSAGES = 5000  # one poll never holds more than this many messages in memory
 CHUNK_EVENTS = 4000  # parsed records alive at once (see IngestStage.handle)
 RESTART_MIN_S, RESTART_MAX_S = 1.0, 30.0  # backoff of a consumer that keeps failing
@@ -72,6 +75,7 @@ class IngestStage:
         )  # fmt: skip
         self._counters: dict[str, Any] = {}
         self.store_retry_s = 0.5
+        self._extra_keys = metrics.extra_keys
 
     async def handle(self, values: Sequence[bytes]) -> int:
         """Process the messages; returns once every batch and dead letter is acknowledged.
@@ -133,29 +137,29 @@ class IngestStage:
     async def _resolve(
         self, raws: list[RawAccess], pending: list[Awaitable[None]]
     ) -> list[tuple[str, Row]]:
-        """Key hashes -> key ids through the key store (hash wins, as the key actually used)."""
+        """Each record's identity: the gateway's authenticated key first (ingest.precedence)."""
         hashes = {r.key_hash for r in raws if r.key_hash}
-        found = await self._lookup(hashes) if hashes else {}
+        ids = {i for r in raws if needs_identity(r) for i in (r.key_id, r.consumer_id) if i}
+        found = await self._lookup(self.keys.resolve_hashes, hashes) if hashes else {}
+        known = await self._lookup(self.keys.identities, ids) if ids else {}
         rows: list[tuple[str, Row]] = []
         for raw in raws:
-            ctx = found.get(raw.key_hash) if raw.key_hash else None
-            if ctx is not None:
-                rows.append(
-                    (ctx.key_id, raw_row(raw, ctx.key_id, ctx.account_id or raw.account_id))
-                )
-            elif raw.key_id is not None:  # gateways may use ids of their own: still analyzed
-                rows.append((raw.key_id, raw_row(raw, raw.key_id, raw.account_id)))
-            else:
-                detail = "key hash not found in the key store"
-                pending.append(self.dead_letter("unknown_key", self.source, asdict(raw), detail))
+            by_hash = found.get(raw.key_hash) if raw.key_hash else None
+            who = decide(raw, by_hash, gateway_known(raw, known))
+            if isinstance(who, str):
+                pending.append(self.dead_letter("unknown_key", self.source, asdict(raw), who))
+                continue
+            if raw.extra_key_hash is not None:
+                self._extra_keys.inc()
+            rows.append((who[0], raw_row(raw, *who)))
         return rows
 
-    async def _lookup(self, hashes: set[str]) -> dict[str, Any]:
+    async def _lookup(self, resolve: Resolve, keys: set[str]) -> dict[str, Any]:
         """Resolve, waiting out a key-store outage (nothing is committed meanwhile)."""
         delay = self.store_retry_s
         while True:
             try:
-                return await self.keys.resolve_hashes(hashes)
+                return await resolve(keys)
             except KeyStoreUnavailable as exc:
                 log.warning("key_store_unavailable", error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
@@ -312,6 +316,7 @@ def register(kapp: WorkerApp) -> None:
         fut = await kapp.events_topic.send(value=value, partition=partition)
         await fut
 
+    kapp.keycache.use_identities(functools.partial(find_many_identities, kapp.store))
     stage = IngestStage(kapp.settings, kapp.metrics, kapp.keycache, send, kapp.dead_letter)
     consumer = IngestConsumer(kapp, stage)
     kapp.ingest = consumer

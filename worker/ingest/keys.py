@@ -145,6 +145,13 @@ def hash_raw(raw: str) -> str:
     return hash_key(raw)
 
 
+def second_key(primary: str | None, other: str | None) -> str | None:
+    """The hash of ``other`` when a request carried it besides a different ``primary`` key."""
+    if primary is None or other is None or other == primary:
+        return None
+    return hash_raw(other)
+
+
 def looks_raw(value: str) -> bool:
     """True when a value given as a key *id* is really one of our keys (sk_live_… and friends)."""
     return len(value) > 16 and value[2:8] in _RAW_MARKS

@@ -30,6 +30,8 @@ class RawAccess:
     gateway: str = ""
     account_id: str | None = None
     fmt: str = "native"
+    consumer_id: str | None = None  # Kong's consumer.id: a key may be linked to it
+    extra_key_hash: str | None = None  # a second key in the request (see AccessEvent)
 
     def to_event(self, key_id: str, account_id: str | None = None) -> AccessEvent:
         """The detector-facing event once the key identity is known."""
@@ -46,6 +48,7 @@ class RawAccess:
             account_id=account_id if account_id is not None else self.account_id,
             key_in_query=self.key_in_query,
             fmt=self.fmt,
+            extra_key_hash=self.extra_key_hash,
         )
 
 

@@ -12,11 +12,17 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from worker.keystore.models import Base, SchemaVersion
+from worker.keystore.models import Base, GatewayLink, SchemaVersion
 
-CURRENT_VERSION = 1
+
+def _add_gateway_links(conn: sa.Connection) -> None:
+    """Gateway credential/consumer ids linked to keys (``keywatch keys link``)."""
+    GatewayLink.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+
+
+CURRENT_VERSION = 2
 # UPGRADES[i] upgrades version i+1 to i+2.
-UPGRADES: list[Callable[[sa.Connection], None]] = []
+UPGRADES: list[Callable[[sa.Connection], None]] = [_add_gateway_links]
 
 
 def ensure_schema(engine: sa.Engine) -> int:

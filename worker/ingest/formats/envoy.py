@@ -31,6 +31,7 @@ from worker.ingest.keys import (
     first_str,
     identity,
     key_from_authorization,
+    second_key,
     split_path,
     status,
     text,
@@ -54,7 +55,8 @@ def parse(obj: dict[str, Any]) -> RawAccess:
     ts = parse_ts(obj.get("start_time"))
     ip = _client(obj)
     path, query_key = split_path(obj.get("path") or obj.get("x_envoy_original_path"))
-    raw_key = _header_key(obj) or query_key
+    header_key = _header_key(obj)
+    raw_key = header_key or query_key
     key_id, key_hash = identity(
         obj.get("key_id") or obj.get("api_key_id"), obj.get("key_hash"), raw_key
     )
@@ -72,6 +74,8 @@ def parse(obj: dict[str, Any]) -> RawAccess:
         text(obj.get("gateway") or obj.get("upstream_cluster"), 128) or NAME,
         text(obj.get("account_id"), 128) or None,
         NAME,
+        None,
+        second_key(header_key, query_key),
     )
 
 

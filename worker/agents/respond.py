@@ -37,7 +37,8 @@ def register(app: WorkerApp) -> None:
     s = app.settings
     policy = load_policy(s.policy_file, dry_run=s.dry_run)
     executor = Executor(app.keys, throttle_ttl_s=policy.throttle_ttl_s,
-                        dead_letter=app.dead_letter, metrics=app.metrics)  # fmt: skip
+                        dead_letter=app.dead_letter, metrics=app.metrics,
+                        test_max_action=policy.test_max_action)  # fmt: skip
 
     async def contact(key_id: str) -> str | None:
         return (await asyncio.to_thread(app.store.get, key_id)).contact

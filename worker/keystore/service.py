@@ -159,8 +159,16 @@ class KeyService:
             await self.redis.apply(entry.action, entry.key_hash, entry.payload)
 
     async def _announce(self, entry: OutboxEntry) -> None:
-        if self.announce is not None:
+        if self.announce is None:
+            return
+        try:
             await self.announce(announcement(entry.payload))
+        except KeyStoreUnavailable:
+            raise
+        except (KafkaError, TimeoutError, OSError) as exc:
+            # the worker announces through its Faust producer (KafkaTimeoutError and friends):
+            # the entry stays pending for the reconciler instead of failing the caller
+            raise KeyStoreUnavailable(f"broker unavailable: {exc!r}") from exc
 
     async def drain_quietly(self) -> int:
         """``drain``, logging instead of raising: the reconciler retries what is left."""

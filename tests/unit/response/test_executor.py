@@ -280,3 +280,43 @@ async def test_redis_down_does_not_hold_up_actions_and_the_outbox_repairs_the_vi
     assert await redis_client.sismember(REVOKED_SET, record.key_hash)
     assert [m["action"] for m in rec.announced] == ["revoke"]
     assert len([a for a in store.audit(record.key_id) if a.action == "revoke"]) == 1
+
+
+async def test_a_test_key_is_never_revoked_whatever_the_alert_says(sqlite_url: str) -> None:
+    """The alert was decided while the key store was down: its fallback context said "live"."""
+    store = KeyStore(sqlite_url)
+    _, rec = store.create("acme", "test")
+    rec_out = Recorder()
+    executor = Executor(KeyService(store, None, rec_out.announce), throttle_ttl_s=60,
+                        dead_letter=rec_out.dead_letter, backoff=TINY)  # fmt: skip
+    outcome = await executor.execute(alert(rec.key_id, "revoke"))
+    assert (outcome.status, outcome.detail) == ("skipped", "not a live key")
+    assert store.get(rec.key_id).status == "active" and rec_out.announced == []
+    service = KeyService(store, None, rec_out.announce)
+    capped = Executor(service, throttle_ttl_s=60, dead_letter=rec_out.dead_letter,
+                      backoff=TINY, test_max_action="throttle")  # fmt: skip
+    assert (await capped.execute(alert(rec.key_id, "revoke"))).action == "throttle"
+    after = store.get(rec.key_id)
+    assert after.status == "active" and after.throttled_until is not None
+
+
+async def test_a_broker_error_from_the_announcement_does_not_escape(sqlite_url: str) -> None:
+    """The worker announces through its Faust producer, which raises KafkaTimeoutError."""
+    from aiokafka.errors import KafkaTimeoutError
+
+    from worker.errors import KeyStoreUnavailable
+
+    async def failing(message: dict[str, Any]) -> None:
+        raise KafkaTimeoutError()
+
+    store = KeyStore(sqlite_url)
+    _, rec = store.create("acme")
+    service = KeyService(store, None, failing)
+    executor = Executor(service, throttle_ttl_s=60, dead_letter=Recorder().dead_letter,
+                        backoff=TINY)  # fmt: skip
+    assert (await executor.execute(alert(rec.key_id, "revoke"))).status == "applied"
+    assert store.get(rec.key_id).status == "revoked"
+    assert [e.kafka_done for e in store.pending_outbox()] == [False]  # the reconciler retries
+    with pytest.raises(KeyStoreUnavailable):
+        await service.drain()
+    await service.unthrottle(rec.key_id, "x")  # and a CLI-style call returns as well

@@ -31,7 +31,7 @@ from aiokafka.errors import (
 from worker.batching import PartitionBuffers
 from worker.errors import KeyStoreUnavailable
 from worker.eventcodec import Row, encode_rows, raw_row
-from worker.ingest import ParseResult, RawAccess, Reject, parse_message
+from worker.ingest import ParseResult, RawAccess, Reject, ips, parse_message
 from worker.ingest.precedence import decide, gateway_known, needs_identity
 from worker.keycache import KeyCache
 from worker.keystore.links import find_many_identities
@@ -75,6 +75,7 @@ class IngestStage:
         )  # fmt: skip
         self._counters: dict[str, Any] = {}
         self.store_retry_s = 0.5
+        ips.configure(settings.trusted_proxies)
         self._extra_keys = metrics.extra_keys
 
     async def handle(self, values: Sequence[bytes]) -> int:

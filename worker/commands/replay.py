@@ -20,6 +20,7 @@ from detectors.policy import load_policy
 from geoip.resolver import GeoResolver
 from worker.errors import InputError, KeyStoreError
 from worker.ingest import FORMATS, KeyInfo
+from worker.ingest.ips import configure as configure_proxies
 from worker.replay import Replay, open_input, summary_lines
 from worker.settings import Settings
 
@@ -153,6 +154,7 @@ def command(
     into memory (~300 bytes each) before sorting them.
     """
     settings = Settings.from_env()
+    configure_proxies(settings.trusted_proxies)  # the worker's X-Forwarded-For reading
     policy = load_policy(policy_file or settings.policy_file, dry_run=settings.dry_run)
     console = Console(stderr=True)
     by_hash = by_id = store = None

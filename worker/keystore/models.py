@@ -100,6 +100,9 @@ class OutboxEntry(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     redis_done: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     kafka_done: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    # Several processes drain the outbox (worker, scanner, CLI): the one holding an unexpired
+    # claim is the only one announcing the entry, so an action is announced once.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class GatewayLink(Base):

@@ -16,8 +16,13 @@ from worker.keystore.models import Base, GatewayLink, SchemaVersion
 
 
 def _add_gateway_links(conn: sa.Connection) -> None:
-    """Gateway credential/consumer ids linked to keys (``keywatch keys link``)."""
+    """Gateway credential/consumer ids linked to keys (``keywatch keys link``), and the outbox's
+    announcement claim (``kw_outbox.claimed_until``); each part skipped when already there."""
     GatewayLink.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("kw_outbox")}
+    if "claimed_until" not in columns:
+        kind = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+        conn.execute(sa.text(f"ALTER TABLE kw_outbox ADD COLUMN claimed_until {kind}"))
 
 
 CURRENT_VERSION = 2

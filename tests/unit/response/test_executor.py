@@ -320,3 +320,21 @@ async def test_a_broker_error_from_the_announcement_does_not_escape(sqlite_url: 
     with pytest.raises(KeyStoreUnavailable):
         await service.drain()
     await service.unthrottle(rec.key_id, "x")  # and a CLI-style call returns as well
+
+
+async def test_two_processes_draining_the_outbox_announce_a_throttle_once(sqlite_url: str) -> None:
+    """The demo's double throttle: the worker and the scanner both drain the same outbox."""
+    heard: list[dict[str, Any]] = []
+
+    async def slow_announce(message: dict[str, Any]) -> None:
+        await asyncio.sleep(0.05)  # a broker round trip: the other process reads meanwhile
+        heard.append(message)
+
+    store = KeyStore(sqlite_url)
+    _, rec = store.create("acme")
+    await asyncio.to_thread(store.throttle, rec.key_id, 60, "spike", alert_id="01JTHROTTLE1")
+    worker = KeyService(KeyStore(sqlite_url), None, slow_announce)
+    scanner = KeyService(KeyStore(sqlite_url), None, slow_announce)
+    await asyncio.gather(worker.drain(), scanner.drain(), worker.drain())
+    assert [(m["action"], m["alert_id"]) for m in heard] == [("throttle", "01JTHROTTLE1")]
+    assert store.pending_outbox() == []

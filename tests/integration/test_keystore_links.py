@@ -12,7 +12,7 @@ from worker.keystore.store import KeyStore
 pytestmark = pytest.mark.services
 
 
-def test_a_version_1_store_gains_the_links_table(database_url: str) -> None:
+def test_a_version_1_store_gains_links_and_the_outbox_claim(database_url: str) -> None:
     store = KeyStore(database_url)
     try:
         _check(store)
@@ -23,10 +23,13 @@ def test_a_version_1_store_gains_the_links_table(database_url: str) -> None:
 def _check(store: KeyStore) -> None:
     with store.engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE kw_gateway_links"))
+        conn.execute(sa.text("ALTER TABLE kw_outbox DROP COLUMN claimed_until"))
         conn.execute(sa.text("DELETE FROM kw_schema_version WHERE version > 1"))
     assert ensure_schema(store.engine) == CURRENT_VERSION
     with store.engine.begin() as conn:
         UPGRADES[0](conn)  # again, on a store that has it: nothing happens
+    columns = {c["name"] for c in sa.inspect(store.engine).get_columns("kw_outbox")}
+    assert "claimed_until" in columns
     _, rec = store.create("acme")
     assert link(store, rec.key_id, "4d9c2a7e-3b1f-4e6a-9c8d-2f5b7a1e0c93", "kong_credential")
     found = find_many_identities(store, [rec.key_id, "4d9c2a7e-3b1f-4e6a-9c8d-2f5b7a1e0c93"])

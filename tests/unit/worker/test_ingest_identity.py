@@ -123,3 +123,23 @@ def test_replay_applies_the_same_precedence() -> None:
     (raw,) = parse_message(orjson.dumps(entry)).events
     event = resolver.resolve(raw)
     assert (event.key_id, event.extra_key_hash) == ("victim-id", hash_key(thief_secret))
+
+
+def test_replay_raises_the_second_key_finding() -> None:
+    from detectors.analyzer import Analyzer
+    from detectors.policy import load_policy
+    from geoip.resolver import GeoResolver
+    from worker.replay import Replay
+
+    thief_secret = "sk_live_" + "d" * 43
+    entry = kong("victim-id")
+    entry["request"]["headers"] = {"x-api-key": thief_secret}
+    with GeoResolver() as geo:
+        victim = KeyInfo("victim-id", "v")
+        replay = Replay(Analyzer(geo, load_policy(None)), "auto", lambda _h: None,
+                        lambda i: victim if i == "victim-id" else None)  # fmt: skip
+        replay.read_line(orjson.dumps(entry))
+        alerts = replay.run()
+    types = {s.type for a in alerts for s in a.signals}
+    assert "transport.second_key" in types
+    assert all(a.key_id == "victim-id" for a in alerts)

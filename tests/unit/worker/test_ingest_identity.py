@@ -143,3 +143,19 @@ def test_replay_raises_the_second_key_finding() -> None:
     types = {s.type for a in alerts for s in a.signals}
     assert "transport.second_key" in types
     assert all(a.key_id == "victim-id" for a in alerts)
+
+
+async def test_kongs_documented_shape_with_hide_credentials(store: KeyStore) -> None:
+    """Kong's log.serialize() shape (tests/unit/ingest/samples.py): no key in the request, only
+    the credential UUID and the consumer."""
+    from tests.unit.ingest.samples import KONG
+
+    _, rec = store.create("acme")
+    cap = Capture()
+    stage = linked_stage(store, cap, Metrics())
+    await stage.handle([orjson.dumps(KONG)])
+    assert cap.events() == [] and [x["reason"] for x in cap.letters] == ["unknown_key"]
+    link(store, rec.key_id, KONG["authenticated_entity"]["id"], "kong_credential")
+    stage.keys.identity_cache.data.clear()  # a link made now is seen within the negative TTL
+    await stage.handle([orjson.dumps(KONG)])
+    assert [e.key_id for e in cap.events()] == [rec.key_id]

@@ -10,17 +10,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+import structlog
 from faust import StreamT
 
 from detectors.policy import load_policy
+from worker.alerting.retry import Sleep
 from worker.alerting.router import Router, build_router
 from worker.app import WorkerApp
 from worker.response.executor import ACTIONS, KEY_ACTIONS, Executor
 
 DELIVERY_CONCURRENCY = 4
+log = structlog.get_logger("keywatch.response")
 
 
 def decode(value: Any) -> dict[str, Any] | None:
@@ -30,6 +34,24 @@ def decode(value: Any) -> dict[str, Any] | None:
     except (orjson.JSONDecodeError, TypeError):
         return None
     return obj if isinstance(obj, dict) else None
+
+
+async def until_done(
+    fn: Callable[[Any], Awaitable[None]], value: Any, sleep: Sleep = asyncio.sleep
+) -> None:
+    """``fn(value)``, retried with backoff on any error: a broker error from a dead letter or
+    an announcement must neither stop the agent nor skip the alert (actions are idempotent)."""
+    delay = 0.5
+    while True:
+        try:
+            await fn(value)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("action_retry", error=repr(exc), retry_in=delay)
+            await sleep(delay)
+            delay = min(delay * 2, 30.0)
 
 
 def register(app: WorkerApp) -> None:
@@ -46,17 +68,20 @@ def register(app: WorkerApp) -> None:
     router, _http = build_router(s, policy, app.dead_letter, metrics=app.metrics, contact=contact)
     leaks_topic = app.app.topic(s.topics.leaks, internal=True)
 
+    async def act(value: Any) -> None:
+        alert = decode(value)
+        if alert is None:
+            await app.dead_letter("bad_alert", "response", value, "not a JSON object")
+        elif alert.get("action") in KEY_ACTIONS:
+            await app.store_ready.wait()
+            await executor.execute(alert)
+        elif alert.get("action") not in ACTIONS:
+            await executor.execute(alert)  # dead-letters it: unknown action
+
     @app.app.agent(app.alerts_topic, name="keywatch.response.actions")
     async def actions(stream: StreamT[Any]) -> None:
         async for value in stream:
-            alert = decode(value)
-            if alert is None:
-                await app.dead_letter("bad_alert", "response", value, "not a JSON object")
-            elif alert.get("action") in KEY_ACTIONS:
-                await app.store_ready.wait()
-                await executor.execute(alert)
-            elif alert.get("action") not in ACTIONS:
-                await executor.execute(alert)  # dead-letters it: unknown action
+            await until_done(act, value)
 
     # One delivery agent per sink and topic: a hanging Slack never holds up PagerDuty.
     for sink in router.sinks:

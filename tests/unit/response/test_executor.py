@@ -338,3 +338,24 @@ async def test_two_processes_draining_the_outbox_announce_a_throttle_once(sqlite
     await asyncio.gather(worker.drain(), scanner.drain(), worker.drain())
     assert [(m["action"], m["alert_id"]) for m in heard] == [("throttle", "01JTHROTTLE1")]
     assert store.pending_outbox() == []
+
+
+async def test_the_actions_agent_retries_an_alert_whose_handling_raised() -> None:
+    """A KafkaTimeoutError from a dead letter or announcement neither stops the agent nor skips
+    the alert."""
+    from aiokafka.errors import KafkaTimeoutError
+
+    from worker.agents.respond import until_done
+
+    calls: list[str] = []
+
+    async def flaky(value: str) -> None:
+        calls.append(value)
+        if len(calls) < 3:
+            raise KafkaTimeoutError()
+
+    async def no_wait(_s: float) -> None:
+        return None
+
+    await until_done(flaky, "alert-1", sleep=no_wait)
+    assert calls == ["alert-1"] * 3

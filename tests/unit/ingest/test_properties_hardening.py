@@ -39,6 +39,7 @@ def round_trip(values: list[bytes], codec: int) -> list[bytes]:
     return out
 
 
+# Capped below the CI profile's 10k: each case compresses a batch with a real codec.
 @pytest.mark.parametrize("codec", sorted(CODECS))
 @settings(deadline=None, max_examples=100)
 @given(st.lists(st.binary(max_size=400) | st.just(orjson.dumps(KONG)), min_size=1, max_size=30))
@@ -48,7 +49,7 @@ def test_compressed_batches_read_back_and_parse(codec: str, values: list[bytes])
         parse_message(value)  # never raises, whatever the batch carried
 
 
-@settings(deadline=None, max_examples=50)
+@settings(deadline=None, max_examples=50)  # capped: each case parses up to 3,000 elements
 @given(
     st.integers(1, 3000),
     st.sampled_from([1, "x", None, [], {"hello": 1}, {**KONG, "client_ip": "nope"}]),
@@ -84,7 +85,7 @@ def kong_with(authenticated: str, where: str, secret: str) -> dict[str, Any]:
     return entry
 
 
-@settings(deadline=None, max_examples=200)
+@settings(deadline=None)
 @given(
     st.sampled_from(["query", "bearer", "x-api-key", "apikey"]),
     st.sampled_from([KEY, KEY2]),

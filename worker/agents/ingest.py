@@ -22,10 +22,12 @@ import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import (
+    CorruptRecordException,
     KafkaConnectionError,
     KafkaError,
     NodeNotReadyError,
     RequestTimedOutError,
+    UnsupportedCodecError,
 )
 
 from worker.batching import PartitionBuffers
@@ -236,6 +238,8 @@ class IngestConsumer:
                 except (KafkaConnectionError, NodeNotReadyError, RequestTimedOutError):
                     continue  # aiokafka reconnects by itself
                 except Exception as exc:  # an undecodable batch: find it, dead-letter, move on
+                    if not _record_error(exc):
+                        raise
                     await self._isolate(consumer, exc)
                     continue
                 if not polled:
@@ -274,6 +278,8 @@ class IngestConsumer:
                 try:
                     got = await consumer.getmany(tp, timeout_ms=self.poll_ms, max_records=1)
                 except Exception as exc:
+                    if not _record_error(exc):
+                        raise  # not about this record: never dead-letter a good one for it
                     found = True
                     await self._skip(consumer, tp, exc)
                     continue
@@ -292,6 +298,14 @@ class IngestConsumer:
         log.error("ingest_record_undecodable", error=repr(exc), **where)
         await self.kapp.dead_letter("undecodable_record", tp.topic, where, repr(exc))
         consumer.seek(tp, offset + 1)
+
+
+def _record_error(exc: Exception) -> bool:
+    """True for errors decoding fetched records (a codec, a CRC, a decompressor's own error);
+    aiokafka's other errors are about the connection or the group, not one record."""
+    if isinstance(exc, UnsupportedCodecError | CorruptRecordException):
+        return True
+    return not isinstance(exc, KafkaError)  # cramjam, struct, zlib... raised while decoding
 
 
 async def _commit(consumer: AIOKafkaConsumer) -> None:

@@ -52,3 +52,14 @@ def test_dead_letter_payloads_are_redacted_in_every_string() -> None:
 def test_ordinary_encoded_text_is_left_alone() -> None:
     text = "/search?q=snake%5Fcase&v=" + b64("not a key at all, just words") + "\\u005fx"
     assert redact_text(text) == text
+
+
+def test_a_percent_encoded_key_in_a_logged_path_is_cut_at_parse_time() -> None:
+    import orjson
+
+    from worker.ingest import parse_message
+
+    event = {"ts": 1795000000000, "ip": "8.8.8.8", "key_id": "k1",
+             "path": f"/v1/keys/{FORMS['percent']}/rotate"}  # fmt: skip
+    (raw,) = parse_message(orjson.dumps(event)).events
+    assert not leaks(raw.path) and raw.path.startswith("/v1/keys/[REDACTED")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -25,14 +25,20 @@ LINKED = "4d9c2a7e-3b1f-4e6a-9c8d-2f5b7a1e0c93"
 UNLINKED = "0f0e0d0c-0b0a-4908-8706-050403020100"
 
 
+@pytest.fixture
+def store(sqlite_url: str) -> Iterator[KeyStore]:
+    """The key store, created before the worker starts (requested first)."""
+    store = KeyStore(sqlite_url)
+    yield store
+    store.close()
+
+
 def test_links_and_precedence_in_the_worker(
+    store: KeyStore,
     worker: tuple[Proc, dict[str, str]],
     broker: EmbeddedBroker,
-    sqlite_url: str,
-    tmp_path: Path,
 ) -> None:
     proc, topics = worker
-    store = KeyStore(sqlite_url)
     _, victim = store.create("victim")
     thief_key, _ = store.create("thief")
     link(store, victim.key_id, LINKED, "kong_credential")
@@ -49,4 +55,3 @@ def test_links_and_precedence_in_the_worker(
     (event,) = decode_batch(record.value)
     assert (event.key_id, event.account_id) == (victim.key_id, "victim")
     assert event.extra_key_hash == thief_key.key_hash
-    store.close()

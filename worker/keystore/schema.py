@@ -32,7 +32,14 @@ UPGRADES: list[Callable[[sa.Connection], None]] = [_add_gateway_links]
 
 def ensure_schema(engine: sa.Engine) -> int:
     """Create the tables on first use and apply pending upgrades; returns the version."""
-    Base.metadata.create_all(engine, checkfirst=True)
+    try:
+        Base.metadata.create_all(engine, checkfirst=True)
+    except sa.exc.OperationalError as exc:
+        # another process (worker, scanner, CLI) created a table between the check and the
+        # CREATE: the check is not atomic. Once more, and the check sees it.
+        if "already exists" not in str(exc):
+            raise
+        Base.metadata.create_all(engine, checkfirst=True)
     with engine.begin() as conn:
         current = conn.execute(sa.select(sa.func.max(SchemaVersion.version))).scalar()
         if current is None:

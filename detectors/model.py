@@ -31,6 +31,9 @@ class AccessEvent:
     account_id: str | None = None
     key_in_query: bool = False  # the raw key travelled in the query string
     fmt: str = "native"
+    # SHA-256 of a second key the request carried besides the one the gateway authenticated
+    # (a header or ?api_key= the client added): evidence, never the identity.
+    extra_key_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

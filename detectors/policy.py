@@ -40,6 +40,7 @@ KNOWN_SIGNAL_TYPES = frozenset(
         "time.off_hours",
         "network.new_asn",
         "transport.key_in_query",
+        "transport.second_key",
         "leak.public_code",
     }
 )

@@ -36,7 +36,7 @@ RING = 8  # per-minute slots kept; >= any sensible spike window
 _WEEK_OFFSET_H = 72
 _Q = 1800.0  # log-quantization steps per e-fold
 _UNKNOWN = -1.0
-_NON_RATE_TYPES = frozenset({"transport.key_in_query"})
+_NON_RATE_TYPES = frozenset({"transport.key_in_query", "transport.second_key"})
 
 
 def hour_of_week(abs_hour: int) -> int:

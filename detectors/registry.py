@@ -13,6 +13,7 @@ from detectors import (
     new_asn,
     new_country,
     off_hours,
+    second_key,
     usage_spike,
 )
 from detectors.config import EvalContext
@@ -27,6 +28,7 @@ DETECTORS: tuple[tuple[str, Evaluate], ...] = (
     (new_asn.TYPE, new_asn.evaluate),  # network.new_asn
     (off_hours.TYPE, off_hours.evaluate),  # time.off_hours
     (key_in_query.TYPE, key_in_query.evaluate),  # transport.key_in_query
+    (second_key.TYPE, second_key.evaluate),  # transport.second_key
     (usage_spike.TYPE, usage_spike.evaluate),  # usage.spike
 )
 

@@ -37,6 +37,10 @@ def _key_in_query(e: dict[str, Any]) -> str:
     return "with the key in the query string"
 
 
+def _second_key(e: dict[str, Any]) -> str:
+    return "with a second, different key in the same request"
+
+
 _PHRASES: dict[str, Callable[[dict[str, Any]], str]] = {
     "geo.new_country": _new_country,
     "geo.impossible_travel": _travel,
@@ -44,6 +48,7 @@ _PHRASES: dict[str, Callable[[dict[str, Any]], str]] = {
     "time.off_hours": _off_hours,
     "usage.spike": _spike,
     "transport.key_in_query": _key_in_query,
+    "transport.second_key": _second_key,
 }
 
 

@@ -77,8 +77,12 @@ class GatewaySettings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> GatewaySettings:
         """Build from ``env`` (default ``os.environ``); explicit overrides win."""
         env = os.environ if env is None else env
-        values: dict[str, Any] = {"base": Settings.from_env(env)}
+        values: dict[str, Any] = {}
         problems: list[str] = []
+        try:
+            values["base"] = Settings.from_env(env)
+        except ConfigError as exc:  # listed together with the gateway's own problems
+            problems.extend(line.strip() for line in str(exc).splitlines()[1:])
         for var, name, parse in _ENV:
             raw = env.get(var)
             if raw:

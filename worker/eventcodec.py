@@ -21,9 +21,10 @@ VERSION: Final = 1
 # AccessEvent's fields, in the order of its constructor (detectors/model.py).
 FIELDS: Final = (
     "ts", "key_id", "ip", "method", "path", "status", "user_agent", "request_id", "gateway",
-    "account_id", "key_in_query", "fmt",
+    "account_id", "key_in_query", "fmt", "extra_key_hash",
 )  # fmt: skip
 _WIDTH: Final = len(FIELDS)
+_WIDTHS: Final = (_WIDTH - 1, _WIDTH)  # rows written before extra_key_hash are still read
 
 
 Row = tuple[Any, ...]
@@ -33,7 +34,7 @@ def row_of(e: AccessEvent) -> Row:
     """An event as a batch row."""
     return (
         e.ts, e.key_id, e.ip, e.method, e.path, e.status, e.user_agent, e.request_id,
-        e.gateway, e.account_id, e.key_in_query, e.fmt,
+        e.gateway, e.account_id, e.key_in_query, e.fmt, e.extra_key_hash,
     )  # fmt: skip
 
 
@@ -42,7 +43,7 @@ def raw_row(raw: RawAccess, key_id: str, account_id: str | None) -> Row:
     the ingest hot path goes straight from parser output to the wire)."""
     return (
         raw.ts, key_id, raw.ip, raw.method, raw.path, raw.status, raw.user_agent,
-        raw.request_id, raw.gateway, account_id, raw.key_in_query, raw.fmt,
+        raw.request_id, raw.gateway, account_id, raw.key_in_query, raw.fmt, raw.extra_key_hash,
     )  # fmt: skip
 
 
@@ -72,6 +73,6 @@ def decode_batch(raw: bytes) -> list[AccessEvent]:
         events = list(starmap(AccessEvent, rows))  # ~40% faster than a comprehension
     except TypeError as exc:
         raise InputError(f"malformed event row: {exc}", reason="bad_batch") from exc
-    if any(len(row) != _WIDTH for row in rows):
+    if any(len(row) not in _WIDTHS for row in rows):
         raise InputError(f"event rows must have {_WIDTH} fields", reason="bad_batch")
     return events

@@ -75,11 +75,15 @@ class KeyCache:
         negative_ttl: float = DEFAULT_NEGATIVE_TTL,
         max_size: int = DEFAULT_MAX_SIZE,
         clock: Callable[[], float] = time.monotonic,
+        by_identity: BulkLookup | None = None,
     ) -> None:
         self._by_hash, self._by_id = by_hash, by_id
+        # key ids and linked gateway ids (worker.keystore.links); plain key ids when not given
+        self._by_identity = by_identity or by_id
         self.ttl, self.negative_ttl = ttl, negative_ttl
         self.hashes = _Expiring(max_size, clock)
         self.ids = _Expiring(max_size, clock)
+        self.identity_cache = _Expiring(max_size, clock)
         self.queries = 0  # database round trips, for tests and metrics
 
     async def resolve_hashes(self, hashes: Iterable[str]) -> dict[str, KeyContext | None]:
@@ -92,6 +96,22 @@ class KeyCache:
                 ctx = context_of(rec) if rec is not None else None
                 self.hashes.put(h, ctx, self.ttl if ctx else self.negative_ttl)
                 hits[h] = ctx
+        return hits
+
+    def use_identities(self, lookup: BulkLookup) -> None:
+        """Resolve gateway identities with ``lookup`` (key ids plus linked gateway ids)."""
+        self._by_identity = lookup
+
+    async def identities(self, ids: Iterable[str]) -> dict[str, KeyContext | None]:
+        """Context per key id or linked gateway id; raises KeyStoreUnavailable (retry later)."""
+        hits, missing = self.identity_cache.split(set(ids))
+        if missing:
+            found = await self._query(self._by_identity, missing)
+            for k in missing:
+                rec = found.get(k)
+                ctx = context_of(rec) if rec is not None else None
+                self.identity_cache.put(k, ctx, self.ttl if ctx else self.negative_ttl)
+                hits[k] = ctx
         return hits
 
     async def contexts(self, key_ids: Iterable[str]) -> dict[str, KeyContext | None]:

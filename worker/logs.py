@@ -9,6 +9,7 @@ from typing import Any
 
 import structlog
 
+from worker import brokerlog
 from worker.redaction import redact_obj
 
 
@@ -69,6 +70,7 @@ def configure(level: str = "INFO", json: bool = True) -> None:
     # Faust's worker installs its own handlers after this runs, so handler filters alone are
     # not enough: the record factory redacts every record whichever handler prints it.
     logging.setLogRecordFactory(_redacting_record)
+    brokerlog.install()  # a gone broker is one line and a reminder a minute, not 150 a second
     root = logging.getLogger()
     root.setLevel(lvl)
     for handler in root.handlers:

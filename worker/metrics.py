@@ -29,6 +29,14 @@ class Metrics:
         self.dead_letters = Counter(
             "keywatch_dead_letters", "Inputs sent to the dead-letter topic", ["reason"], registry=r
         )
+        self.consumer_restarts = Counter(
+            "keywatch_consumer_restarts", "Consumer tasks restarted after a failure", ["consumer"],
+            registry=r,
+        )  # fmt: skip
+        self.extra_keys = Counter(
+            "keywatch_extra_keys", "Requests carrying a key besides the authenticated one",
+            registry=r,
+        )  # fmt: skip
         self.messages = Counter(
             "keywatch_messages", "Kafka messages consumed", ["topic"], registry=r
         )

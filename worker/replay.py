@@ -32,7 +32,7 @@ from worker.report import KeyReport
 
 # ts, seq, then AccessEvent's other fields in its order: key_id, ip, method, path, status,
 # user_agent, request_id, gateway, account_id, key_in_query, fmt.
-Row = tuple[float, int, str, str, str, str, int, str, str, str, str | None, bool, str]
+Row = tuple[float, int, str, str, str, str, int, str, str, str, str | None, bool, str, str | None]
 _KEY: Final = 2
 _IP: Final = 3
 Lookup = Callable[[str], KeyInfo | None]
@@ -150,6 +150,7 @@ class Replay:
                 _intern(acc) if acc is not None else None,
                 ev.key_in_query,
                 ev.fmt,
+                ev.extra_key_hash,
             )
         )
         self.stats.events += 1

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from worker.errors import ConfigError
+from worker.ingest.ips import TrustedProxies, parse_trusted
 
 DEFAULT_BROKER = "kafka://localhost:9092"
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -150,6 +151,9 @@ _ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("log_level", "KEYWATCH_LOG_LEVEL", _log_level),
     ("dry_run", "KEYWATCH_DRY_RUN", _bool),
     ("max_body_bytes", "KEYWATCH_MAX_BODY_BYTES", _positive_int),
+    ("max_message_bytes", "KEYWATCH_MAX_MESSAGE_BYTES", _positive_int),
+    ("max_message_events", "KEYWATCH_MAX_MESSAGE_EVENTS", _positive_int),
+    ("trusted_proxies", "KEYWATCH_TRUSTED_PROXIES", parse_trusted),
     ("app_id", "KEYWATCH_APP_ID", str),
 )
 
@@ -194,6 +198,11 @@ class Settings:
     log_level: str = "INFO"
     dry_run: bool = False
     max_body_bytes: int = 25 * 1024 * 1024
+    # Work bounds of one gateway.access message: larger ones are dead-lettered whole.
+    max_message_bytes: int = 8 * 1024 * 1024
+    max_message_events: int = 10_000
+    # Proxies whose X-Forwarded-For entries are believed (default: private addresses).
+    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     app_id: str = "keywatch"
     topics: Topics = field(default_factory=Topics)
 

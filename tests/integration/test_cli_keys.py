@@ -76,3 +76,32 @@ def test_user_errors_are_one_line_and_nonzero(
     assert exit_info.value.code == 2
     assert "KEYWATCH_WEB_PORT" in capsys.readouterr().err
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_link_a_kong_credential_and_consumer(run) -> None:  # type: ignore[no-untyped-def]
+    _, out = run("keys", "create", "--account", "acme", "--env", "live", "--json")
+    key_id = orjson.loads(out)["key_id"]
+    uuid = "4D9C2A7E-3B1F-4E6A-9C8D-2F5B7A1E0C93"
+    code, out = run("keys", "link", key_id, "--kong-credential", uuid, "--json")
+    assert code == 0 and orjson.loads(out) == {
+        "key_id": key_id, "gateway_id": uuid.lower(), "kind": "kong_credential", "changed": True,
+    }  # fmt: skip
+    code, out = run("keys", "link", key_id, "--kong-credential", uuid)
+    assert code == 0 and out.startswith("already linked")
+    code, out = run(
+        "keys", "link", key_id, "--kong-consumer", "8a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+    )
+    assert code == 0 and out.startswith("linked: kong consumer")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("nope", "--kong-credential", "x"), ("k", "--kong-credential", "a", "--kong-consumer", "b")],
+)
+def test_link_errors_are_one_line(database_url: str, monkeypatch, capsys, args) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("KEYWATCH_DATABASE_URL", database_url)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["keys", "link", *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

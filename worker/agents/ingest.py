@@ -12,6 +12,8 @@ polled events (and every dead letter) has been acknowledged by the broker.
 from __future__ import annotations
 
 import asyncio
+import functools
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -19,13 +21,22 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    CorruptRecordException,
+    KafkaConnectionError,
+    KafkaError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+    UnsupportedCodecError,
+)
 
 from worker.batching import PartitionBuffers
 from worker.errors import KeyStoreUnavailable
 from worker.eventcodec import Row, encode_rows, raw_row
-from worker.ingest import ParseResult, RawAccess, Reject, parse_message
+from worker.ingest import ParseResult, RawAccess, Reject, ips, parse_message
+from worker.ingest.precedence import decide, gateway_known, needs_identity
 from worker.keycache import KeyCache
+from worker.keystore.links import find_many_identities
 from worker.metrics import Metrics
 from worker.settings import Settings
 
@@ -37,8 +48,10 @@ log = structlog.get_logger("keywatch.ingest")
 SendBatch = Callable[[int, bytes], Awaitable[None]]
 DeadLetter = Callable[[str, str, Any, str], Awaitable[None]]
 Parse = Callable[[bytes], ParseResult]
+Resolve = Callable[[set[str]], Awaitable[dict[str, Any]]]
 MAX_POLL_MESSAGES = 5000  # one poll never holds more than this many messages in memory
 CHUNK_EVENTS = 4000  # parsed records alive at once (see IngestStage.handle)
+RESTART_MIN_S, RESTART_MAX_S = 1.0, 30.0  # backoff of a consumer that keeps failing
 
 
 class IngestStage:
@@ -51,15 +64,21 @@ class IngestStage:
         keys: KeyCache,
         send: SendBatch,
         dead_letter: DeadLetter,
-        parse: Parse = parse_message,
+        parse: Parse | None = None,
     ) -> None:
         self.partitions = settings.partitions
         self.max_events = settings.batch_max_events
         self.source = settings.topics.access
         self.metrics, self.keys = metrics, keys
-        self.send, self.dead_letter, self.parse = send, dead_letter, parse
+        self.send, self.dead_letter = send, dead_letter
+        self.parse: Parse = parse or functools.partial(
+            parse_message, max_bytes=settings.max_message_bytes,
+            max_events=settings.max_message_events,
+        )  # fmt: skip
         self._counters: dict[str, Any] = {}
         self.store_retry_s = 0.5
+        ips.configure(settings.trusted_proxies)
+        self._extra_keys = metrics.extra_keys
 
     async def handle(self, values: Sequence[bytes]) -> int:
         """Process the messages; returns once every batch and dead letter is acknowledged.
@@ -121,29 +140,29 @@ class IngestStage:
     async def _resolve(
         self, raws: list[RawAccess], pending: list[Awaitable[None]]
     ) -> list[tuple[str, Row]]:
-        """Key hashes -> key ids through the key store (hash wins, as the key actually used)."""
+        """Each record's identity: the gateway's authenticated key first (ingest.precedence)."""
         hashes = {r.key_hash for r in raws if r.key_hash}
-        found = await self._lookup(hashes) if hashes else {}
+        ids = {i for r in raws if needs_identity(r) for i in (r.key_id, r.consumer_id) if i}
+        found = await self._lookup(self.keys.resolve_hashes, hashes) if hashes else {}
+        known = await self._lookup(self.keys.identities, ids) if ids else {}
         rows: list[tuple[str, Row]] = []
         for raw in raws:
-            ctx = found.get(raw.key_hash) if raw.key_hash else None
-            if ctx is not None:
-                rows.append(
-                    (ctx.key_id, raw_row(raw, ctx.key_id, ctx.account_id or raw.account_id))
-                )
-            elif raw.key_id is not None:  # gateways may use ids of their own: still analyzed
-                rows.append((raw.key_id, raw_row(raw, raw.key_id, raw.account_id)))
-            else:
-                detail = "key hash not found in the key store"
-                pending.append(self.dead_letter("unknown_key", self.source, asdict(raw), detail))
+            by_hash = found.get(raw.key_hash) if raw.key_hash else None
+            who = decide(raw, by_hash, gateway_known(raw, known))
+            if isinstance(who, str):
+                pending.append(self.dead_letter("unknown_key", self.source, asdict(raw), who))
+                continue
+            if raw.extra_key_hash is not None:
+                self._extra_keys.inc()
+            rows.append((who[0], raw_row(raw, *who)))
         return rows
 
-    async def _lookup(self, hashes: set[str]) -> dict[str, Any]:
+    async def _lookup(self, resolve: Resolve, keys: set[str]) -> dict[str, Any]:
         """Resolve, waiting out a key-store outage (nothing is committed meanwhile)."""
         delay = self.store_retry_s
         while True:
             try:
-                return await self.keys.resolve_hashes(hashes)
+                return await resolve(keys)
             except KeyStoreUnavailable as exc:
                 log.warning("key_store_unavailable", error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
@@ -156,13 +175,8 @@ class IngestStage:
 
 
 def _reject_payload(value: bytes, reject: Reject) -> Any:
-    """The rejected element of an array message, else the whole message."""
-    if reject.index is None:
-        return value
-    try:
-        return orjson.loads(value)[reject.index]
-    except (orjson.JSONDecodeError, IndexError, KeyError, TypeError):
-        return value
+    """The rejected element of an array message (carried by the reject), else the message."""
+    return value if reject.index is None else reject.item
 
 
 class IngestConsumer:
@@ -174,6 +188,7 @@ class IngestConsumer:
         self.group_id = f"{s.app_id}-ingest"
         self.poll_ms = max(1, int(s.flush_interval_s * 1000))
         self._messages = kapp.metrics.messages.labels(topic=s.topics.access)
+        self._restarts = kapp.metrics.consumer_restarts.labels(consumer="ingest")
 
     def _consumer(self) -> AIOKafkaConsumer:
         s = self.kapp.settings
@@ -194,28 +209,103 @@ class IngestConsumer:
         )
 
     async def run(self) -> None:
-        """Poll, process, commit; forever (cancelled when the app stops)."""
+        """Consume forever; a failed consumer is logged loudly and restarted with backoff."""
+        delay = RESTART_MIN_S
+        while True:
+            started = time.monotonic()
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # never a silent stop: restart, and say so every time
+                self.kapp.consuming = False
+                log.error("ingest_consumer_failed", error=repr(exc), restart_in=delay)
+                self._restarts.inc()
+                await asyncio.sleep(delay)
+                ran_s = time.monotonic() - started
+                delay = RESTART_MIN_S if ran_s > RESTART_MAX_S else min(delay * 2, RESTART_MAX_S)
+
+    async def _consume(self) -> None:
+        """Poll, process, commit until an error the consumer cannot get past by itself."""
         consumer = self._consumer()
         await consumer.start()
         try:
             while True:
-                polled = await consumer.getmany(
-                    timeout_ms=self.poll_ms, max_records=MAX_POLL_MESSAGES
-                )
-                values = [r.value for records in polled.values() for r in records if r.value]
+                try:
+                    polled = await consumer.getmany(
+                        timeout_ms=self.poll_ms, max_records=MAX_POLL_MESSAGES
+                    )
+                except (KafkaConnectionError, NodeNotReadyError, RequestTimedOutError):
+                    continue  # aiokafka reconnects by itself
+                except Exception as exc:  # an undecodable batch: find it, dead-letter, move on
+                    if not _record_error(exc):
+                        raise
+                    await self._isolate(consumer, exc)
+                    continue
                 if not polled:
                     continue
-                self._messages.inc(len(values))
-                try:
-                    await self.stage.handle(values)
-                except Exception as exc:  # broker send failed: replay from the last commit
-                    log.exception("ingest_batch_failed", error=repr(exc))
-                    await _rewind(consumer)
-                    await asyncio.sleep(1.0)
-                    continue
-                await _commit(consumer)
+                await self._process(consumer, polled)
         finally:
             await consumer.stop()
+
+    async def _process(self, consumer: AIOKafkaConsumer, polled: dict[Any, list[Any]]) -> None:
+        """Hand one poll to the stage; commit, or rewind to the last commit on failure."""
+        values = [r.value for records in polled.values() for r in records if r.value]
+        self._messages.inc(len(values))
+        try:
+            await self.stage.handle(values)
+        except Exception as exc:  # broker send failed: replay from the last commit
+            log.exception("ingest_batch_failed", error=repr(exc))
+            await _rewind(consumer)
+            await asyncio.sleep(1.0)
+            return
+        await _commit(consumer)
+
+    async def _isolate(self, consumer: AIOKafkaConsumer, error: Exception) -> None:
+        """Find the record a poll could not decode, dead-letter it and skip it.
+
+        A failed poll may have advanced positions past records it never returned, so every
+        partition goes back to its last commit and is re-read one record at a time (aiokafka
+        keeps the position at the record that fails). A failure no partition reproduces is not
+        about a record: it is raised, and ``run`` restarts the consumer.
+        """
+        log.error("ingest_poll_failed", error=repr(error))
+        await _rewind(consumer)
+        found = False
+        for tp in sorted(consumer.assignment()):
+            records: list[Any] = []
+            while len(records) < MAX_POLL_MESSAGES:
+                try:
+                    got = await consumer.getmany(tp, timeout_ms=self.poll_ms, max_records=1)
+                except Exception as exc:
+                    if not _record_error(exc):
+                        raise  # not about this record: never dead-letter a good one for it
+                    found = True
+                    await self._skip(consumer, tp, exc)
+                    continue
+                if not got:
+                    break
+                records.extend(got[tp])
+            if records:
+                await self._process(consumer, {tp: records})
+        if not found:
+            raise error
+
+    async def _skip(self, consumer: AIOKafkaConsumer, tp: Any, exc: Exception) -> None:
+        """Dead-letter the undecodable record at ``tp``'s position and seek past it."""
+        offset = await consumer.position(tp)
+        where = {"topic": tp.topic, "partition": tp.partition, "offset": offset}
+        log.error("ingest_record_undecodable", error=repr(exc), **where)
+        await self.kapp.dead_letter("undecodable_record", tp.topic, where, repr(exc))
+        consumer.seek(tp, offset + 1)
+
+
+def _record_error(exc: Exception) -> bool:
+    """True for errors decoding fetched records (a codec, a CRC, a decompressor's own error);
+    aiokafka's other errors are about the connection or the group, not one record."""
+    if isinstance(exc, UnsupportedCodecError | CorruptRecordException):
+        return True
+    return not isinstance(exc, KafkaError)  # cramjam, struct, zlib... raised while decoding
 
 
 async def _commit(consumer: AIOKafkaConsumer) -> None:
@@ -241,6 +331,7 @@ def register(kapp: WorkerApp) -> None:
         fut = await kapp.events_topic.send(value=value, partition=partition)
         await fut
 
+    kapp.keycache.use_identities(functools.partial(find_many_identities, kapp.store))
     stage = IngestStage(kapp.settings, kapp.metrics, kapp.keycache, send, kapp.dead_letter)
     consumer = IngestConsumer(kapp, stage)
     kapp.ingest = consumer

@@ -174,7 +174,7 @@ class ProfileStage:
         contexts = await self.keys.contexts(groups) if groups else {}
         alerts, failed = self._analyze(groups, contexts)
         await asyncio.gather(
-            *(self._publish(a) for a in alerts),
+            self._publish_all(alerts),
             *(self._failed(key_id, len(groups[key_id]), exc) for key_id, exc in failed),
         )
         self.metrics.analyzed.inc(len(events))
@@ -204,11 +204,30 @@ class ProfileStage:
         payload = {"key_id": key_id, "events": events}
         await self.dead_letter("analysis_failed", self.source, payload, repr(exc))
 
-    async def _publish(self, alert: Alert) -> None:
+    async def _publish_all(self, alerts: list[Alert]) -> None:
+        """Publish every alert, retrying the ones the broker refused: the profiles already
+        count them as raised, so the window is not acknowledged until they are sent."""
+        for alert in alerts:
+            self._count(alert)
+        delay = 0.5
+        while alerts:
+            results = await asyncio.gather(*(self._publish(a) for a in alerts),
+                                           return_exceptions=True)  # fmt: skip
+            alerts = [a for a, r in zip(alerts, results, strict=True) if isinstance(r, Exception)]
+            if alerts:
+                error = next(r for r in results if isinstance(r, Exception))
+                log.warning("alert_publish_retry", alerts=len(alerts), error=repr(error),
+                            retry_in=delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _count(self, alert: Alert) -> None:
         severity = alert.severity
         for kind in {s.type for s in alert.signals}:
             self.metrics.alerts.labels(type=kind, severity=severity).inc()
         self.metrics.detect_latency.observe(max(0.0, alert.detected_at - alert.ts))
+
+    async def _publish(self, alert: Alert) -> None:
         await self.send_alert(alert.key_id or "", orjson.dumps(alert.to_dict()))
 
 

@@ -10,18 +10,22 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+import structlog
 from faust import StreamT
 
 from detectors.policy import load_policy
+from worker.alerting.retry import Sleep
 from worker.alerting.router import Router, build_router
 from worker.app import WorkerApp
 from worker.keystore.alerts import AlertStore
 from worker.response.executor import ACTIONS, KEY_ACTIONS, Executor
 
 DELIVERY_CONCURRENCY = 4
+log = structlog.get_logger("keywatch.response")
 
 
 def decode(value: Any) -> dict[str, Any] | None:
@@ -33,12 +37,31 @@ def decode(value: Any) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
+async def until_done(
+    fn: Callable[[Any], Awaitable[None]], value: Any, sleep: Sleep = asyncio.sleep
+) -> None:
+    """``fn(value)``, retried with backoff on any error: a broker error from a dead letter or
+    an announcement must neither stop the agent nor skip the alert (actions are idempotent)."""
+    delay = 0.5
+    while True:
+        try:
+            await fn(value)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("action_retry", error=repr(exc), retry_in=delay)
+            await sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
 def register(app: WorkerApp) -> None:
     """Add the response agents to the worker (the policy is loaded and validated here)."""
     s = app.settings
     policy = load_policy(s.policy_file, dry_run=s.dry_run)
     executor = Executor(app.keys, throttle_ttl_s=policy.throttle_ttl_s,
-                        dead_letter=app.dead_letter, metrics=app.metrics)  # fmt: skip
+                        dead_letter=app.dead_letter, metrics=app.metrics,
+                        test_max_action=policy.test_max_action)  # fmt: skip
 
     async def contact(key_id: str) -> str | None:
         return (await asyncio.to_thread(app.store.get, key_id)).contact
@@ -47,17 +70,20 @@ def register(app: WorkerApp) -> None:
                                  pagerduty_state=AlertStore(app.store))  # fmt: skip
     leaks_topic = app.app.topic(s.topics.leaks, internal=True)
 
+    async def act(value: Any) -> None:
+        alert = decode(value)
+        if alert is None:
+            await app.dead_letter("bad_alert", "response", value, "not a JSON object")
+        elif alert.get("action") in KEY_ACTIONS:
+            await app.store_ready.wait()
+            await executor.execute(alert)
+        elif alert.get("action") not in ACTIONS:
+            await executor.execute(alert)  # dead-letters it: unknown action
+
     @app.app.agent(app.alerts_topic, name="keywatch.response.actions")
     async def actions(stream: StreamT[Any]) -> None:
         async for value in stream:
-            alert = decode(value)
-            if alert is None:
-                await app.dead_letter("bad_alert", "response", value, "not a JSON object")
-            elif alert.get("action") in KEY_ACTIONS:
-                await app.store_ready.wait()
-                await executor.execute(alert)
-            elif alert.get("action") not in ACTIONS:
-                await executor.execute(alert)  # dead-letters it: unknown action
+            await until_done(act, value)
 
     # One delivery agent per sink and topic: a hanging Slack never holds up PagerDuty.
     for sink in router.sinks:

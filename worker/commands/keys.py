@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 import orjson
 
+from worker.commands.links import link_command
 from worker.keystore.service import KafkaAnnouncer, KeyService
 from worker.keystore.store import KeyRecord, KeyStore, utcnow
 from worker.settings import Settings
@@ -251,3 +252,6 @@ def _report(rec: KeyRecord, changed: bool, verb: str, as_json: bool) -> None:
         click.echo(f"{rec.key_id}: {verb}")
     else:
         click.echo(f"{rec.key_id}: already {verb}; nothing changed")
+
+
+command.add_command(link_command)  # worker/commands/links.py

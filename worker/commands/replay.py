@@ -18,14 +18,16 @@ from detectors.analyzer import Analyzer
 from detectors.model import Alert
 from detectors.policy import load_policy
 from geoip.resolver import GeoResolver
-from worker.errors import InputError, KeyNotFound, KeyStoreError
+from worker.errors import InputError, KeyStoreError
 from worker.ingest import FORMATS, KeyInfo
+from worker.ingest.ips import configure as configure_proxies
 from worker.replay import Replay, open_input, summary_lines
 from worker.settings import Settings
 
 
 def _store_lookups(url: str) -> tuple[Any, Callable[[str], KeyInfo | None], Any]:
     """Key-store lookups by hash and by id (KeyInfo or None), and the store to close."""
+    from worker.keystore.links import find_many_identities
     from worker.keystore.store import KeyStore
 
     store = KeyStore(url, create=False)
@@ -38,10 +40,8 @@ def _store_lookups(url: str) -> tuple[Any, Callable[[str], KeyInfo | None], Any]
         return info(rec) if rec is not None else None
 
     def by_id(key_id: str) -> KeyInfo | None:
-        try:
-            return info(store.get(key_id))
-        except KeyNotFound:
-            return None
+        rec = find_many_identities(store, [key_id]).get(key_id)  # a key id or a linked id
+        return info(rec) if rec is not None else None
 
     return by_hash, by_id, store
 
@@ -154,6 +154,7 @@ def command(
     into memory (~300 bytes each) before sorting them.
     """
     settings = Settings.from_env()
+    configure_proxies(settings.trusted_proxies)  # the worker's X-Forwarded-For reading
     policy = load_policy(policy_file or settings.policy_file, dry_run=settings.dry_run)
     console = Console(stderr=True)
     by_hash = by_id = store = None

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import sys
+import threading
+from typing import Any
 
 import click
 
@@ -27,9 +31,48 @@ def _run(kind: str, loglevel: str) -> None:
 
         kapp = ScannerApp(settings).app
     tune_gc()
-    faust.Worker(
+    worker_class(faust.Worker)(
         kapp, loglevel=loglevel.lower(), quiet=True, redirect_stdouts=False
     ).execute_from_commandline()
+
+
+# A stop that has not finished by then is abandoned: with the broker gone, Faust's consumer keeps
+# retrying its final commit and fetch for minutes. Nothing is lost: uncommitted input is replayed.
+STOP_DEADLINE_S = 8.0
+
+
+def worker_class(base: Any) -> Any:
+    """``base`` (faust.Worker) whose SIGTERM/SIGINT also arm a hard stop after the deadline."""
+
+    class Worker(base):  # type: ignore[misc]
+        def _on_sigterm(self) -> None:
+            arm_stop_deadline(STOP_DEADLINE_S)
+            super()._on_sigterm()
+
+        def _on_sigint(self) -> None:
+            arm_stop_deadline(STOP_DEADLINE_S)
+            super()._on_sigint()
+
+    return Worker
+
+
+_deadline: threading.Timer | None = None
+
+
+def arm_stop_deadline(seconds: float) -> None:
+    """Exit the process ``seconds`` from now unless it has exited by itself (armed once)."""
+    global _deadline
+    if _deadline is not None:
+        return
+
+    def expire() -> None:
+        sys.stderr.write(f"keywatch: stop did not finish in {seconds:.0f}s; exiting now\n")
+        sys.stderr.flush()
+        os._exit(1)
+
+    _deadline = threading.Timer(seconds, expire)
+    _deadline.daemon = True
+    _deadline.start()
 
 
 # Generation-0 threshold: the default (700 net allocations) runs a collection every few events,

@@ -1,15 +1,19 @@
 """Client IP addresses: validated, normalised and cached (gateways repeat the same IPs a lot).
 
 ``client_ip`` takes one address, optionally with a port (``1.2.3.4:80``, ``[2001:db8::1]:443``).
-``forwarded_client`` takes an ``X-Forwarded-For`` list and returns its left-most valid *public*
-entry: the left-most entry is the original client as each proxy appends the address it saw
-(ref: MDN, X-Forwarded-For). It can be forged by the client, so a format uses it only when the
-peer address is a private/proxy address; private entries (internal hops) are skipped.
+``forwarded_client`` picks the client from a peer address and an ``X-Forwarded-For`` list. Each
+proxy appends the address it saw, and everything left of what our own proxies appended is
+whatever the client chose to send (ref: MDN, X-Forwarded-For, "Selecting an IP address": use
+the right-most entry not added by a trusted proxy). So the list is read from the right, past the
+trusted proxies, and the first untrusted entry is the client. Which proxies are trusted is
+``KEYWATCH_TRUSTED_PROXIES`` (see ``TrustedProxies``): by default, private and loopback
+addresses; or a number of hops (as Envoy's ``xff_num_trusted_hops``); or a list of networks.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from typing import Any, Final
 
 from worker.ingest.model import Rejected
@@ -74,12 +78,64 @@ def client_ip(value: Any, field: str = "ip") -> str:
     return ip
 
 
-def forwarded_client(value: Any) -> str | None:
-    """The left-most valid public address of an X-Forwarded-For value, None when there is none."""
-    if not isinstance(value, str) or not value:
-        return None
-    for part in value.split(",", 16):
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedProxies:
+    """Which addresses are our own proxies: a hop count, or networks (None: private ones)."""
+
+    hops: int | None = None
+    networks: tuple[Network, ...] | None = None
+
+    def trusts(self, ip: str) -> bool:
+        """True when ``ip`` (normalised) is one of our proxies (network modes only)."""
+        if self.networks is None:
+            return not is_public(ip)
+        addr = ipaddress.ip_address(ip)
+        return any(addr in net for net in self.networks)
+
+
+def parse_trusted(spec: str) -> TrustedProxies:
+    """``""``/``private``, a hop count (``2``), or networks (``10.0.0.0/8,192.0.2.7``)."""
+    spec = spec.strip()
+    if spec in ("", "private"):
+        return TrustedProxies()
+    if spec.isdigit():
+        return TrustedProxies(hops=int(spec))
+    try:
+        nets = tuple(ipaddress.ip_network(p.strip(), strict=False) for p in spec.split(","))
+    except ValueError:
+        raise ValueError("must be 'private', a number of hops or a list of networks") from None
+    return TrustedProxies(networks=nets)
+
+
+_trusted = TrustedProxies()
+
+
+def configure(trusted: TrustedProxies) -> None:
+    """Set the process's trusted proxies (parsers are plain functions called per event)."""
+    global _trusted
+    _trusted = trusted
+
+
+def forwarded_client(peer: str | None, forwarded: Any) -> str | None:
+    """The client behind our trusted proxies: ``peer`` unless it is one of them; None when
+    neither the peer nor the list gives a valid address."""
+    trusted = _trusted
+    parts = forwarded.split(",", 32)[-32:] if isinstance(forwarded, str) and forwarded else []
+    if trusted.hops is not None:
+        if trusted.hops == 0 or not parts:
+            return peer
+        return normalise(parts[max(0, len(parts) - trusted.hops)].strip()) or peer
+    if peer is not None and not trusted.trusts(peer):
+        return peer
+    leftmost = None
+    for part in reversed(parts):
         ip = normalise(part.strip())
-        if ip is not None and is_public(ip):
+        if ip is None:
+            break  # garbage: nothing further left can be trusted to be an address we saw
+        if not trusted.trusts(ip):
             return ip
-    return None
+        leftmost = ip
+    return leftmost or peer

@@ -108,8 +108,8 @@ def split_path(path: Any) -> tuple[str, str | None]:
     """(path with any query-string key redacted, the raw key found there or None)."""
     if path.__class__ is not str:
         return "", None
-    if "?" not in path and "_" not in path and len(path) <= MAX_PATH:
-        return path, None
+    if "?" not in path and "_" not in path and "%" not in path and len(path) <= MAX_PATH:
+        return path, None  # no query, nothing key-shaped, nothing percent-encoded
     if len(path) > MAX_PATH:
         path = path[:MAX_PATH]
     base, sep, query = path.partition("?")
@@ -136,13 +136,20 @@ def _param_name(name: str) -> str:
 
 
 def _scrub(path: str) -> str:
-    """Catch key-shaped text anywhere else in the path (e.g. /keys/sk_live_…)."""
-    return redact_text(path) if "_" in path else path
+    """Catch key-shaped text anywhere else in the path (e.g. /keys/sk_live_…, sk%5Flive%5F…)."""
+    return redact_text(path) if "_" in path or "%" in path else path
 
 
 def hash_raw(raw: str) -> str:
     """SHA-256 hex of a raw key: the only form that leaves the parser."""
     return hash_key(raw)
+
+
+def second_key(primary: str | None, other: str | None) -> str | None:
+    """The hash of ``other`` when a request carried it besides a different ``primary`` key."""
+    if primary is None or other is None or other == primary:
+        return None
+    return hash_raw(other)
 
 
 def looks_raw(value: str) -> bool:

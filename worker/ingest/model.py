@@ -7,6 +7,7 @@ strip it from the path. ``Reject.detail`` names fields and types, never field va
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from detectors.model import AccessEvent
 from worker.errors import InputError
@@ -29,6 +30,8 @@ class RawAccess:
     gateway: str = ""
     account_id: str | None = None
     fmt: str = "native"
+    consumer_id: str | None = None  # Kong's consumer.id: a key may be linked to it
+    extra_key_hash: str | None = None  # a second key in the request (see AccessEvent)
     # keywatch gateway's verdict (ok, missing, invalid, revoked, expired, throttled,
     # rate_limited, ...); "" when the gateway does not say. Evidence for failed-auth detection.
     auth: str = ""
@@ -48,6 +51,7 @@ class RawAccess:
             account_id=account_id if account_id is not None else self.account_id,
             key_in_query=self.key_in_query,
             fmt=self.fmt,
+            extra_key_hash=self.extra_key_hash,
         )
 
 
@@ -58,6 +62,8 @@ class Reject:
     reason: str
     detail: str = ""
     index: int | None = None  # position in a JSON array message
+    # The rejected element itself, so dead-lettering it never re-parses the message.
+    item: Any = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form for the dead-letter topic."""

@@ -1,8 +1,11 @@
 """``parse_message``: one Kafka message value (an event or a JSON array of events) to records.
 
 The format is detected per message from the first object's shape (or forced). One bad element
-of an array rejects only that element. Nothing raises on bad input: every problem becomes a
-``Reject`` with a reason code the caller counts and dead-letters.
+of an array rejects only that element, and its reject carries the element, so the message is
+parsed once whatever is rejected. Work per message is bounded: a message over ``max_bytes`` or an
+array over ``max_events`` elements is rejected whole (one reject) before any element is parsed.
+Nothing raises on bad input: every problem becomes a ``Reject`` with a reason code the caller
+counts and dead-letters.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import orjson
 from worker.ingest.formats import aws, envoy, kong, native, tyk
 from worker.ingest.model import ParseResult, RawAccess, Reject, Rejected
 
-DEFAULT_MAX_BYTES: Final = 10 * 1024 * 1024
+DEFAULT_MAX_BYTES: Final = 8 * 1024 * 1024  # the ingest consumer fetches 8 MiB per partition
+DEFAULT_MAX_EVENTS: Final = 10_000  # Kong's batches are ~1-1,000 events; AWS/Envoy send 1
 FORMATS: Final[dict[str, ModuleType]] = {m.NAME: m for m in (aws, envoy, kong, native, tyk)}
 # Detection order: the most specific shapes first (Tyk and Envoy both have response_code).
 _DETECT: Final = (native, kong, tyk, aws, envoy)
@@ -30,6 +34,7 @@ def parse_message(
     fmt: str = "auto",
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    max_events: int = DEFAULT_MAX_EVENTS,
 ) -> ParseResult:
     """Parse one message value; ``fmt`` is ``auto`` or one of ``FORMATS`` (else ValueError)."""
     if fmt != "auto" and fmt not in FORMATS:
@@ -43,6 +48,8 @@ def parse_message(
         reason = "invalid_utf8" if "UTF-8" in exc.msg else "invalid_json"
         return _whole(fmt, reason, f"{exc.msg[:80]} at byte {exc.pos}")
     if doc.__class__ is list:
+        if len(doc) > max_events:
+            return _whole(fmt, "too_many_events", f"{len(doc)} events exceed {max_events}")
         return _parse_items(doc, fmt, True)
     return _parse_items([doc], fmt, False)
 
@@ -67,20 +74,25 @@ def _parse_items(items: list[Any], fmt: str, is_array: bool) -> ParseResult:
     if name == UNKNOWN:
         for i, item in enumerate(items):
             bad = "unknown_format" if item.__class__ is dict else "not_an_object"
-            rejects.append(Reject(bad, "no parser recognises the event", i if is_array else None))
+            rejects.append(_reject(bad, "no parser recognises the event", i, item, is_array))
         return result
     parse: Parser = FORMATS[name].parse
     events = result.events
     for i, item in enumerate(items):
         if item.__class__ is not dict:
             kind = type(item).__name__
-            rejects.append(Reject("not_an_object", f"event is a {kind}", i if is_array else None))
+            rejects.append(_reject("not_an_object", f"event is a {kind}", i, item, is_array))
             continue
         try:
             events.append(parse(item))
         except Rejected as exc:
-            rejects.append(Reject(exc.reason, exc.detail, i if is_array else None))
+            rejects.append(_reject(exc.reason, exc.detail, i, item, is_array))
     return result
+
+
+def _reject(reason: str, detail: str, index: int, item: Any, is_array: bool) -> Reject:
+    """A reject of one array element (carrying it), or of the whole one-event message."""
+    return Reject(reason, detail, index, item) if is_array else Reject(reason, detail)
 
 
 def _detect_items(items: list[Any]) -> str:

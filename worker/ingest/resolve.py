@@ -17,6 +17,7 @@ from typing import Final
 from detectors.model import AccessEvent
 from worker.errors import InputError
 from worker.ingest.model import RawAccess
+from worker.ingest.precedence import decide, must_link
 
 DEFAULT_TTL: Final = 60.0
 DEFAULT_NEGATIVE_TTL: Final = 10.0  # short: a key issued a moment ago must start resolving soon
@@ -85,14 +86,14 @@ class _Base:
         return info
 
     @staticmethod
-    def _event(raw: RawAccess, by_hash: KeyInfo | None, by_id: KeyInfo | None) -> AccessEvent:
-        """Hash wins (it is the key actually used); a gateway-given id is kept when unknown."""
-        info = by_hash or by_id
-        if info is not None:
-            return raw.to_event(info.key_id, info.account_id or raw.account_id)
-        if raw.key_id is not None:
-            return raw.to_event(raw.key_id, raw.account_id)
-        raise InputError("key hash not found in the key store", reason="unknown_key")
+    def _event(
+        raw: RawAccess, by_hash: KeyInfo | None, by_id: KeyInfo | None, links: bool = True
+    ) -> AccessEvent:
+        """The gateway's authenticated id wins (worker.ingest.precedence); unknown ids are kept."""
+        who = decide(raw, by_hash, by_id, links=links)
+        if isinstance(who, str):
+            raise InputError(who, reason="unknown_key")
+        return raw.to_event(*who)
 
 
 class KeyResolver(_Base):
@@ -131,5 +132,7 @@ class KeyResolver(_Base):
     def resolve(self, raw: RawAccess) -> AccessEvent:
         """The detector event for ``raw``; raises ``InputError(reason="unknown_key")``."""
         by_hash = self.lookup_hash(raw.key_hash) if raw.key_hash else None
-        by_id = self.lookup_id(raw.key_id) if by_hash is None and raw.key_id else None
-        return self._event(raw, by_hash, by_id)
+        by_id = self.lookup_id(raw.key_id) if raw.key_id else None
+        if by_id is None and raw.consumer_id and must_link(raw):
+            by_id = self.lookup_id(raw.consumer_id)
+        return self._event(raw, by_hash, by_id, self._by_id is not None)

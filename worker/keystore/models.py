@@ -102,6 +102,24 @@ class OutboxEntry(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     redis_done: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     kafka_done: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    # Several processes drain the outbox (worker, scanner, CLI): the one holding an unexpired
+    # claim is the only one announcing the entry, so an action is announced once.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class GatewayLink(Base):
+    """A gateway's own credential or consumer id mapped to the keywatch key it stands for.
+
+    Kong with ``hide_credentials`` logs only its credential UUID (``authenticated_entity.id``)
+    and the consumer; ``keywatch keys link`` records which key that is.
+    """
+
+    __tablename__ = "kw_gateway_links"
+
+    gateway_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(32))  # kong_credential | kong_consumer
+    key_id: Mapped[str] = mapped_column(sa.String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class SchemaVersion(Base):

@@ -16,12 +16,13 @@ from worker.keystore.models import (
     AlertRecord,
     Base,
     FeedbackOutboxEntry,
+    GatewayLink,
     IncidentRecord,
     PagerDutyOpen,
     SchemaVersion,
 )
 
-CURRENT_VERSION = 3
+CURRENT_VERSION = 4
 
 
 def _alerts_and_incidents(conn: sa.Connection) -> None:
@@ -37,13 +38,34 @@ def _add_rate_limits(conn: sa.Connection) -> None:
         conn.execute(sa.text("ALTER TABLE kw_keys ADD COLUMN rate_limits JSON"))
 
 
+def _add_gateway_links(conn: sa.Connection) -> None:
+    """Gateway credential/consumer ids linked to keys (``keywatch keys link``), and the outbox's
+    announcement claim (``kw_outbox.claimed_until``); each part skipped when already there."""
+    GatewayLink.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("kw_outbox")}
+    if "claimed_until" not in columns:
+        kind = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+        conn.execute(sa.text(f"ALTER TABLE kw_outbox ADD COLUMN claimed_until {kind}"))
+
+
 # UPGRADES[i] upgrades version i+1 to i+2.
-UPGRADES: list[Callable[[sa.Connection], None]] = [_alerts_and_incidents, _add_rate_limits]
+UPGRADES: list[Callable[[sa.Connection], None]] = [
+    _alerts_and_incidents,
+    _add_rate_limits,
+    _add_gateway_links,
+]
 
 
 def ensure_schema(engine: sa.Engine) -> int:
     """Create the tables on first use and apply pending upgrades; returns the version."""
-    Base.metadata.create_all(engine, checkfirst=True)
+    try:
+        Base.metadata.create_all(engine, checkfirst=True)
+    except sa.exc.OperationalError as exc:
+        # another process (worker, scanner, CLI) created a table between the check and the
+        # CREATE: the check is not atomic. Once more, and the check sees it.
+        if "already exists" not in str(exc):
+            raise
+        Base.metadata.create_all(engine, checkfirst=True)
     with engine.begin() as conn:
         current = conn.execute(sa.select(sa.func.max(SchemaVersion.version))).scalar()
         if current is None:

@@ -27,6 +27,13 @@ from worker.keystore.store import Change, KeyStore
 log = structlog.get_logger("keywatch.keystore")
 
 Announce = Callable[[dict[str, Any]], Awaitable[None]]
+CLAIM_S = 30.0  # an announcing process that dies holds its claim this long at most
+
+
+class _Claimed(Exception):
+    """Another process holds the entry's announcement claim: not ours to announce."""
+
+
 ANNOUNCED_FIELDS = ("key_id", "action", "reason", "ts", "ttl_s", "alert_id", "expires_at")
 
 
@@ -150,6 +157,8 @@ class KeyService:
         try:
             await push(entry)
             return True
+        except _Claimed:
+            return False  # not a failure: the other side of this entry carries on
         except KeyStoreUnavailable as exc:
             failed[name] = exc
             return False
@@ -159,8 +168,19 @@ class KeyService:
             await self.redis.apply(entry.action, entry.key_hash, entry.payload)
 
     async def _announce(self, entry: OutboxEntry) -> None:
-        if self.announce is not None:
+        if self.announce is None:
+            return
+        if not await asyncio.to_thread(self.store.claim_outbox, entry.id, CLAIM_S):
+            raise _Claimed()  # another process is announcing it (or just did)
+        try:
             await self.announce(announcement(entry.payload))
+        except (KeyStoreUnavailable, KafkaError, TimeoutError, OSError) as exc:
+            await asyncio.to_thread(self.store.release_outbox, entry.id)
+            if isinstance(exc, KeyStoreUnavailable):
+                raise
+            # the worker announces through its Faust producer (KafkaTimeoutError and friends):
+            # the entry stays pending for the reconciler instead of failing the caller
+            raise KeyStoreUnavailable(f"broker unavailable: {exc!r}") from exc
 
     async def drain_quietly(self) -> int:
         """``drain``, logging instead of raising: the reconciler retries what is left."""

@@ -370,6 +370,25 @@ class KeyStore:
         with self._session() as s:
             return list(s.scalars(q))
 
+    def claim_outbox(self, entry_id: int, for_s: float) -> bool:
+        """Claim an entry's announcement for ``for_s`` seconds; False when another process
+        holds an unexpired claim or has announced it already (a crashed claimer's claim ends)."""
+        now = utcnow()
+        free = sa.or_(OutboxEntry.claimed_until.is_(None), OutboxEntry.claimed_until < now)
+        q = (
+            sa.update(OutboxEntry)
+            .where(OutboxEntry.id == entry_id, OutboxEntry.kafka_done.is_(False), free)
+            .values(claimed_until=now + timedelta(seconds=for_s))
+        )
+        with self._session() as s, s.begin():
+            return bool(s.execute(q).rowcount)  # type: ignore[attr-defined]
+
+    def release_outbox(self, entry_id: int) -> None:
+        """Give up a claim (the announcement failed: anyone may retry at once)."""
+        q = sa.update(OutboxEntry).where(OutboxEntry.id == entry_id).values(claimed_until=None)
+        with self._session() as s, s.begin():
+            s.execute(q)
+
     def mark_outbox(self, entry_id: int, *, redis: bool = False, kafka: bool = False) -> None:
         """Mark an outbox entry's Redis and/or Kafka side as done; delete it when both are."""
         with self._session() as s, s.begin():

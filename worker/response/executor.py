@@ -96,6 +96,7 @@ class Executor:
         metrics: Metrics | None = None,
         backoff: Backoff | None = None,
         sleep: Sleep = asyncio.sleep,
+        test_max_action: str = "notify",
     ) -> None:
         self.keys = keys
         self.throttle_ttl_s = throttle_ttl_s
@@ -103,6 +104,10 @@ class Executor:
         self.metrics = metrics
         self.backoff = backoff or Backoff(0.5, 30.0)
         self.sleep = sleep
+        # The alert's action was decided with the key's context as the profile stage saw it,
+        # which is a "live" default when the key store was down then: the environment is
+        # checked again here, from SQL, before anything is done to the key.
+        self.test_max_action = test_max_action
 
     async def execute(self, alert: Mapping[str, Any]) -> Outcome:
         """Apply the alert's action; returns only when it is done (or dead-lettered)."""
@@ -122,7 +127,11 @@ class Executor:
             try:
                 # the SQL change and its outbox entry commit together; KeyService drains the
                 # outbox quietly and the reconciler retries what Redis or the broker refused
-                changed = (await self._apply(plan)).changed or changed
+                capped = await self._capped(plan)
+                if capped is None:
+                    return Outcome("skipped", plan.action, attempt, "not a live key")
+                changed = (await self._apply(capped)).changed or changed
+                plan = capped
                 break
             except KeyNotFound as exc:
                 await self.dead_letter("unknown_key", "response", dict(alert), str(exc))
@@ -140,6 +149,19 @@ class Executor:
         log.info("key_action", action=plan.action, key_id=plan.key_id, alert_id=plan.alert_id,
                  changed=changed, attempts=attempt)  # fmt: skip
         return Outcome("applied" if changed else "unchanged", plan.action, attempt)
+
+    async def _capped(self, plan: ActionPlan) -> ActionPlan | None:
+        """The plan allowed for the key's environment: a key not known to be live gets at most
+        ``test_max_action`` (None: nothing is done to the key)."""
+        record = await asyncio.to_thread(self.keys.store.get, plan.key_id)
+        if record.environment == "live" or ACTIONS.index(plan.action) <= ACTIONS.index(
+            self.test_max_action
+        ):
+            return plan
+        done = self.test_max_action if self.test_max_action in KEY_ACTIONS else None
+        log.info("action_capped", key_id=plan.key_id, environment=record.environment,
+                 asked=plan.action, done=done or self.test_max_action)  # fmt: skip
+        return ActionPlan("throttle", plan.key_id, plan.alert_id, plan.reason) if done else None
 
     async def _apply(self, plan: ActionPlan) -> Change:
         if plan.action == "revoke":

@@ -44,7 +44,7 @@ def run(fn, geo: GeoResolver, prof: KeyProfile, ev: AccessEvent, late: bool = Fa
 
 def test_registry_is_alphabetical_and_complete() -> None:
     assert detector_types() == sorted(detector_types())
-    assert len(DETECTORS) == 6
+    assert len(DETECTORS) == 7
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,13 @@ import orjson
 import pytest
 
 from worker.ingest import parse_message
-from worker.ingest.ips import forwarded_client, normalise
+from worker.ingest.ips import (
+    TrustedProxies,
+    configure,
+    forwarded_client,
+    normalise,
+    parse_trusted,
+)
 from worker.ingest.keys import key_from_authorization, split_path
 from worker.ingest.model import Rejected
 from worker.ingest.timestamps import parse_ts
@@ -116,17 +122,43 @@ def test_ip_normalise(text: str, expected: str | None) -> None:
 
 
 @pytest.mark.parametrize(
-    ("xff", "expected"),
+    ("spec", "peer", "xff", "expected"),
     [
-        ("81.2.69.160", "81.2.69.160"),
-        ("10.0.0.1, 81.2.69.160, 93.184.216.34", "81.2.69.160"),
-        ("garbage, 2a00:1450:4001:82b::200e", "2a00:1450:4001:82b::200e"),
-        ("10.0.0.1, 192.168.1.1", None),
-        ("", None),
+        ("", "10.0.0.5", "81.2.69.160", "81.2.69.160"),
+        # a forged left-most entry: the right-most untrusted entry is what our LB saw
+        ("", "10.0.0.5", "6.6.6.6, 81.2.69.160", "81.2.69.160"),
+        ("", "10.0.0.5", "10.0.0.1, 81.2.69.160, 93.184.216.34", "93.184.216.34"),
+        ("", "10.0.0.5", "81.2.69.160, 10.1.2.3", "81.2.69.160"),
+        ("", "10.0.0.5", "garbage, 2a00:1450:4001:82b::200e", "2a00:1450:4001:82b::200e"),
+        ("", "10.0.0.5", "81.2.69.160, garbage", "10.0.0.5"),
+        ("", "10.0.0.5", "10.0.0.1, 192.168.1.1", "10.0.0.1"),
+        ("", "10.0.0.5", "", "10.0.0.5"),
+        ("", "93.184.216.34", "6.6.6.6", "93.184.216.34"),  # a public peer is the client
+        ("", None, "6.6.6.6, 81.2.69.160", "81.2.69.160"),
+        ("1", "10.0.0.5", "6.6.6.6, 81.2.69.160", "81.2.69.160"),
+        ("2", "10.0.0.5", "6.6.6.6, 81.2.69.160, 10.0.0.9", "81.2.69.160"),
+        ("2", "10.0.0.5", "81.2.69.160", "81.2.69.160"),
+        ("0", "93.184.216.34", "6.6.6.6", "93.184.216.34"),
+        ("0", "10.0.0.5", "6.6.6.6", "10.0.0.5"),
+        ("203.0.113.0/24", "203.0.113.9", "6.6.6.6, 81.2.69.160", "81.2.69.160"),
+        ("203.0.113.0/24", "10.0.0.5", "81.2.69.160", "10.0.0.5"),  # not our proxy
     ],
 )
-def test_forwarded_client(xff: str, expected: str | None) -> None:
-    assert forwarded_client(xff) == expected
+def test_forwarded_client(spec: str, peer: str | None, xff: str, expected: str | None) -> None:
+    configure(parse_trusted(spec))
+    try:
+        assert forwarded_client(peer, xff) == expected
+    finally:
+        configure(TrustedProxies())
+
+
+def test_trusted_proxies_setting_is_validated() -> None:
+    from worker.errors import ConfigError
+    from worker.settings import Settings
+
+    assert Settings.from_env({"KEYWATCH_TRUSTED_PROXIES": "2"}).trusted_proxies.hops == 2
+    with pytest.raises(ConfigError, match="KEYWATCH_TRUSTED_PROXIES"):
+        Settings.from_env({"KEYWATCH_TRUSTED_PROXIES": "lots"})
 
 
 @pytest.mark.parametrize(

@@ -280,3 +280,82 @@ async def test_redis_down_does_not_hold_up_actions_and_the_outbox_repairs_the_vi
     assert await redis_client.sismember(REVOKED_SET, record.key_hash)
     assert [m["action"] for m in rec.announced] == ["revoke"]
     assert len([a for a in store.audit(record.key_id) if a.action == "revoke"]) == 1
+
+
+async def test_a_test_key_is_never_revoked_whatever_the_alert_says(sqlite_url: str) -> None:
+    """The alert was decided while the key store was down: its fallback context said "live"."""
+    store = KeyStore(sqlite_url)
+    _, rec = store.create("acme", "test")
+    rec_out = Recorder()
+    executor = Executor(KeyService(store, None, rec_out.announce), throttle_ttl_s=60,
+                        dead_letter=rec_out.dead_letter, backoff=TINY)  # fmt: skip
+    outcome = await executor.execute(alert(rec.key_id, "revoke"))
+    assert (outcome.status, outcome.detail) == ("skipped", "not a live key")
+    assert store.get(rec.key_id).status == "active" and rec_out.announced == []
+    service = KeyService(store, None, rec_out.announce)
+    capped = Executor(service, throttle_ttl_s=60, dead_letter=rec_out.dead_letter,
+                      backoff=TINY, test_max_action="throttle")  # fmt: skip
+    assert (await capped.execute(alert(rec.key_id, "revoke"))).action == "throttle"
+    after = store.get(rec.key_id)
+    assert after.status == "active" and after.throttled_until is not None
+
+
+async def test_a_broker_error_from_the_announcement_does_not_escape(sqlite_url: str) -> None:
+    """The worker announces through its Faust producer, which raises KafkaTimeoutError."""
+    from aiokafka.errors import KafkaTimeoutError
+
+    from worker.errors import KeyStoreUnavailable
+
+    async def failing(message: dict[str, Any]) -> None:
+        raise KafkaTimeoutError()
+
+    store = KeyStore(sqlite_url)
+    _, rec = store.create("acme")
+    service = KeyService(store, None, failing)
+    executor = Executor(service, throttle_ttl_s=60, dead_letter=Recorder().dead_letter,
+                        backoff=TINY)  # fmt: skip
+    assert (await executor.execute(alert(rec.key_id, "revoke"))).status == "applied"
+    assert store.get(rec.key_id).status == "revoked"
+    assert [e.kafka_done for e in store.pending_outbox()] == [False]  # the reconciler retries
+    with pytest.raises(KeyStoreUnavailable):
+        await service.drain()
+    await service.unthrottle(rec.key_id, "x")  # and a CLI-style call returns as well
+
+
+async def test_two_processes_draining_the_outbox_announce_a_throttle_once(sqlite_url: str) -> None:
+    """The demo's double throttle: the worker and the scanner both drain the same outbox."""
+    heard: list[dict[str, Any]] = []
+
+    async def slow_announce(message: dict[str, Any]) -> None:
+        await asyncio.sleep(0.05)  # a broker round trip: the other process reads meanwhile
+        heard.append(message)
+
+    store = KeyStore(sqlite_url)
+    _, rec = store.create("acme")
+    await asyncio.to_thread(store.throttle, rec.key_id, 60, "spike", alert_id="01JTHROTTLE1")
+    worker = KeyService(KeyStore(sqlite_url), None, slow_announce)
+    scanner = KeyService(KeyStore(sqlite_url), None, slow_announce)
+    await asyncio.gather(worker.drain(), scanner.drain(), worker.drain())
+    assert [(m["action"], m["alert_id"]) for m in heard] == [("throttle", "01JTHROTTLE1")]
+    assert store.pending_outbox() == []
+
+
+async def test_the_actions_agent_retries_an_alert_whose_handling_raised() -> None:
+    """A KafkaTimeoutError from a dead letter or announcement neither stops the agent nor skips
+    the alert."""
+    from aiokafka.errors import KafkaTimeoutError
+
+    from worker.agents.respond import until_done
+
+    calls: list[str] = []
+
+    async def flaky(value: str) -> None:
+        calls.append(value)
+        if len(calls) < 3:
+            raise KafkaTimeoutError()
+
+    async def no_wait(_s: float) -> None:
+        return None
+
+    await until_done(flaky, "alert-1", sleep=no_wait)
+    assert calls == ["alert-1"] * 3

@@ -51,7 +51,7 @@ def _asdict(e: AccessEvent) -> dict[str, object]:
         msgpack.packb([2, []]),  # unknown version
         msgpack.packb([1, {}]),
         msgpack.packb([1, [[1.0, "k"]]]),  # too few fields
-        msgpack.packb([1, [[1.0, "k", "ip"] + [None] * 10]]),  # too many fields
+        msgpack.packb([1, [[1.0, "k", "ip"] + [None] * 11]]),  # too many fields
         msgpack.packb([1, [5]]),
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -159,3 +160,37 @@ def test_idle_keys_go_back_to_bytes(tmp_path: Path) -> None:
     assert table.data["hot"] is hot
     assert table.data["idle"] == idle.to_bytes()
     assert table.partition_for_key("idle") == partition_for("idle", 4)
+
+
+async def test_an_alert_the_broker_refused_is_retried_before_the_window_ends(
+    stage: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The profile counts the alert as raised: handle() must not return until it is sent."""
+    from aiokafka.errors import KafkaTimeoutError
+
+    st, _, sink, _ = stage
+    monkeypatch.setattr(asyncio, "sleep", _no_wait)
+    await st.handle([encode_batch(history("k1"))])
+    refusals = 2
+    real_send = st.send_alert
+
+    async def flaky(key_id: str, value: bytes) -> None:
+        nonlocal refusals
+        if refusals:
+            refusals -= 1
+            raise KafkaTimeoutError()
+        await real_send(key_id, value)
+
+    st.send_alert = flaky
+    burst = [AccessEvent(NOW - 60 + i, "k1", RU, "GET", "/v1/x", 200, account_id="acme")
+             for i in range(20)]  # fmt: skip
+    alerts = await st.handle([encode_batch(burst)])
+    assert alerts and refusals == 0
+    assert [a["id"] for _, a in sink.alerts] == [a.id for a in alerts]
+
+
+_real_sleep = asyncio.sleep
+
+
+async def _no_wait(delay: float) -> None:
+    await _real_sleep(0)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from worker.ingest.ips import client_ip
-from worker.ingest.keys import identity, split_path, status, text, usable
+from worker.ingest.keys import identity, second_key, split_path, status, text, usable
 from worker.ingest.model import RawAccess
 from worker.ingest.timestamps import parse_ts
 
@@ -69,4 +69,6 @@ def parse(obj: dict[str, Any]) -> RawAccess:
         text(_pick(obj, ident, "domainName", "apiId"), 128) or NAME,
         None,  # accountId is the API owner's AWS account, not the key's
         NAME,
+        None,
+        second_key(raw_key, query_key),
     )

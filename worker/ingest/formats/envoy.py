@@ -1,7 +1,10 @@
 """Envoy JSON access logs (``json_format``). The field names are chosen by the operator.
 
-Envoy has no fixed JSON schema, so this parser reads the names of Envoy's default format plus a
-key field. The expected ``access_log`` config (field names on the left are what we read)::
+Envoy has no fixed JSON schema, so this parser reads two sets of names: Envoy Gateway's default
+JSON format (hyphenated header names: ``x-envoy-origin-path``, ``user-agent``, ``x-request-id``,
+``x-forwarded-for``; ref: gateway.envoyproxy.io, "Proxy Access Logs", Default Access Log) and the
+underscore names below, plus a key field, which neither default has. The expected
+``access_log`` config (field names on the left are what we read)::
 
     typed_json_format:
       start_time: "%START_TIME%"                        # ISO 8601, required
@@ -18,19 +21,20 @@ key field. The expected ``access_log`` config (field names on the left are what 
 
 Accepted aliases: ``api_key_id`` for ``key_id``; ``x-api-key``, ``api_key``, ``apikey`` for the key
 header; ``downstream_direct_remote_address``/``client_ip`` for the peer; ``upstream_cluster`` or
-``gateway`` for the gateway. Client IP: the peer address when it is public; when it is a private
-(load balancer) address, the left-most public ``x_forwarded_for`` entry; else the peer.
+``gateway`` for the gateway. Client IP: the peer address unless it is a trusted proxy; then the
+right-most ``X-Forwarded-For`` entry not added by a trusted proxy (``worker.ingest.ips``).
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
-from worker.ingest.ips import client_ip, forwarded_client, is_public
+from worker.ingest.ips import client_ip, forwarded_client
 from worker.ingest.keys import (
     first_str,
     identity,
     key_from_authorization,
+    second_key,
     split_path,
     status,
     text,
@@ -42,6 +46,11 @@ from worker.ingest.timestamps import parse_ts
 NAME: Final = "envoy"
 _PEER_FIELDS: Final = ("downstream_remote_address", "downstream_direct_remote_address", "client_ip")
 _KEY_FIELDS: Final = ("x_api_key", "x-api-key", "api_key", "apikey")
+# Underscore names (Envoy's docs) and Envoy Gateway's default format's hyphenated names.
+_PATH_FIELDS: Final = ("path", "x_envoy_original_path", "x-envoy-origin-path")
+_XFF_FIELDS: Final = ("x_forwarded_for", "x-forwarded-for", "forwarded_for")
+_UA_FIELDS: Final = ("user_agent", "user-agent")
+_RID_FIELDS: Final = ("request_id", "x-request-id")
 
 
 def matches(obj: dict[str, Any]) -> bool:
@@ -53,8 +62,9 @@ def parse(obj: dict[str, Any]) -> RawAccess:
     """Parse one Envoy access log entry; raises ``Rejected``."""
     ts = parse_ts(obj.get("start_time"))
     ip = _client(obj)
-    path, query_key = split_path(obj.get("path") or obj.get("x_envoy_original_path"))
-    raw_key = _header_key(obj) or query_key
+    path, query_key = split_path(_first(obj, _PATH_FIELDS))
+    header_key = _header_key(obj)
+    raw_key = header_key or query_key
     key_id, key_hash = identity(
         obj.get("key_id") or obj.get("api_key_id"), obj.get("key_hash"), raw_key
     )
@@ -67,11 +77,13 @@ def parse(obj: dict[str, Any]) -> RawAccess:
         text(obj.get("method"), 16),
         path,
         status(obj.get("response_code")),
-        text(obj.get("user_agent")),
-        text(obj.get("request_id"), 128),
+        text(_first(obj, _UA_FIELDS)),
+        text(_first(obj, _RID_FIELDS), 128),
         text(obj.get("gateway") or obj.get("upstream_cluster"), 128) or NAME,
         text(obj.get("account_id"), 128) or None,
         NAME,
+        None,
+        second_key(header_key, query_key),
     )
 
 
@@ -81,19 +93,27 @@ def _client(obj: dict[str, Any]) -> str:
         peer_value = obj.get(name)
         if peer_value not in (None, "", "-"):
             break
-    forwarded = forwarded_client(obj.get("x_forwarded_for"))
-    if peer_value in (None, "", "-"):
-        if forwarded is not None:
-            return forwarded
-        return client_ip(None, "downstream_remote_address")
-    peer = client_ip(peer_value, "downstream_remote_address")
-    if forwarded is not None and not is_public(peer):
-        return forwarded
-    return peer
+    peer = None
+    if peer_value not in (None, "", "-"):
+        peer = client_ip(peer_value, "downstream_remote_address")
+    xff = _first(obj, _XFF_FIELDS)
+    if xff is None:
+        return peer if peer is not None else client_ip(None, "downstream_remote_address")
+    ip = forwarded_client(peer, xff)
+    return ip if ip is not None else client_ip(None, "downstream_remote_address")
+
+
+def _first(obj: dict[str, Any], names: tuple[str, ...]) -> Any:
+    """The first of ``names`` with a value (Envoy writes null or "-" for an absent header)."""
+    for name in names:
+        value = obj.get(name)
+        if value is not None and value != "" and value != "-":
+            return value
+    return None
 
 
 def _header_key(obj: dict[str, Any]) -> str | None:
-    auth = first_str(obj.get("authorization"))
+    auth = first_str(obj.get("authorization"))  # same name in both styles
     if auth:
         key = key_from_authorization(auth)
         if key:

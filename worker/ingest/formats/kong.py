@@ -24,6 +24,7 @@ from worker.ingest.keys import (
     identity,
     key_from_headers,
     key_from_query_dict,
+    second_key,
     split_path,
     status,
     text,
@@ -62,8 +63,8 @@ def parse(obj: dict[str, Any]) -> RawAccess:
         query = req.get("querystring")  # the uri's query was checked
         if query:
             query_key = key_from_query_dict(query)
-    raw_key = key_from_headers(headers) if headers else None
-    raw_key = raw_key or query_key
+    header_key = key_from_headers(headers) if headers else None
+    raw_key = header_key or query_key
     entity = obj.get("authenticated_entity")
     entity_id = entity.get("id") if entity.__class__ is dict else None
     key_id, key_hash = identity(entity_id, None, raw_key, "authenticated_entity.id")
@@ -87,6 +88,8 @@ def parse(obj: dict[str, Any]) -> RawAccess:
         _gateway(obj),
         account,
         NAME,
+        text(consumer.get("id"), 128) or None,
+        second_key(header_key, query_key),
     )
 
 

@@ -43,5 +43,5 @@ def parse(obj: dict[str, Any]) -> RawAccess:
         text(obj.get("gateway"), 128),
         text(obj.get("account_id"), 128) or None,
         NAME,
-        text(obj.get("auth"), 16),
+        auth=text(obj.get("auth"), 16),
     )

@@ -168,11 +168,19 @@ class Engine:
             return []
         joined = "\n".join(text[a:b] for a, b in runs)
         starts = list(itertools.accumulate((b - a + 1 for a, b in runs[:-1]), initial=0))
-        hit_runs = {
-            bisect.bisect_right(starts, end) - 1 for end, _ in self._b64_automaton.iter(joined)
-        }
-        spans = (decoders.span_around(text, *runs[i], "base64", self.limits) for i in hit_runs)
-        return sorted({span for span in spans if span is not None})
+        hit_runs = sorted(
+            {bisect.bisect_right(starts, end) - 1 for end, _ in self._b64_automaton.iter(joined)}
+        )
+        spans: list[tuple[int, int]] = []
+        done = 0
+        for i in hit_runs:  # in order, each widened once: a run inside the last span is skipped
+            if runs[i][0] < done:
+                continue
+            span = decoders.run_extent(text, *runs[i], "base64", done)
+            if span is not None:
+                spans.append(span)
+                done = span[1]
+        return spans
 
     def _scan_added(
         self,
@@ -191,43 +199,60 @@ class Engine:
                 _add(out, _candidate(hit, path, lines[i].line, hit.pos - starts[i] + 1))
 
     def _find(self, text: str, depth: int) -> list[_Hit]:
-        """Every accepted secret in ``text``; encoded spans are decoded while depth allows."""
+        """Every accepted secret in ``text``; encoded spans are decoded while depth allows.
+
+        Linear in ``text`` on any input: a keyword hit costs at most one anchored regex match
+        (bounded by the rule's longest match) and none inside a span the rule already matched
+        or rejected; an encoded run is found once (later triggers inside it are skipped) and
+        decoded once, in overlapping chunks when it is longer than the decode limit.
+        """
         hits: list[_Hit] = []
-        seen: set[tuple[str, int]] = set()
-        decoded_until = {"percent": -1, "json": -1}  # skip triggers inside a decoded span
+        covered: dict[str, int] = {}  # rule id -> end of the span its last attempt consumed
+        decoded_until = {"percent": -1, "json": -1}
         can_decode = depth < self.limits.max_depth
         for end, entries in self._automaton.iter(text):
             for keyword, target in entries:
                 start = end - len(keyword) + 1
                 if isinstance(target, Rule):
-                    hits.extend(self._match(text, start, target, seen))
+                    if start >= covered.get(target.id, -1):
+                        hit, covered[target.id] = self._match(text, start, target)
+                        if hit is not None:
+                            hits.append(hit)
                 elif can_decode and start >= decoded_until[target]:
-                    span = decoders.span_around(text, start, end + 1, target, self.limits)
+                    floor = max(decoded_until[target], 0)
+                    span = decoders.run_extent(text, start, end + 1, target, floor)
+                    decoded_until[target] = span[1] if span is not None else end + 1
                     if span is not None:
-                        decoded_until[target] = span[1]
-                        hits.extend(self._decode(text, span, target, depth))
+                        hits.extend(self._decode_run(text, span, target, depth))
         if can_decode:
             for span in self._base64_spans(text):
-                hits.extend(self._decode(text, span, "base64", depth))
+                hits.extend(self._decode_run(text, span, "base64", depth))
         return hits
 
-    def _match(
-        self, text: str, start: int, rule: Rule, seen: set[tuple[str, int]]
-    ) -> Iterator[_Hit]:
-        """The rule's regex in a window around a keyword hit at ``start``."""
-        lo = max(0, start - _LOOKBACK)
-        for m in rule.regex.finditer(text, lo, min(len(text), start + _LOOKAHEAD)):
-            if not m.start() <= start < m.end() or (rule.id, m.start()) in seen:
-                continue
-            seen.add((rule.id, m.start()))
-            secret = rule.secret_of(m)
-            if rule.accepts(secret):
-                yield _Hit(
-                    m.start("secret") if "secret" in m.re.groupindex else m.start(),
-                    rule,
-                    secret,
-                    "plain",
-                )
+    def _match(self, text: str, start: int, rule: Rule) -> tuple[_Hit | None, int]:
+        """The rule's match around a keyword at ``start``, and where the next attempt may begin."""
+        if rule.keyword_at_start:
+            m = rule.regex.match(text, start)
+        else:  # the match may begin before its keyword: search a bounded window
+            lo = max(0, start - _LOOKBACK)
+            m = rule.regex.search(text, lo, min(len(text), start + _LOOKAHEAD))
+            m = m if m is not None and m.start() <= start < m.end() else None
+        if m is None:
+            return None, start + 1
+        secret = rule.secret_of(m)
+        if not rule.accepts(secret):
+            return None, m.end()  # a rejected span: no later keyword inside it is tried again
+        pos = m.start("secret") if "secret" in m.re.groupindex else m.start()
+        return _Hit(pos, rule, secret, "plain"), m.end()
+
+    def _decode_run(
+        self, text: str, span: tuple[int, int], encoding: str, depth: int
+    ) -> list[_Hit]:
+        """Decode a run (chunked when long) and scan it a level deeper."""
+        out: list[_Hit] = []
+        for chunk in decoders.chunks(text, span, encoding, self.limits):
+            out.extend(self._decode(text, chunk, encoding, depth))
+        return out
 
     def _decode(self, text: str, span: tuple[int, int], encoding: str, depth: int) -> list[_Hit]:
         """Decode one span and scan it a level deeper; hits point at the span's start."""

@@ -208,6 +208,40 @@ def _post_images(corpus: str) -> dict[str, str]:
     return {path: "\n".join(lines) + "\n" for path, lines in files.items()}
 
 
+def _repeat(unit: str, n: int) -> str:
+    return (unit * (n // len(unit) + 1))[:n]
+
+
+# Adversarial inputs of the hardening issue: keyword-dense text and long encoded runs.
+DENSE: dict[str, Callable[[int], str]] = {
+    "sk_live_ glued": lambda n: _repeat("sk_live_", n),
+    "sk_live_ spaced": lambda n: _repeat("sk_live_ ", n),
+    "base64 of sk_live_": lambda n: _b64(_repeat("sk_live_ ", n * 3 // 4)),
+    "AKIA": lambda n: _repeat("AKIA", n),
+    "xoxb-": lambda n: _repeat("xoxb-1234567890-", n),
+    "mixed keywords": lambda n: _repeat("sk_live_x AKIA xoxb-1 ghp_ github_pat_ ", n),
+    "percent run": lambda n: "q=" + _repeat("sk%5Flive%5F", n),
+    "json-escaped run": lambda n: '"' + _repeat("sk\\u005flive\\u005f", n),
+}
+
+
+def run_dense(mb: float) -> dict[str, float]:
+    """MB/s of the engine on each keyword-dense family of ``mb`` megabytes (best of 2)."""
+    engine = Engine.default()
+    out: dict[str, float] = {}
+    for name, make in DENSE.items():
+        text = make(int(mb * 1e6))
+        best = min(_timed(lambda t=text: engine.scan_text(t)) for _ in range(2))
+        out[name] = round(len(text) / 1e6 / best, 2)
+    return out
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def compare_prefilters(corpus: str, engine: Engine) -> dict[str, float]:
     """MB/s of the engine's parts and of the alternatives we measured against them."""
     keywords = {k for rule in engine.ruleset.rules for k in rule.keywords}
@@ -247,6 +281,9 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=200, help="planted keys (default 200)")
     parser.add_argument("--no-detect-secrets", action="store_true", help="skip detect-secrets")
     parser.add_argument("--prefilters", action="store_true", help="also time prefilter choices")
+    parser.add_argument(
+        "--dense-mb", type=float, default=2.0, help="size of each keyword-dense input (0: skip)"
+    )
     args = parser.parse_args()
 
     corpus, planted = build_corpus(args.mb, args.keys)
@@ -269,6 +306,11 @@ def main() -> None:
     print(f"\nkeywatch details: {rows[0][1]}")
     if len(rows) > 1:
         print(f"detect-secrets details: {rows[1][1]}")
+    if args.dense_mb > 0:
+        real = size / float(str(rows[0][1]["seconds"]))
+        print(f"\nkeyword-dense inputs, {args.dense_mb:g} MB each (real code above: {real:.1f} MB/s)")
+        for name, rate in run_dense(args.dense_mb).items():
+            print(f"  {name:<22}{rate:>10.2f} MB/s")
     if args.prefilters:
         print(
             "\nprefilter:",

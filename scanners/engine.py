@@ -51,6 +51,7 @@ class Candidate:
     environment: str | None  # "live" | "test" for platform keys
     encoding: str  # "plain" | "base64" | "percent" | "json"
     secret: str = field(repr=False, compare=False)  # in memory only, never serialised
+    location: str = "content"  # "content" | "path" | "commit_message"
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict without the secret."""
@@ -65,6 +66,7 @@ class Candidate:
             "checksum_ok": self.checksum_ok,
             "environment": self.environment,
             "encoding": self.encoding,
+            "location": self.location,
         }
 
 
@@ -97,9 +99,34 @@ class Engine:
         """An engine with the rules of ``path`` (``ConfigError`` when invalid)."""
         return cls(load_rules(path), limits)
 
-    def scan_text(self, text: str, path: str | None = None) -> list[Candidate]:
-        """Candidates in a whole file's text, with 1-based line and column."""
+    def safe_path(self, path: str | None) -> str | None:
+        """``path`` with every secret in it redacted: a key in a file name is never copied whole."""
+        if path is None:
+            return None
+        hits = self._find(_require_str(path), 0)
+        for hit in hits:
+            if hit.encoding == "plain" and hit.secret in path:
+                path = path.replace(hit.secret, _redacted(hit.rule, hit.secret))
+        if any(h.encoding != "plain" for h in hits):  # an encoded secret: drop its segment
+            path = "/".join(
+                seg if not self._find(seg, 0) else "[redacted]" for seg in path.split("/")
+            )
+        return path
+
+    def scan_path(self, path: str) -> list[Candidate]:
+        """Candidates in a file path (or any name): reported with the path redacted."""
+        shown = self.safe_path(path)
+        out: dict[tuple[str, str | None, int | None], Candidate] = {}
+        for hit in self._find(_require_str(path), 0):
+            _add(out, _candidate(hit, shown, None, None, "path"))
+        return list(out.values())
+
+    def scan_text(
+        self, text: str, path: str | None = None, location: str = "content"
+    ) -> list[Candidate]:
+        """Candidates in a whole file's text (or a commit message), with 1-based line, column."""
         text = _require_str(text)
+        path = self.safe_path(path)
         hits = sorted(self._find(text, 0), key=lambda h: h.pos)
         out: dict[tuple[str, str | None, int | None], Candidate] = {}
         line, line_pos, line_start = 1, 0, -1
@@ -109,7 +136,7 @@ class Engine:
             line_start = newline if newline >= 0 else line_start
             line_pos = hit.pos
             column = hit.pos - line_start
-            _add(out, _candidate(hit, path, line, column))
+            _add(out, _candidate(hit, path, line, column, location))
         return list(out.values())
 
     def scan_diff(self, diff: str) -> list[Candidate]:
@@ -131,7 +158,10 @@ class Engine:
             lo, hi = starts[i], starts[i + 1] if i + 1 < len(starts) else len(text)
             if i not in done:
                 first = lo if text.startswith("@@ ", lo) else text.find("\n@@ ", lo, hi)
-                done[i] = header_path(text[lo : max(lo, first)])
+                header = text[lo : max(lo, first)] if first >= 0 else text[lo:hi]
+                done[i] = self.safe_path(header_path(header))
+                for cand in self._header_candidates(header, done[i]):
+                    _add(out, cand)
                 locators[i] = AddedLocator(text, lo)
                 if text.count("\n+++ ", lo, hi) > 1:  # several files, no "diff --git" lines
                     slow.add(i)
@@ -145,8 +175,12 @@ class Engine:
         out: dict[tuple[str, str | None, int | None], Candidate] = {}
         if not isinstance(path, str):
             raise InputError("patch path must be text", reason="bad_input")
-        self._scan_hunks(_require_str(patch), path, out)
+        self._scan_hunks(_require_str(patch), self.safe_path(path), out)
         return list(out.values())
+
+    def _header_candidates(self, header: str, shown: str | None) -> list[Candidate]:
+        """Secrets in a file's diff header (old and new paths): reported as path leaks."""
+        return [_candidate(hit, shown, None, None, "path") for hit in self._find(header, 0)]
 
     def _scan_hunks(
         self,
@@ -188,7 +222,8 @@ class Engine:
         out: dict[tuple[str, str | None, int | None], Candidate],
     ) -> None:
         """Scan added lines grouped by file as one text; offsets map back to lines by bisection."""
-        for path, lines in _group_by_path(added):
+        for raw_path, lines in _group_by_path(added):
+            path = self.safe_path(raw_path)
             starts, pos = [], 0
             for line in lines:
                 starts.append(pos)
@@ -300,7 +335,9 @@ def _group_by_path(added: Iterable[AddedLine]) -> Iterator[tuple[str | None, lis
         yield current[0].path, current
 
 
-def _candidate(hit: _Hit, path: str | None, line: int | None, column: int | None) -> Candidate:
+def _candidate(
+    hit: _Hit, path: str | None, line: int | None, column: int | None, location: str = "content"
+) -> Candidate:
     """Turn a hit into a Candidate (hash, redacted form, checksum, environment)."""
     rule, secret = hit.rule, hit.secret
     platform = rule.kind == "platform"
@@ -308,7 +345,7 @@ def _candidate(hit: _Hit, path: str | None, line: int | None, column: int | None
         rule_id=rule.id,
         kind=rule.kind,
         key_hash=hash_key(secret),
-        redacted=redact_key(secret) if platform else _redact_third_party(rule, secret),
+        redacted=_redacted(rule, secret),
         path=path,
         line=line,
         column=column,
@@ -316,7 +353,12 @@ def _candidate(hit: _Hit, path: str | None, line: int | None, column: int | None
         environment=environment_of(secret) if platform else None,
         encoding=hit.encoding,
         secret=secret,
+        location=location,
     )
+
+
+def _redacted(rule: Rule, secret: str) -> str:
+    return redact_key(secret) if rule.kind == "platform" else _redact_third_party(rule, secret)
 
 
 def _redact_third_party(rule: Rule, secret: str) -> str:

@@ -146,6 +146,10 @@ _ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("log_level", "KEYWATCH_LOG_LEVEL", _log_level),
     ("dry_run", "KEYWATCH_DRY_RUN", _bool),
     ("max_body_bytes", "KEYWATCH_MAX_BODY_BYTES", _positive_int),
+    ("scan_budget_s", "KEYWATCH_SCAN_BUDGET_S", _positive_float),
+    ("webhook_body_timeout_s", "KEYWATCH_WEBHOOK_BODY_TIMEOUT_S", _positive_float),
+    ("webhook_header_timeout_s", "KEYWATCH_WEBHOOK_HEADER_TIMEOUT_S", _positive_float),
+    ("max_pending_bodies", "KEYWATCH_MAX_PENDING_BODIES", _positive_int),
     ("app_id", "KEYWATCH_APP_ID", str),
 )
 
@@ -188,6 +192,10 @@ class Settings:
     log_level: str = "INFO"
     dry_run: bool = False
     max_body_bytes: int = 25 * 1024 * 1024
+    scan_budget_s: float = 30.0  # per push; the rest is scanned in the background
+    webhook_body_timeout_s: float = 30.0  # a webhook body must arrive within this
+    webhook_header_timeout_s: float = 10.0  # a connection must send its headers within this
+    max_pending_bodies: int = 8  # webhook bodies read at once before they are authenticated
     app_id: str = "keywatch"
     topics: Topics = field(default_factory=Topics)
 

@@ -15,8 +15,8 @@ from urllib.parse import quote
 
 import httpx
 
-from scanners.fetch import FileChange, change_of, decode_text
-from scanners.fetch.http import ApiClient, FetchRefused, RetryPolicy, next_link
+from scanners.fetch import MAX_FILE_BYTES, FileChange, RawFile, change_of
+from scanners.fetch.http import ApiClient, FetchRefused, RetryPolicy, next_link, path_part
 from scanners.push import CodePush
 from worker.errors import FetchError
 
@@ -84,20 +84,19 @@ class GitLabFetcher:
             if not isinstance(name, str):
                 continue
             patch = None if d.get("too_large") else diff
-            change = await change_of(name, sha, patch, partial(self._raw, push, name, sha))
-            if change is not None:
-                out[name] = change
+            out[name] = await change_of(name, sha, patch, partial(self._raw, push, name, sha))
         return list(out.values())
 
-    async def _raw(self, push: CodePush, path: str, sha: str) -> str | None:
+    async def _raw(self, push: CodePush, path: str, sha: str) -> RawFile | None:
+        """The file at ``sha``, its first MAX_FILE_BYTES at most (None when gone or refused)."""
         try:
-            resp = await self.api.get(
-                f"projects/{_pid(push)}/repository/files/{quote(path, safe='')}/raw",
-                params={"ref": sha},
-            )
+            data, truncated = await self.api.get_file(
+                f"projects/{_pid(push)}/repository/files/{path_part(path, keep_slashes=False)}/raw",
+                MAX_FILE_BYTES, params={"ref": sha},
+            )  # fmt: skip
         except FetchRefused:
             return None
-        return decode_text(resp.content)
+        return RawFile(data, truncated)
 
 
 def _pid(push: CodePush) -> str:

@@ -86,11 +86,58 @@ async def test_github_missing_patch_falls_back_to_raw_contents(gh: Any) -> None:
     assert changes["src/f2.py"].patch is None
 
 
-async def test_github_binary_raw_content_is_skipped(gh: Any) -> None:
+async def test_github_binary_raw_content_is_scanned_as_latin1(gh: Any) -> None:
     state, _server, fetcher = gh
     state.files = [gh_file(3, patch=None)]
-    state.raw["src/f3.py@" + B] = "PNG\x00\x01"
-    assert await fetcher.fetch(push()) == []
+    state.raw["src/f3.py@" + B] = "PNG\x00\x01 sk_live_x"
+    (change,) = await fetcher.fetch(push())
+    assert change.content == "PNG\x00\x01 sk_live_x" and change.skipped is None
+
+
+async def test_github_raw_file_is_streamed_and_cut_at_the_limit(
+    gh: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, _server, fetcher = gh
+    monkeypatch.setattr("scanners.fetch.github.MAX_FILE_BYTES", 256 * 1024)
+    state.files = [gh_file(4, patch=None)]
+    state.endless.add("src/f4.py@" + B)
+    (change,) = await fetcher.fetch(push())
+    assert change.skipped == "too_large"
+    assert change.content is not None and len(change.content) == 256 * 1024
+    # The server stopped soon after the limit: the client did not read (and buffer) it all.
+    assert state.streamed < 32 * 1024 * 1024
+
+
+@pytest.mark.parametrize("name", ["../../../user", "a/../../x", "./x", "a//b", ".."])
+async def test_github_file_names_with_dot_segments_are_not_fetched(gh: Any, name: str) -> None:
+    state, _server, fetcher = gh
+    state.files = [{"filename": name, "status": "added"}]
+    (change,) = await fetcher.fetch(push())
+    assert change.skipped == "not_fetched"
+    assert all("/contents/" not in p and not p.startswith("/user") for p in state.paths()[1:])
+    assert len(state.requests) == 1  # the compare call only
+
+
+@pytest.mark.parametrize(
+    "link",
+    ["../../../../user?page=2", "/user?page=2", "http://[::1/x", "//evil.example/x?page=2",
+     "PLACEHOLDER/../../../user?page=2"],
+)  # fmt: skip
+async def test_github_bad_link_headers_are_refused(gh: Any, link: str) -> None:
+    state, server, fetcher = gh
+    state.files = [gh_file(i) for i in range(150)]
+    state.link_override = link.replace("PLACEHOLDER", str(server.make_url("/repos/acme/app")))
+    with pytest.raises(FetchRefused):
+        await fetcher.fetch(push())
+    assert not any(p.startswith("/user") for p in state.paths())
+
+
+async def test_gitlab_dot_file_name_is_not_fetched(gl: Any) -> None:
+    state, _server, fetcher = gl
+    state.files = [gl_diff("..", diff="", too_large=True)]
+    (change,) = await fetcher.fetch(push("gitlab"))
+    assert change.skipped == "not_fetched"
+    assert not any("/files/" in p for p in state.paths())
 
 
 async def test_github_new_branch_compares_with_default_branch(gh: Any) -> None:

@@ -308,7 +308,9 @@ def main() -> None:
         print(f"detect-secrets details: {rows[1][1]}")
     if args.dense_mb > 0:
         real = size / float(str(rows[0][1]["seconds"]))
-        print(f"\nkeyword-dense inputs, {args.dense_mb:g} MB each (real code above: {real:.1f} MB/s)")
+        print(
+            f"\nkeyword-dense inputs, {args.dense_mb:g} MB each (real code above: {real:.1f} MB/s)"
+        )
         for name, rate in run_dense(args.dense_mb).items():
             print(f"  {name:<22}{rate:>10.2f} MB/s")
     if args.prefilters:

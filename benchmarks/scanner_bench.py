@@ -35,6 +35,7 @@ import ahocorasick
 from scanners import decoders
 from scanners.diff import iter_added_lines
 from scanners.engine import Engine
+from scanners.prefilter import hyperscan_available
 from worker.keystore.keyformat import BASE62, KNOWN_PREFIXES, checksum, hash_key
 
 SEED = 20261122
@@ -136,9 +137,11 @@ def build_corpus(mb: float, n_keys: int) -> tuple[str, list[Planted]]:
     return "".join(parts), planted
 
 
-def run_keywatch(corpus: str, planted: list[Planted], repeat: int = 3) -> dict[str, object]:
+def run_keywatch(
+    corpus: str, planted: list[Planted], repeat: int = 3, prefilter: str = "auto"
+) -> dict[str, object]:
     """Time keywatch's engine (rules loaded once, as in the long-running worker); best of N."""
-    engine = Engine.default()
+    engine = Engine.default(prefilter=prefilter)
     engine.scan_diff(corpus[:100_000])  # warm-up: first-use allocations, regex caches
     times = []
     for _ in range(repeat):
@@ -225,9 +228,9 @@ DENSE: dict[str, Callable[[int], str]] = {
 }
 
 
-def run_dense(mb: float) -> dict[str, float]:
+def run_dense(mb: float, prefilter: str = "auto") -> dict[str, float]:
     """MB/s of the engine on each keyword-dense family of ``mb`` megabytes (best of 2)."""
-    engine = Engine.default()
+    engine = Engine.default(prefilter=prefilter)
     out: dict[str, float] = {}
     for name, make in DENSE.items():
         text = make(int(mb * 1e6))
@@ -293,26 +296,25 @@ def main() -> None:
         f"corpus: {size:.1f} MB of diff, {corpus.count(chr(10)):,} lines, {len(planted)} planted "
         f"keys in {len(contexts)} contexts"
     )
-    rows = [("keywatch", run_keywatch(corpus, planted))]
+    prefilters = ["aho-corasick"] + (["hyperscan"] if hyperscan_available() else [])
+    rows = [(f"keywatch {p}", run_keywatch(corpus, planted, prefilter=p)) for p in prefilters]
     if not args.no_detect_secrets:
         rows.append(("detect-secrets", run_detect_secrets(corpus, planted)))
-    print(f"\n{'scanner':<16}{'MB/s':>10}{'seconds':>10}{'found':>12}{'false pos.':>12}")
+    print(f"\n{'scanner':<24}{'MB/s':>10}{'seconds':>10}{'found':>12}{'false pos.':>12}")
     for name, r in rows:
         secs = float(str(r["seconds"]))
         print(
-            f"{name:<16}{size / secs:>10.2f}{secs:>10.2f}{r['found']!s:>8}/{len(planted):<3}"
+            f"{name:<24}{size / secs:>10.2f}{secs:>10.2f}{r['found']!s:>8}/{len(planted):<3}"
             f"{r['false_positives']!s:>12}"
         )
-    print(f"\nkeywatch details: {rows[0][1]}")
-    if len(rows) > 1:
-        print(f"detect-secrets details: {rows[1][1]}")
+    for name, r in rows:
+        print(f"\n{name} details: {r}")
     if args.dense_mb > 0:
-        real = size / float(str(rows[0][1]["seconds"]))
-        print(
-            f"\nkeyword-dense inputs, {args.dense_mb:g} MB each (real code above: {real:.1f} MB/s)"
-        )
-        for name, rate in run_dense(args.dense_mb).items():
-            print(f"  {name:<22}{rate:>10.2f} MB/s")
+        print(f"\nkeyword-dense inputs, {args.dense_mb:g} MB each, MB/s (real code: rows above)")
+        dense = {p: run_dense(args.dense_mb, p) for p in prefilters}
+        print(f"  {'input':<22}" + "".join(f"{p:>14}" for p in prefilters))
+        for name in DENSE:
+            print(f"  {name:<22}" + "".join(f"{dense[p][name]:>14.2f}" for p in prefilters))
     if args.prefilters:
         print(
             "\nprefilter:",

@@ -145,6 +145,15 @@ def file_starts(text: str) -> list[int]:
     return starts
 
 
+def file_around(text: str, pos: int) -> tuple[int, int]:
+    """(start, end) of the file's diff holding offset ``pos``, delimited as ``file_starts`` does
+    (0 or the newline before a ``diff --git`` line), found by searching out from ``pos``."""
+    n = len(_FILE_SPLIT)
+    lo = text.rfind(_FILE_SPLIT, 1, pos - 1 + n) if pos > 1 else -1
+    hi = text.find(_FILE_SPLIT, max(pos, 1))
+    return max(lo, 0), len(text) if hi < 0 else hi
+
+
 class AddedLocator:
     """Maps increasing offsets of one file's diff to (new-file line, column) of added lines.
 

@@ -17,17 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-import ahocorasick
-
 from scanners import decoders
 from scanners.decoders import DecodeLimits
 from scanners.diff import (
     AddedLine,
     AddedLocator,
-    file_starts,
+    file_around,
     header_path,
     iter_added_lines,
 )
+from scanners.prefilter import Prefilter, make_prefilter
 from scanners.rules import DEFAULT_RULES_PATH, Rule, RuleSet, load_rules
 from worker.errors import InputError
 from worker.keystore.keyformat import environment_of, hash_key, redact_key
@@ -83,16 +82,22 @@ class _Hit:
 class Engine:
     """Finds candidate secrets in text, diffs and patches with one set of rules."""
 
-    def __init__(self, ruleset: RuleSet, limits: DecodeLimits | None = None) -> None:
-        """Build the prefilter automaton over every rule keyword and its encoded forms."""
+    def __init__(
+        self, ruleset: RuleSet, limits: DecodeLimits | None = None, prefilter: str = "auto"
+    ) -> None:
+        """Build the prefilter over every rule keyword and its encoded forms (``prefilter``:
+        ``auto`` takes Hyperscan when it is installed, else Aho-Corasick)."""
         self.ruleset = ruleset
         self.limits = limits or DecodeLimits()
-        self._automaton, self._b64_automaton = _build_automata(ruleset.rules, self.limits)
+        table, signatures = _keyword_tables(ruleset.rules, self.limits)
+        self._prefilter: Prefilter[_Entries]
+        self._prefilter, self._b64_prefilter = make_prefilter(table, signatures, prefilter)
+        self.prefilter = type(self._prefilter).__name__
 
     @classmethod
-    def default(cls, limits: DecodeLimits | None = None) -> Engine:
+    def default(cls, limits: DecodeLimits | None = None, prefilter: str = "auto") -> Engine:
         """An engine with the packaged ``scanners/rules.toml``."""
-        return cls(load_rules(DEFAULT_RULES_PATH), limits)
+        return cls(load_rules(DEFAULT_RULES_PATH), limits, prefilter)
 
     @classmethod
     def from_file(cls, path: Path, limits: DecodeLimits | None = None) -> Engine:
@@ -149,13 +154,14 @@ class Engine:
         hits = sorted(self._find(text, 0), key=lambda h: h.pos)
         if not hits:
             return []
-        starts = file_starts(text)
         done: dict[int, str | None] = {}
         locators: dict[int, AddedLocator] = {}
         slow: set[int] = set()
+        lo = hi = -1
         for hit in hits:
-            i = bisect.bisect_right(starts, hit.pos) - 1
-            lo, hi = starts[i], starts[i + 1] if i + 1 < len(starts) else len(text)
+            if not lo < hit.pos < hi:  # only the files with a hit are ever delimited
+                lo, hi = file_around(text, hit.pos)
+            i = lo
             if i not in done:
                 first = lo if text.startswith("@@ ", lo) else text.find("\n@@ ", lo, hi)
                 header = text[lo : max(lo, first)] if first >= 0 else text[lo:hi]
@@ -197,13 +203,13 @@ class Engine:
 
     def _base64_spans(self, text: str) -> list[tuple[int, int]]:
         """Base64 runs of ``text`` that contain a keyword signature (one automaton pass)."""
-        runs = decoders.base64_runs(text)
-        if not runs:
+        runs = decoders.base64_runs(text) if self._b64_prefilter is not None else []
+        if not runs or self._b64_prefilter is None:
             return []
         joined = "\n".join(text[a:b] for a, b in runs)
         starts = list(itertools.accumulate((b - a + 1 for a, b in runs[:-1]), initial=0))
         hit_runs = sorted(
-            {bisect.bisect_right(starts, end) - 1 for end, _ in self._b64_automaton.iter(joined)}
+            {bisect.bisect_right(starts, end) - 1 for end, _ in self._b64_prefilter.hits(joined)}
         )
         spans: list[tuple[int, int]] = []
         done = 0
@@ -243,9 +249,9 @@ class Engine:
         """
         hits: list[_Hit] = []
         covered: dict[str, int] = {}  # rule id -> end of the span its last attempt consumed
-        decoded_until = {"percent": -1, "json": -1}
+        decoded_until = {"percent": -1, "json": -1, "base64": -1}
         can_decode = depth < self.limits.max_depth
-        for end, entries in self._automaton.iter(text):
+        for end, entries in self._prefilter.hits(text):
             for keyword, target in entries:
                 start = end - len(keyword) + 1
                 if isinstance(target, Rule):
@@ -257,9 +263,9 @@ class Engine:
                     floor = max(decoded_until[target], 0)
                     span = decoders.run_extent(text, start, end + 1, target, floor)
                     decoded_until[target] = span[1] if span is not None else end + 1
-                    if span is not None:
+                    if span is not None and _worth_decoding(span, target):
                         hits.extend(self._decode_run(text, span, target, depth))
-        if can_decode:
+        if can_decode and not self._prefilter.includes_base64:
             for span in self._base64_spans(text):
                 hits.extend(self._decode_run(text, span, "base64", depth))
         return hits
@@ -300,27 +306,30 @@ class Engine:
         ]
 
 
-def _build_automata(
+_Entries = list[tuple[str, "Rule | str"]]
+
+
+def _keyword_tables(
     rules: Iterable[Rule], limits: DecodeLimits
-) -> tuple[ahocorasick.Automaton, ahocorasick.Automaton]:
-    """The main automaton (keyword -> [(keyword, Rule | encoding)]) and the base64 one."""
-    table: dict[str, list[tuple[str, Rule | str]]] = {}
+) -> tuple[dict[str, _Entries], dict[str, _Entries]]:
+    """Keyword -> [(keyword, Rule | encoding)] for the keywords and their percent/JSON forms,
+    and the same for the base64 signatures."""
+    table: dict[str, _Entries] = {}
     for rule in rules:
         for keyword in rule.keywords:
             table.setdefault(keyword, []).append((keyword, rule))
-    b64 = ahocorasick.Automaton()
+    signatures: dict[str, _Entries] = {}
     for form, encoding in decoders.encoded_keywords(set(table), limits.max_depth).items():
         if encoding == "base64":
-            b64.add_word(form, form)
+            signatures[form] = [(form, "base64")]
         elif form not in table:
             table[form] = [(form, encoding)]
-    main = ahocorasick.Automaton()
-    for key, entries in table.items():
-        main.add_word(key, entries)
-    main.make_automaton()
-    if len(b64):
-        b64.make_automaton()
-    return main, b64
+    return table, signatures
+
+
+def _worth_decoding(span: tuple[int, int], encoding: str) -> bool:
+    """A base64 signature counts only inside a run long enough to hold a key's encoding."""
+    return encoding != "base64" or span[1] - span[0] >= decoders.MIN_BASE64_RUN
 
 
 def _group_by_path(added: Iterable[AddedLine]) -> Iterator[tuple[str | None, list[AddedLine]]]:

@@ -65,6 +65,11 @@ def scan_changes(
         if time.monotonic() > deadline:
             out.deferred = list(changes[i:])
             break
+        if change.message is not None:
+            found = list(engine.scan_text(change.message, None, "commit_message"))
+            if found:
+                out.found.append((change.commit, found))
+            continue
         found = list(engine.scan_path(change.path))
         if change.patch is not None:
             found += engine.scan_patch(change.path, change.patch)

@@ -23,6 +23,9 @@ class FileChange:
     # Why (part of) the file was not scanned: "too_large" (only the first MAX_FILE_BYTES were),
     # "not_fetched" (gone, or refused by the host or by our URL checks). Reported, never dropped.
     skipped: str | None = None
+    # A commit message the host listed (GitLab's payload holds only the newest 20 commits; its
+    # compare API lists them all): scanned as text, ``path`` is empty.
+    message: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,7 +57,8 @@ class GitLabFetcher:
         )
         doc = _json(resp)
         diffs = doc.get("diffs") if isinstance(doc, dict) else None
-        return await self._changes(push, push.after, diffs if isinstance(diffs, list) else [])
+        changes = await self._changes(push, push.after, diffs if isinstance(diffs, list) else [])
+        return changes + _messages(doc, push)
 
     async def _commits(self, push: CodePush) -> list[FileChange]:
         out: list[FileChange] = []
@@ -97,6 +98,19 @@ class GitLabFetcher:
         except FetchRefused:
             return None
         return RawFile(data, truncated)
+
+
+def _messages(doc: Any, push: CodePush) -> list[FileChange]:
+    """The compare's commit messages that the push payload did not already carry."""
+    commits = doc.get("commits") if isinstance(doc, dict) else None
+    known = {sha for sha, _ in push.messages}
+    out: list[FileChange] = []
+    for c in commits if isinstance(commits, list) else []:
+        if isinstance(c, dict) and isinstance(c.get("message"), str):
+            sha = c.get("id") if isinstance(c.get("id"), str) else push.after
+            if sha not in known:
+                out.append(FileChange("", str(sha)[:64], message=c["message"]))
+    return out
 
 
 def _pid(push: CodePush) -> str:

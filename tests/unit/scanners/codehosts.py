@@ -21,6 +21,7 @@ class HostState:
     failures: list[tuple[int, dict[str, str]]] = field(default_factory=list)  # next answers
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     link_override: str | None = None  # a forged Link URL
+    compare_commits: list[dict[str, Any]] = field(default_factory=list)  # GitLab compare commits
     endless: set[str] = field(default_factory=set)  # "path@ref" served as a never-ending body
     streamed: int = 0  # bytes of endless bodies written before the client stopped reading
 
@@ -105,7 +106,7 @@ def gitlab_app(state: HostState) -> web.Application:
     """The GitLab v4 endpoints the fetcher uses."""
 
     async def compare(request: web.Request) -> web.Response:
-        return web.json_response({"commits": [], "diffs": state.files})
+        return web.json_response({"commits": state.compare_commits, "diffs": state.files})
 
     async def commit_diff(request: web.Request) -> web.Response:
         files = state.commit_files.get(request.match_info["sha"], [])

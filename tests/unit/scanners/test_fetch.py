@@ -254,3 +254,24 @@ async def test_gitlab_rate_limit_then_success(gl: Any) -> None:
     state.files = [gl_diff("a.py")]
     state.failures = [(429, {"Retry-After": "0.01"}), (500, {})]
     assert [c.path for c in await fetcher.fetch(push("gitlab"))] == ["a.py"]
+
+
+async def test_gitlab_commit_messages_beyond_the_payload_are_scanned(gl: Any) -> None:
+    from scanners.engine import Engine
+    from scanners.verify import scan_changes
+    from worker.keystore.keyformat import generate_key, hash_key
+
+    state, _server, fetcher = gl
+    key = generate_key("live").secret
+    # GitLab's payload carries the newest 20 commits; the compare API lists all 25.
+    shas = [f"{i:040x}" for i in range(25)]
+    state.compare_commits = [{"id": sha, "message": f"commit {i}"} for i, sha in enumerate(shas)]
+    state.compare_commits[0]["message"] = f"bootstrap\n\nKEY={key}"
+    payload_messages = tuple((sha, f"commit {i}") for i, sha in enumerate(shas) if i >= 5)
+    changes = await fetcher.fetch(push("gitlab", messages=payload_messages))
+    messages = [c for c in changes if c.message is not None]
+    assert [c.commit for c in messages] == shas[:5]
+    scanned = scan_changes(Engine.default(), changes)
+    assert [(commit, [c.key_hash for c in cands]) for commit, cands in scanned.found] == [
+        (shas[0], [hash_key(key)])
+    ]

@@ -158,7 +158,7 @@ class ApiClient:
             elif resp.status_code >= 500:
                 await self._sleep(self.retry.backoff(attempt), url, last)
             else:
-                raise FetchRefused(f"{last} for {urlsplit(url).path}")
+                raise FetchRefused(f"{last} for {shown_path(url)}")
         raise FetchError(f"gave up after {self.retry.attempts} attempts: {last}")
 
     def _rate_limit_wait(self, resp: httpx.Response) -> float | None:
@@ -189,7 +189,7 @@ class ApiClient:
             await asyncio.sleep(wait)
 
     async def _sleep(self, seconds: float, url: str, why: str) -> None:
-        log.info("fetch_retry", path=urlsplit(url).path, why=why, wait_s=round(seconds, 3))
+        log.info("fetch_retry", path=shown_path(url), why=why, wait_s=round(seconds, 3))
         await asyncio.sleep(seconds)
 
 
@@ -212,6 +212,16 @@ def path_part(path: str, *, keep_slashes: bool) -> str:
     if not path or any(seg in ("", ".", "..") for seg in segments):
         raise FetchRefused("refusing a file path with empty, '.' or '..' segments")
     return "/".join(quote(seg, safe="") for seg in segments)
+
+
+def shown_path(url: str) -> str:
+    """The request path for logs and errors, without a file name (a key in a file name, in any
+    encoding, must not reach a log line or a dead letter)."""
+    path = urlsplit(url).path
+    for marker in ("/contents/", "/repository/files/"):
+        if marker in path:
+            return path.split(marker, 1)[0] + marker + "…"
+    return path
 
 
 def _float(value: str | None) -> float | None:

@@ -275,3 +275,16 @@ async def test_gitlab_commit_messages_beyond_the_payload_are_scanned(gl: Any) ->
     assert [(commit, [c.key_hash for c in cands]) for commit, cands in scanned.found] == [
         (shas[0], [hash_key(key)])
     ]
+
+
+def test_file_names_never_reach_logs_or_errors() -> None:
+    from scanners.fetch.http import shown_path
+
+    name = "QUtJQVREREdETVNBVVI2Nk5BTQ.txt"  # a base64-encoded AWS key id as a file name
+    assert name not in shown_path(f"https://api.github.com/repos/o/r/contents/a/{name}?ref=x")
+    assert name not in shown_path(
+        f"https://gl.example/api/v4/projects/1/repository/files/{name}/raw"
+    )
+    assert (
+        shown_path("https://api.github.com/repos/o/r/compare/a...b") == "/repos/o/r/compare/a...b"
+    )

@@ -24,6 +24,10 @@ from scanners.response import CandidateLike, Finding, LeakContext, LeakResponder
 from worker.errors import InputError
 
 DEFAULT_BUDGET_S = 30.0
+# Third-party tokens answered per push: a file of 250k random-looking AKIA ids must not become
+# 250k findings and Slack messages. Keys of ours (platform) are never capped: each one may be
+# live and must be checked. What is over the cap is reported through ``on_skipped``.
+MAX_THIRD_PARTY_PER_PUSH = 500
 
 
 class ScanEngine(Protocol):
@@ -90,6 +94,23 @@ def scan_messages(engine: ScanEngine, push: CodePush) -> Scanned:
     return out
 
 
+class _Cap:
+    """Counts third-party candidates against the per-push cap; remembers what it dropped."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+        self.dropped: dict[str, int] = {}
+
+    def keep(self, commit: str, candidates: list[CandidateLike]) -> list[CandidateLike]:
+        ours = [c for c in candidates if c.kind == "platform"]
+        theirs = [c for c in candidates if c.kind != "platform"]
+        kept = theirs[: max(0, self.left)]
+        self.left -= len(kept)
+        if len(theirs) > len(kept):
+            self.dropped[commit] = self.dropped.get(commit, 0) + len(theirs) - len(kept)
+        return ours + kept
+
+
 Deferred = Callable[[CodePush, list[FileChange]], Awaitable[None]]
 Skipped = Callable[[CodePush, list[FileChange]], Awaitable[None]]
 
@@ -109,6 +130,7 @@ class PushScanner:
     ) -> None:
         self.engine, self.fetchers, self.responder = engine, fetchers, responder
         self.budget_s, self.on_deferred, self.on_skipped = budget_s, on_deferred, on_skipped
+        self.max_third_party = MAX_THIRD_PARTY_PER_PUSH
 
     async def scan(self, push: CodePush) -> list[Finding]:
         """Every finding of the push (the response is applied once per key hash)."""
@@ -116,8 +138,9 @@ class PushScanner:
         fetcher = self.fetchers.get(push.source)
         if fetcher is None:
             raise InputError(f"no fetcher for source {push.source!r}", "unknown_source")
+        cap = _Cap(self.max_third_party)
         findings = await self._respond(
-            push, await asyncio.to_thread(scan_messages, self.engine, push)
+            push, await asyncio.to_thread(scan_messages, self.engine, push), cap
         )
         changes = await fetcher.fetch(push)
         skipped = [c for c in changes if c.skipped is not None]
@@ -125,27 +148,37 @@ class PushScanner:
             await self.on_skipped(push, skipped)
         deadline = started + self.budget_s
         scanned = await asyncio.to_thread(scan_changes, self.engine, changes, deadline)
-        findings += await self._respond(push, scanned)
+        findings += await self._respond(push, scanned, cap)
         if scanned.deferred:
             if self.on_deferred is None:  # nobody to hand them to: finish here
                 rest = await asyncio.to_thread(scan_changes, self.engine, scanned.deferred)
-                findings += await self._respond(push, rest)
+                findings += await self._respond(push, rest, cap)
             else:
                 await self.on_deferred(push, scanned.deferred)
+        await self._report_cap(push, cap)
         return findings
 
     async def scan_deferred(self, push: CodePush, changes: Sequence[FileChange]) -> list[Finding]:
         """Scan files a push had no time for (no budget: this runs in the background)."""
-        return await self._respond(
-            push, await asyncio.to_thread(scan_changes, self.engine, changes)
-        )
+        cap = _Cap(self.max_third_party)
+        scanned = await asyncio.to_thread(scan_changes, self.engine, changes)
+        findings = await self._respond(push, scanned, cap)
+        await self._report_cap(push, cap)
+        return findings
 
-    async def _respond(self, push: CodePush, scanned: Scanned) -> list[Finding]:
+    async def _respond(self, push: CodePush, scanned: Scanned, cap: _Cap) -> list[Finding]:
         findings: list[Finding] = []
         for commit, candidates in scanned.found:
             ctx = LeakContext(push.source, push.repository, commit, push.url)
-            findings += await self.responder.respond(candidates, ctx)
+            findings += await self.responder.respond(cap.keep(commit, candidates), ctx)
         return findings
+
+    async def _report_cap(self, push: CodePush, cap: _Cap) -> None:
+        if cap.dropped and self.on_skipped is not None:
+            await self.on_skipped(push, [
+                FileChange("", commit, skipped=f"too_many_third_party_tokens: {n} not reported")
+                for commit, n in cap.dropped.items()
+            ])  # fmt: skip
 
     async def close(self) -> None:
         """Close every fetcher."""

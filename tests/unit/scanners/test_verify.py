@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -201,3 +202,25 @@ async def test_push_budget_defers_the_rest_and_reports_skips(env: Any) -> None:
     assert all(store.get(r.key_id).status == "active" for _k, r in keys)
     await scanner.scan_deferred(push(), deferred)  # the background scan finds them
     assert all(store.get(r.key_id).status == "revoked" for _k, r in keys)
+
+
+async def test_third_party_flood_capped_and_reported_ours_always_answered(env: Any) -> None:
+    state, scanner, store, _published = env
+    live, rec = store.create("acme", "live")
+    rng = random.Random(7)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    tokens = {"AKIA" + "".join(rng.choice(alphabet) for _ in range(16)) for _ in range(40)}
+    body = "\n".join(sorted(tokens)) + f"\nKEY={live.secret}"
+    state.files = [{"filename": "dump.txt", "status": "added", "patch": as_patch(body)}]
+    skipped: list[Any] = []
+
+    async def on_skipped(push: CodePush, files: list[Any]) -> None:
+        skipped.extend(files)
+
+    scanner.max_third_party, scanner.on_skipped = 10, on_skipped
+    findings = await scanner.scan(push())
+    assert sum(f.alert.extra["leak_kind"] == "third_party" for f in findings) == 10
+    assert store.get(rec.key_id).status == "revoked"  # ours is answered whatever the cap
+    assert [f.skipped for f in skipped] == [
+        f"too_many_third_party_tokens: {len(tokens) - 10} not reported"
+    ]

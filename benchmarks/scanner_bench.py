@@ -35,6 +35,7 @@ import ahocorasick
 from scanners import decoders
 from scanners.diff import iter_added_lines
 from scanners.engine import Engine
+from scanners.prefilter import hyperscan_available
 from worker.keystore.keyformat import BASE62, KNOWN_PREFIXES, checksum, hash_key
 
 SEED = 20261122
@@ -136,9 +137,11 @@ def build_corpus(mb: float, n_keys: int) -> tuple[str, list[Planted]]:
     return "".join(parts), planted
 
 
-def run_keywatch(corpus: str, planted: list[Planted], repeat: int = 3) -> dict[str, object]:
+def run_keywatch(
+    corpus: str, planted: list[Planted], repeat: int = 3, prefilter: str = "auto"
+) -> dict[str, object]:
     """Time keywatch's engine (rules loaded once, as in the long-running worker); best of N."""
-    engine = Engine.default()
+    engine = Engine.default(prefilter=prefilter)
     engine.scan_diff(corpus[:100_000])  # warm-up: first-use allocations, regex caches
     times = []
     for _ in range(repeat):
@@ -208,6 +211,40 @@ def _post_images(corpus: str) -> dict[str, str]:
     return {path: "\n".join(lines) + "\n" for path, lines in files.items()}
 
 
+def _repeat(unit: str, n: int) -> str:
+    return (unit * (n // len(unit) + 1))[:n]
+
+
+# Adversarial inputs of the hardening issue: keyword-dense text and long encoded runs.
+DENSE: dict[str, Callable[[int], str]] = {
+    "sk_live_ glued": lambda n: _repeat("sk_live_", n),
+    "sk_live_ spaced": lambda n: _repeat("sk_live_ ", n),
+    "base64 of sk_live_": lambda n: _b64(_repeat("sk_live_ ", n * 3 // 4)),
+    "AKIA": lambda n: _repeat("AKIA", n),
+    "xoxb-": lambda n: _repeat("xoxb-1234567890-", n),
+    "mixed keywords": lambda n: _repeat("sk_live_x AKIA xoxb-1 ghp_ github_pat_ ", n),
+    "percent run": lambda n: "q=" + _repeat("sk%5Flive%5F", n),
+    "json-escaped run": lambda n: '"' + _repeat("sk\\u005flive\\u005f", n),
+}
+
+
+def run_dense(mb: float, prefilter: str = "auto") -> dict[str, float]:
+    """MB/s of the engine on each keyword-dense family of ``mb`` megabytes (best of 2)."""
+    engine = Engine.default(prefilter=prefilter)
+    out: dict[str, float] = {}
+    for name, make in DENSE.items():
+        text = make(int(mb * 1e6))
+        best = min(_timed(lambda t=text: engine.scan_text(t)) for _ in range(2))
+        out[name] = round(len(text) / 1e6 / best, 2)
+    return out
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def compare_prefilters(corpus: str, engine: Engine) -> dict[str, float]:
     """MB/s of the engine's parts and of the alternatives we measured against them."""
     keywords = {k for rule in engine.ruleset.rules for k in rule.keywords}
@@ -247,6 +284,9 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=200, help="planted keys (default 200)")
     parser.add_argument("--no-detect-secrets", action="store_true", help="skip detect-secrets")
     parser.add_argument("--prefilters", action="store_true", help="also time prefilter choices")
+    parser.add_argument(
+        "--dense-mb", type=float, default=2.0, help="size of each keyword-dense input (0: skip)"
+    )
     args = parser.parse_args()
 
     corpus, planted = build_corpus(args.mb, args.keys)
@@ -256,19 +296,25 @@ def main() -> None:
         f"corpus: {size:.1f} MB of diff, {corpus.count(chr(10)):,} lines, {len(planted)} planted "
         f"keys in {len(contexts)} contexts"
     )
-    rows = [("keywatch", run_keywatch(corpus, planted))]
+    prefilters = ["aho-corasick"] + (["hyperscan"] if hyperscan_available() else [])
+    rows = [(f"keywatch {p}", run_keywatch(corpus, planted, prefilter=p)) for p in prefilters]
     if not args.no_detect_secrets:
         rows.append(("detect-secrets", run_detect_secrets(corpus, planted)))
-    print(f"\n{'scanner':<16}{'MB/s':>10}{'seconds':>10}{'found':>12}{'false pos.':>12}")
+    print(f"\n{'scanner':<24}{'MB/s':>10}{'seconds':>10}{'found':>12}{'false pos.':>12}")
     for name, r in rows:
         secs = float(str(r["seconds"]))
         print(
-            f"{name:<16}{size / secs:>10.2f}{secs:>10.2f}{r['found']!s:>8}/{len(planted):<3}"
+            f"{name:<24}{size / secs:>10.2f}{secs:>10.2f}{r['found']!s:>8}/{len(planted):<3}"
             f"{r['false_positives']!s:>12}"
         )
-    print(f"\nkeywatch details: {rows[0][1]}")
-    if len(rows) > 1:
-        print(f"detect-secrets details: {rows[1][1]}")
+    for name, r in rows:
+        print(f"\n{name} details: {r}")
+    if args.dense_mb > 0:
+        print(f"\nkeyword-dense inputs, {args.dense_mb:g} MB each, MB/s (real code: rows above)")
+        dense = {p: run_dense(args.dense_mb, p) for p in prefilters}
+        print(f"  {'input':<22}" + "".join(f"{p:>14}" for p in prefilters))
+        for name in DENSE:
+            print(f"  {name:<22}" + "".join(f"{dense[p][name]:>14.2f}" for p in prefilters))
     if args.prefilters:
         print(
             "\nprefilter:",

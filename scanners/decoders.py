@@ -148,31 +148,84 @@ def span_around(
     text: str, start: int, end: int, encoding: str, limits: DecodeLimits
 ) -> tuple[int, int] | None:
     """The encoded span of ``encoding`` around ``text[start:end]``; None when over the limit."""
+    span = run_extent(text, start, end, encoding)
+    if span is None or span[1] - span[0] > limits.max_span(encoding):
+        return None
+    return span
+
+
+def run_extent(
+    text: str, start: int, end: int, encoding: str, floor: int = 0
+) -> tuple[int, int] | None:
+    """The whole run of ``encoding`` characters around ``text[start:end]``, not left of ``floor``.
+
+    Unbounded on purpose: the caller decodes a long run in chunks (``chunks``) instead of
+    skipping it, and remembers where the run ends so no later trigger inside it looks again;
+    ``floor`` (the end of the previous run) keeps every character's leftward scan to once.
+    """
     pattern = _SPAN[encoding]
-    bound = limits.max_span(encoding)
-    right = pattern.match(text, end, min(len(text), end + bound))
-    span_start = _left_edge(text, start, pattern, bound)
+    right = pattern.match(text, end)
+    span_start = _left_edge(text, start, pattern, max(0, floor))
     if right is None or span_start is None:
         return None
     span_end = right.end()
     if encoding == "base64":
         pad = _B64_PAD.match(text, span_end)
         span_end = pad.end() if pad else span_end
-    if span_end - span_start > bound:
-        return None
     return span_start, span_end
 
 
-def _left_edge(text: str, start: int, pattern: re.Pattern[str], bound: int) -> int | None:
-    """Where the run of ``pattern`` characters ending at ``start`` begins (a small window first)."""
-    for window in (4096, bound):
-        lo = max(0, start - min(window, bound))
+def _left_edge(text: str, start: int, pattern: re.Pattern[str], floor: int) -> int | None:
+    """Where the run of ``pattern`` characters ending at ``start`` begins (not before ``floor``)."""
+    window = 4096
+    while True:  # doubling windows: a short run costs a short scan, a long one linear total
+        lo = max(floor, start - window)
         left = pattern.match(text[lo:start][::-1])
         if left is None:
             return None
-        if left.end() < start - lo or lo == 0 or window >= bound:
+        if left.end() < start - lo or lo == floor:
             return start - left.end()
-    return None
+        window *= 2
+
+
+# Consecutive chunks of a long run overlap by more than the longest encoded secret (a 270-char
+# match is at most 6 * 270 = 1620 escaped characters), so every secret lies whole in one chunk.
+CHUNK_OVERLAP: Final = 2048
+
+
+def chunk_size(encoding: str, limits: DecodeLimits) -> int:
+    """Encoded characters per chunk: their decoding never exceeds ``limits.max_bytes``."""
+    if encoding == "base64":
+        return max(8, limits.max_bytes * 4 // 3 // 4 * 4)
+    return max(8, limits.max_bytes)
+
+
+def chunks(
+    text: str, span: tuple[int, int], encoding: str, limits: DecodeLimits
+) -> list[tuple[int, int]]:
+    """``span`` cut into overlapping pieces whose decodings fit the limit (one piece if short)."""
+    a, b = span
+    size = chunk_size(encoding, limits)
+    overlap = min(CHUNK_OVERLAP, size // 2)
+    if b - a <= size:
+        return [span]
+    out: list[tuple[int, int]] = []
+    lo = a
+    while True:
+        hi = min(b, lo + size)
+        out.append((lo, hi))
+        if hi >= b:
+            return out
+        lo = max(lo + 1, _escape_start(text, hi - overlap, encoding, a))
+
+
+def _escape_start(text: str, pos: int, encoding: str, floor: int) -> int:
+    """``pos`` moved back so that it does not fall inside a ``%XX`` or ``\\uXXXX`` escape."""
+    if encoding == "base64":
+        return pos
+    mark, width = ("%", 3) if encoding == "percent" else ("\\", 6)
+    back = text.rfind(mark, max(floor, pos - width + 1), pos + 1)
+    return back if back >= 0 else pos
 
 
 def decode(span: str, encoding: str, limits: DecodeLimits) -> str | None:

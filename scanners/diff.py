@@ -18,6 +18,7 @@ from worker.errors import InputError
 _HUNK: Final = re.compile(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _GIT_HEADER: Final = re.compile(r'diff --git (?:"?a/.*"?) "?b/(.*?)"?$')
 _FILE_SPLIT: Final = "\ndiff --git "
+MAX_LINE: Final = 2**31 - 1
 
 
 class AddedLine(NamedTuple):
@@ -68,7 +69,9 @@ def _hunk_counts(line: str) -> tuple[int, int, int] | None:
         return None
     old_count = int(m.group(2)) if m.group(2) is not None else 1
     new_count = int(m.group(4)) if m.group(4) is not None else 1
-    return int(m.group(3)), old_count, new_count
+    # Numbers beyond any real file are clamped: JSON (64-bit) and SQL (32-bit) columns must hold
+    # every line number we report, and the hunk's lines are still scanned.
+    return min(int(m.group(3)), MAX_LINE), min(old_count, MAX_LINE), min(new_count, MAX_LINE)
 
 
 def _iter_hunk_lines(lines: list[str], path: str | None, headers: bool) -> Iterator[AddedLine]:
@@ -140,6 +143,15 @@ def file_starts(text: str) -> list[int]:
         starts.append(pos)
         pos = text.find(_FILE_SPLIT, pos + 1)
     return starts
+
+
+def file_around(text: str, pos: int) -> tuple[int, int]:
+    """(start, end) of the file's diff holding offset ``pos``, delimited as ``file_starts`` does
+    (0 or the newline before a ``diff --git`` line), found by searching out from ``pos``."""
+    n = len(_FILE_SPLIT)
+    lo = text.rfind(_FILE_SPLIT, 1, pos - 1 + n) if pos > 1 else -1
+    hi = text.find(_FILE_SPLIT, max(pos, 1))
+    return max(lo, 0), len(text) if hi < 0 else hi
 
 
 class AddedLocator:

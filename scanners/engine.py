@@ -17,17 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-import ahocorasick
-
 from scanners import decoders
 from scanners.decoders import DecodeLimits
 from scanners.diff import (
     AddedLine,
     AddedLocator,
-    file_starts,
+    file_around,
     header_path,
     iter_added_lines,
 )
+from scanners.prefilter import Prefilter, make_prefilter
 from scanners.rules import DEFAULT_RULES_PATH, Rule, RuleSet, load_rules
 from worker.errors import InputError
 from worker.keystore.keyformat import environment_of, hash_key, redact_key
@@ -51,6 +50,7 @@ class Candidate:
     environment: str | None  # "live" | "test" for platform keys
     encoding: str  # "plain" | "base64" | "percent" | "json"
     secret: str = field(repr=False, compare=False)  # in memory only, never serialised
+    location: str = "content"  # "content" | "path" | "commit_message"
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict without the secret."""
@@ -65,6 +65,7 @@ class Candidate:
             "checksum_ok": self.checksum_ok,
             "environment": self.environment,
             "encoding": self.encoding,
+            "location": self.location,
         }
 
 
@@ -81,25 +82,56 @@ class _Hit:
 class Engine:
     """Finds candidate secrets in text, diffs and patches with one set of rules."""
 
-    def __init__(self, ruleset: RuleSet, limits: DecodeLimits | None = None) -> None:
-        """Build the prefilter automaton over every rule keyword and its encoded forms."""
+    def __init__(
+        self, ruleset: RuleSet, limits: DecodeLimits | None = None, prefilter: str = "auto"
+    ) -> None:
+        """Build the prefilter over every rule keyword and its encoded forms (``prefilter``:
+        ``auto`` takes Hyperscan when it is installed, else Aho-Corasick)."""
         self.ruleset = ruleset
         self.limits = limits or DecodeLimits()
-        self._automaton, self._b64_automaton = _build_automata(ruleset.rules, self.limits)
+        table, signatures = _keyword_tables(ruleset.rules, self.limits)
+        self._prefilter: Prefilter[_Entries]
+        self._prefilter, self._b64_prefilter = make_prefilter(table, signatures, prefilter)
+        self.prefilter = type(self._prefilter).__name__
 
     @classmethod
-    def default(cls, limits: DecodeLimits | None = None) -> Engine:
+    def default(cls, limits: DecodeLimits | None = None, prefilter: str = "auto") -> Engine:
         """An engine with the packaged ``scanners/rules.toml``."""
-        return cls(load_rules(DEFAULT_RULES_PATH), limits)
+        return cls(load_rules(DEFAULT_RULES_PATH), limits, prefilter)
 
     @classmethod
     def from_file(cls, path: Path, limits: DecodeLimits | None = None) -> Engine:
         """An engine with the rules of ``path`` (``ConfigError`` when invalid)."""
         return cls(load_rules(path), limits)
 
-    def scan_text(self, text: str, path: str | None = None) -> list[Candidate]:
-        """Candidates in a whole file's text, with 1-based line and column."""
+    def safe_path(self, path: str | None) -> str | None:
+        """``path`` with every secret in it redacted: a key in a file name is never copied whole."""
+        if path is None:
+            return None
+        hits = self._find(_require_str(path), 0)
+        for hit in hits:
+            if hit.encoding == "plain" and hit.secret in path:
+                path = path.replace(hit.secret, _redacted(hit.rule, hit.secret))
+        if any(h.encoding != "plain" for h in hits):  # an encoded secret: drop its segment
+            path = "/".join(
+                seg if not self._find(seg, 0) else "[redacted]" for seg in path.split("/")
+            )
+        return path
+
+    def scan_path(self, path: str) -> list[Candidate]:
+        """Candidates in a file path (or any name): reported with the path redacted."""
+        shown = self.safe_path(path)
+        out: dict[tuple[str, str | None, int | None], Candidate] = {}
+        for hit in self._find(_require_str(path), 0):
+            _add(out, _candidate(hit, shown, None, None, "path"))
+        return list(out.values())
+
+    def scan_text(
+        self, text: str, path: str | None = None, location: str = "content"
+    ) -> list[Candidate]:
+        """Candidates in a whole file's text (or a commit message), with 1-based line, column."""
         text = _require_str(text)
+        path = self.safe_path(path)
         hits = sorted(self._find(text, 0), key=lambda h: h.pos)
         out: dict[tuple[str, str | None, int | None], Candidate] = {}
         line, line_pos, line_start = 1, 0, -1
@@ -109,7 +141,7 @@ class Engine:
             line_start = newline if newline >= 0 else line_start
             line_pos = hit.pos
             column = hit.pos - line_start
-            _add(out, _candidate(hit, path, line, column))
+            _add(out, _candidate(hit, path, line, column, location))
         return list(out.values())
 
     def scan_diff(self, diff: str) -> list[Candidate]:
@@ -122,16 +154,20 @@ class Engine:
         hits = sorted(self._find(text, 0), key=lambda h: h.pos)
         if not hits:
             return []
-        starts = file_starts(text)
         done: dict[int, str | None] = {}
         locators: dict[int, AddedLocator] = {}
         slow: set[int] = set()
+        lo = hi = -1
         for hit in hits:
-            i = bisect.bisect_right(starts, hit.pos) - 1
-            lo, hi = starts[i], starts[i + 1] if i + 1 < len(starts) else len(text)
+            if not lo < hit.pos < hi:  # only the files with a hit are ever delimited
+                lo, hi = file_around(text, hit.pos)
+            i = lo
             if i not in done:
                 first = lo if text.startswith("@@ ", lo) else text.find("\n@@ ", lo, hi)
-                done[i] = header_path(text[lo : max(lo, first)])
+                header = text[lo : max(lo, first)] if first >= 0 else text[lo:hi]
+                done[i] = self.safe_path(header_path(header))
+                for cand in self._header_candidates(header, done[i]):
+                    _add(out, cand)
                 locators[i] = AddedLocator(text, lo)
                 if text.count("\n+++ ", lo, hi) > 1:  # several files, no "diff --git" lines
                     slow.add(i)
@@ -145,8 +181,12 @@ class Engine:
         out: dict[tuple[str, str | None, int | None], Candidate] = {}
         if not isinstance(path, str):
             raise InputError("patch path must be text", reason="bad_input")
-        self._scan_hunks(_require_str(patch), path, out)
+        self._scan_hunks(_require_str(patch), self.safe_path(path), out)
         return list(out.values())
+
+    def _header_candidates(self, header: str, shown: str | None) -> list[Candidate]:
+        """Secrets in a file's diff header (old and new paths): reported as path leaks."""
+        return [_candidate(hit, shown, None, None, "path") for hit in self._find(header, 0)]
 
     def _scan_hunks(
         self,
@@ -163,16 +203,24 @@ class Engine:
 
     def _base64_spans(self, text: str) -> list[tuple[int, int]]:
         """Base64 runs of ``text`` that contain a keyword signature (one automaton pass)."""
-        runs = decoders.base64_runs(text)
-        if not runs:
+        runs = decoders.base64_runs(text) if self._b64_prefilter is not None else []
+        if not runs or self._b64_prefilter is None:
             return []
         joined = "\n".join(text[a:b] for a, b in runs)
         starts = list(itertools.accumulate((b - a + 1 for a, b in runs[:-1]), initial=0))
-        hit_runs = {
-            bisect.bisect_right(starts, end) - 1 for end, _ in self._b64_automaton.iter(joined)
-        }
-        spans = (decoders.span_around(text, *runs[i], "base64", self.limits) for i in hit_runs)
-        return sorted({span for span in spans if span is not None})
+        hit_runs = sorted(
+            {bisect.bisect_right(starts, end) - 1 for end, _ in self._b64_prefilter.hits(joined)}
+        )
+        spans: list[tuple[int, int]] = []
+        done = 0
+        for i in hit_runs:  # in order, each widened once: a run inside the last span is skipped
+            if runs[i][0] < done:
+                continue
+            span = decoders.run_extent(text, *runs[i], "base64", done)
+            if span is not None:
+                spans.append(span)
+                done = span[1]
+        return spans
 
     def _scan_added(
         self,
@@ -180,7 +228,8 @@ class Engine:
         out: dict[tuple[str, str | None, int | None], Candidate],
     ) -> None:
         """Scan added lines grouped by file as one text; offsets map back to lines by bisection."""
-        for path, lines in _group_by_path(added):
+        for raw_path, lines in _group_by_path(added):
+            path = self.safe_path(raw_path)
             starts, pos = [], 0
             for line in lines:
                 starts.append(pos)
@@ -191,43 +240,60 @@ class Engine:
                 _add(out, _candidate(hit, path, lines[i].line, hit.pos - starts[i] + 1))
 
     def _find(self, text: str, depth: int) -> list[_Hit]:
-        """Every accepted secret in ``text``; encoded spans are decoded while depth allows."""
+        """Every accepted secret in ``text``; encoded spans are decoded while depth allows.
+
+        Linear in ``text`` on any input: a keyword hit costs at most one anchored regex match
+        (bounded by the rule's longest match) and none inside a span the rule already matched
+        or rejected; an encoded run is found once (later triggers inside it are skipped) and
+        decoded once, in overlapping chunks when it is longer than the decode limit.
+        """
         hits: list[_Hit] = []
-        seen: set[tuple[str, int]] = set()
-        decoded_until = {"percent": -1, "json": -1}  # skip triggers inside a decoded span
+        covered: dict[str, int] = {}  # rule id -> end of the span its last attempt consumed
+        decoded_until = {"percent": -1, "json": -1, "base64": -1}
         can_decode = depth < self.limits.max_depth
-        for end, entries in self._automaton.iter(text):
+        for end, entries in self._prefilter.hits(text):
             for keyword, target in entries:
                 start = end - len(keyword) + 1
                 if isinstance(target, Rule):
-                    hits.extend(self._match(text, start, target, seen))
+                    if start >= covered.get(target.id, -1):
+                        hit, covered[target.id] = self._match(text, start, target)
+                        if hit is not None:
+                            hits.append(hit)
                 elif can_decode and start >= decoded_until[target]:
-                    span = decoders.span_around(text, start, end + 1, target, self.limits)
-                    if span is not None:
-                        decoded_until[target] = span[1]
-                        hits.extend(self._decode(text, span, target, depth))
-        if can_decode:
+                    floor = max(decoded_until[target], 0)
+                    span = decoders.run_extent(text, start, end + 1, target, floor)
+                    decoded_until[target] = span[1] if span is not None else end + 1
+                    if span is not None and _worth_decoding(span, target):
+                        hits.extend(self._decode_run(text, span, target, depth))
+        if can_decode and not self._prefilter.includes_base64:
             for span in self._base64_spans(text):
-                hits.extend(self._decode(text, span, "base64", depth))
+                hits.extend(self._decode_run(text, span, "base64", depth))
         return hits
 
-    def _match(
-        self, text: str, start: int, rule: Rule, seen: set[tuple[str, int]]
-    ) -> Iterator[_Hit]:
-        """The rule's regex in a window around a keyword hit at ``start``."""
-        lo = max(0, start - _LOOKBACK)
-        for m in rule.regex.finditer(text, lo, min(len(text), start + _LOOKAHEAD)):
-            if not m.start() <= start < m.end() or (rule.id, m.start()) in seen:
-                continue
-            seen.add((rule.id, m.start()))
-            secret = rule.secret_of(m)
-            if rule.accepts(secret):
-                yield _Hit(
-                    m.start("secret") if "secret" in m.re.groupindex else m.start(),
-                    rule,
-                    secret,
-                    "plain",
-                )
+    def _match(self, text: str, start: int, rule: Rule) -> tuple[_Hit | None, int]:
+        """The rule's match around a keyword at ``start``, and where the next attempt may begin."""
+        if rule.keyword_at_start:
+            m = rule.regex.match(text, start)
+        else:  # the match may begin before its keyword: search a bounded window
+            lo = max(0, start - _LOOKBACK)
+            m = rule.regex.search(text, lo, min(len(text), start + _LOOKAHEAD))
+            m = m if m is not None and m.start() <= start < m.end() else None
+        if m is None:
+            return None, start + 1
+        secret = rule.secret_of(m)
+        if not rule.accepts(secret):
+            return None, m.end()  # a rejected span: no later keyword inside it is tried again
+        pos = m.start("secret") if "secret" in m.re.groupindex else m.start()
+        return _Hit(pos, rule, secret, "plain"), m.end()
+
+    def _decode_run(
+        self, text: str, span: tuple[int, int], encoding: str, depth: int
+    ) -> list[_Hit]:
+        """Decode a run (chunked when long) and scan it a level deeper."""
+        out: list[_Hit] = []
+        for chunk in decoders.chunks(text, span, encoding, self.limits):
+            out.extend(self._decode(text, chunk, encoding, depth))
+        return out
 
     def _decode(self, text: str, span: tuple[int, int], encoding: str, depth: int) -> list[_Hit]:
         """Decode one span and scan it a level deeper; hits point at the span's start."""
@@ -240,27 +306,30 @@ class Engine:
         ]
 
 
-def _build_automata(
+_Entries = list[tuple[str, "Rule | str"]]
+
+
+def _keyword_tables(
     rules: Iterable[Rule], limits: DecodeLimits
-) -> tuple[ahocorasick.Automaton, ahocorasick.Automaton]:
-    """The main automaton (keyword -> [(keyword, Rule | encoding)]) and the base64 one."""
-    table: dict[str, list[tuple[str, Rule | str]]] = {}
+) -> tuple[dict[str, _Entries], dict[str, _Entries]]:
+    """Keyword -> [(keyword, Rule | encoding)] for the keywords and their percent/JSON forms,
+    and the same for the base64 signatures."""
+    table: dict[str, _Entries] = {}
     for rule in rules:
         for keyword in rule.keywords:
             table.setdefault(keyword, []).append((keyword, rule))
-    b64 = ahocorasick.Automaton()
+    signatures: dict[str, _Entries] = {}
     for form, encoding in decoders.encoded_keywords(set(table), limits.max_depth).items():
         if encoding == "base64":
-            b64.add_word(form, form)
+            signatures[form] = [(form, "base64")]
         elif form not in table:
             table[form] = [(form, encoding)]
-    main = ahocorasick.Automaton()
-    for key, entries in table.items():
-        main.add_word(key, entries)
-    main.make_automaton()
-    if len(b64):
-        b64.make_automaton()
-    return main, b64
+    return table, signatures
+
+
+def _worth_decoding(span: tuple[int, int], encoding: str) -> bool:
+    """A base64 signature counts only inside a run long enough to hold a key's encoding."""
+    return encoding != "base64" or span[1] - span[0] >= decoders.MIN_BASE64_RUN
 
 
 def _group_by_path(added: Iterable[AddedLine]) -> Iterator[tuple[str | None, list[AddedLine]]]:
@@ -275,7 +344,9 @@ def _group_by_path(added: Iterable[AddedLine]) -> Iterator[tuple[str | None, lis
         yield current[0].path, current
 
 
-def _candidate(hit: _Hit, path: str | None, line: int | None, column: int | None) -> Candidate:
+def _candidate(
+    hit: _Hit, path: str | None, line: int | None, column: int | None, location: str = "content"
+) -> Candidate:
     """Turn a hit into a Candidate (hash, redacted form, checksum, environment)."""
     rule, secret = hit.rule, hit.secret
     platform = rule.kind == "platform"
@@ -283,7 +354,7 @@ def _candidate(hit: _Hit, path: str | None, line: int | None, column: int | None
         rule_id=rule.id,
         kind=rule.kind,
         key_hash=hash_key(secret),
-        redacted=redact_key(secret) if platform else _redact_third_party(rule, secret),
+        redacted=_redacted(rule, secret),
         path=path,
         line=line,
         column=column,
@@ -291,7 +362,12 @@ def _candidate(hit: _Hit, path: str | None, line: int | None, column: int | None
         environment=environment_of(secret) if platform else None,
         encoding=hit.encoding,
         secret=secret,
+        location=location,
     )
+
+
+def _redacted(rule: Rule, secret: str) -> str:
+    return redact_key(secret) if rule.kind == "platform" else _redact_third_party(rule, secret)
 
 
 def _redact_third_party(rule: Rule, secret: str) -> str:

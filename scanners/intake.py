@@ -2,24 +2,30 @@
 
 - ``github``: ``X-Hub-Signature-256`` (HMAC-SHA256 of the raw body), ``ping`` answered, ``push``
   published to ``code.push`` and answered 202 at once (GitHub waits 10 s and does not retry),
-  replayed ``X-GitHub-Delivery`` ids ignored, other events 202 ignored.
-- ``gitlab``: ``X-Gitlab-Token`` compared in constant time, ``Push Hook`` (and ``Tag Push Hook``),
-  deduplicated on ``X-Gitlab-Event-UUID`` / ``Idempotency-Key``.
+  other events 202 ignored. Both content types GitHub sends: ``application/json`` and
+  ``application/x-www-form-urlencoded`` (``payload=…``, the default of hooks made via the API).
+- ``gitlab``: ``X-Gitlab-Token`` compared in constant time before the body is read, ``Push Hook``
+  (and ``Tag Push Hook``).
+- Deduplication is on the SHA-256 of the authenticated body: ``X-GitHub-Delivery`` is not
+  signed, so a replayed body under a new delivery id is still a duplicate.
 - ``github_secret_scanning``: GitHub's partner alerts, ECDSA P-256 signed; each token verified and
   answered at once (``[{token_hash, token_type, label}]``, never the token).
 
-No secret configured means refuse (503), never accept unsigned. The order of checks (size,
-authenticity, then parsing) keeps unauthenticated input from reaching the parser or the dedupe.
+No secret configured means refuse (503), never accept unsigned. The order of checks (headers
+via ``precheck`` before any body byte is read, size, authenticity, then parsing) keeps
+unauthenticated input from reaching the parser or the dedupe.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 import redis.asyncio as aioredis
@@ -28,7 +34,13 @@ from redis.exceptions import RedisError
 
 from scanners.push import decode_code_push, encode_code_push
 from scanners.response import LeakContext, LeakResponder
-from scanners.signatures import SecretScanningKeys, verify_github_signature, verify_gitlab_token
+from scanners.signatures import (
+    SIGNATURE_PREFIX,
+    SecretScanningKeys,
+    der_signature,
+    verify_github_signature,
+    verify_gitlab_token,
+)
 from worker.errors import FetchError, InputError, KeyStoreUnavailable
 from worker.keystore.keyformat import hash_key, redact_key, split_prefix
 from worker.metrics import Metrics
@@ -151,6 +163,34 @@ class WebhookIntake:
         self.metrics.webhooks.labels(source=source, outcome=outcome).inc()
         return Reply(status, body if body is not None else {"status": outcome})
 
+    def precheck(self, source: str, headers: Mapping[str, str]) -> Reply | None:
+        """An answer from the headers alone (before reading the body), or None to read it."""
+        h = _lower(headers)
+        if source == "github":
+            if not self.github_secret:
+                return self._reply("github", "not_configured", 503)
+            sig = h.get("x-hub-signature-256", "")
+            if not sig.isascii() or not sig.startswith(SIGNATURE_PREFIX) or len(sig) != 71:
+                return self._reply("github", "unauthorized", 401)
+        elif source == "gitlab":
+            if not self.gitlab_secret:
+                return self._reply("gitlab", "not_configured", 503)
+            if not verify_gitlab_token(self.gitlab_secret, h.get("x-gitlab-token")):
+                return self._reply("gitlab", "unauthorized", 401)
+        elif source == "github-secret-scanning":
+            if self.keys is None or self.responder is None:
+                return self._reply(source, "not_configured", 503)
+            if (
+                not h.get("github-public-key-identifier")
+                or der_signature(h.get("github-public-key-signature", "")) is None
+            ):
+                return self._reply(source, "unauthorized", 401)
+        return None
+
+    def authenticated_by_headers(self, source: str) -> bool:
+        """Whether ``precheck`` passing already authenticates the sender (GitLab's token)."""
+        return source == "gitlab"
+
     async def github(self, headers: Mapping[str, str], body: bytes) -> Reply:
         """``POST /webhooks/github``."""
         h = _lower(headers)
@@ -163,7 +203,7 @@ class WebhookIntake:
             return self._reply("github", "ping", 200, {"status": "pong"})
         if event != "push":
             return self._reply("github", "ignored", 202)
-        return await self._accept("github", h, body, h.get("x-github-delivery"))
+        return await self._accept("github", h, body)
 
     async def gitlab(self, headers: Mapping[str, str], body: bytes) -> Reply:
         """``POST /webhooks/gitlab``."""
@@ -174,27 +214,23 @@ class WebhookIntake:
             return self._reply("gitlab", "unauthorized", 401)
         if h.get("x-gitlab-event") not in ("Push Hook", "Tag Push Hook"):
             return self._reply("gitlab", "ignored", 202)
-        delivery = h.get("x-gitlab-event-uuid") or h.get("idempotency-key")
-        return await self._accept("gitlab", h, body, delivery)
+        return await self._accept("gitlab", h, body)
 
-    async def _accept(
-        self, source: str, headers: dict[str, str], body: bytes, delivery: str | None
-    ) -> Reply:
+    async def _accept(self, source: str, headers: dict[str, str], body: bytes) -> Reply:
         try:
-            payload = orjson.loads(body)
+            payload = _payload(headers, body)
             push = decode_code_push({"source": source, "headers": headers, "payload": payload})
-        except orjson.JSONDecodeError:
-            return self._reply(source, "bad_request", 400, {"error": "body is not JSON"})
         except InputError as exc:
-            return self._reply(source, "bad_request", 400, {"error": exc.reason})
-        if delivery and not await self.dedupe.first_time(source, delivery):
+            return self._reply(source, "bad_request", 400, {"error": str(exc)})
+        # The authenticated content, not the unsigned delivery id, decides what is a replay.
+        delivery = "sha256:" + hashlib.sha256(body).hexdigest()
+        if not await self.dedupe.first_time(source, delivery):
             return self._reply(source, "duplicate", 202)
         try:
             await self.publish(push.repository.encode(), encode_code_push(source, headers, payload))
         except Exception as exc:  # the broker is down: say so, let the sender redeliver
             log.error("push_publish_failed", source=source, error=repr(exc))
-            if delivery:
-                await self.dedupe.forget(source, delivery)
+            await self.dedupe.forget(source, delivery)
             return self._reply(source, "unavailable", 503)
         return self._reply(source, "accepted", 202)
 
@@ -239,6 +275,28 @@ class WebhookIntake:
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items()}
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def _payload(headers: Mapping[str, str], body: bytes) -> Any:
+    """The webhook's JSON payload: the body, or its ``payload`` field when form-encoded."""
+    ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    raw: bytes | str = body
+    if ctype == FORM:
+        try:
+            fields = parse_qs(body.decode("ascii"), strict_parsing=True, max_num_fields=20)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InputError("form body is not valid", "bad_form") from exc
+        values = fields.get("payload")
+        if not values or len(values) != 1:
+            raise InputError("form body has no single payload field", "bad_form")
+        raw = values[0]
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InputError("body is not JSON", "bad_json") from exc
 
 
 def _token_items(body: bytes) -> list[dict[str, str]]:

@@ -20,6 +20,7 @@ ZERO_SHA: Final = "0" * 40
 SOURCES: Final = ("github", "gitlab")
 _SHA: Final = re.compile(r"^[0-9a-f]{7,64}$")
 _REPO_NAME: Final = re.compile(r"^[A-Za-z0-9_.\-]{1,100}/[A-Za-z0-9_.\-]{1,100}$")
+_DOTS: Final = re.compile(r"(^|/)\.{1,2}(/|$)")  # "." or ".." as owner or name: a path trick
 # Headers worth keeping on the topic: delivery ids and event names, never signatures or tokens.
 KEPT_HEADERS: Final = (
     "x-github-delivery", "x-github-event", "x-github-hook-id", "x-gitlab-event",
@@ -42,6 +43,8 @@ class CodePush:
     delivery: str | None = None
     url: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # (commit id, message) of the pushed commits: public in the payload and in every patch
+    messages: tuple[tuple[str, str], ...] = ()
 
     @property
     def deleted(self) -> bool:
@@ -114,6 +117,19 @@ def _opt_str(value: Any) -> str | None:
     return value if isinstance(value, str) and 0 < len(value) <= 300 else None
 
 
+def _messages(commits: Any, head: Any) -> tuple[tuple[str, str], ...]:
+    """(id, message) of every commit in the payload (GitHub's ``head_commit`` included)."""
+    items = list(commits) if isinstance(commits, list) else []
+    if isinstance(head, Mapping):
+        items.append(head)
+    out: dict[str, str] = {}
+    for c in items:
+        if isinstance(c, Mapping) and isinstance(c.get("message"), str):
+            cid = c.get("id")
+            out.setdefault(cid if isinstance(cid, str) and _SHA.match(cid) else "", c["message"])
+    return tuple(out.items())[:2000]
+
+
 def _commit_ids(commits: Any) -> tuple[str, ...]:
     if not isinstance(commits, list):
         return ()
@@ -126,7 +142,7 @@ def _github(payload: Mapping[str, Any], headers: dict[str, str]) -> CodePush:
     if not isinstance(repo, Mapping):
         raise InputError("push has no repository", "bad_push")
     full = _str(repo.get("full_name"), "repository.full_name", 201)
-    if not _REPO_NAME.match(full):
+    if not _REPO_NAME.match(full) or _DOTS.search(full):
         raise InputError("push repository.full_name is not owner/name", "bad_push")
     after = _sha(payload.get("after"), "after")
     if payload.get("deleted") is True:
@@ -137,6 +153,7 @@ def _github(payload: Mapping[str, Any], headers: dict[str, str]) -> CodePush:
         ref=_str(payload.get("ref"), "ref"), default_branch=_opt_str(repo.get("default_branch")),
         commits=_commit_ids(payload.get("commits")), delivery=headers.get("x-github-delivery"),
         url=_opt_str(repo.get("html_url")), headers=headers,
+        messages=_messages(payload.get("commits"), payload.get("head_commit")),
     )  # fmt: skip
 
 
@@ -154,4 +171,5 @@ def _gitlab(payload: Mapping[str, Any], headers: dict[str, str]) -> CodePush:
         ref=_str(payload.get("ref"), "ref"), default_branch=_opt_str(project.get("default_branch")),
         commits=_commit_ids(payload.get("commits")), delivery=delivery,
         url=_opt_str(project.get("web_url")), headers=headers,
+        messages=_messages(payload.get("commits"), None),
     )  # fmt: skip

@@ -139,13 +139,14 @@ class LeakResponder:
     def _finding(self, cand: CandidateLike, record: KeyRecord | None, ctx: LeakContext) -> Finding:
         now = time.time()
         status, action, severity = classify(cand.kind, record, datetime.now(UTC))
-        where = f"{ctx.repository or ctx.source}@{(ctx.commit or '-')[:12]} {cand.path}:{cand.line}"
+        location = str(cand.to_dict().get("location") or "content")
+        where = describe_where(ctx, cand, location, short=True)
         extra: dict[str, Any] = {
             "repository": ctx.repository, "commit": ctx.commit, "path": cand.path,
             "line": cand.line, "rule_id": cand.rule_id, "redacted": cand.redacted,
             "status": status, "key_hash": cand.key_hash, "leak_kind": cand.kind,
             "source": ctx.source, "url": ctx.url,
-            "environment": record.environment if record else None,
+            "environment": record.environment if record else None, "location": location,
         }  # fmt: skip
         evidence = {k: extra[k] for k in EVIDENCE_FIELDS}
         who = f"key {record.key_id}" if record else f"{cand.kind} secret {cand.redacted}"
@@ -164,7 +165,8 @@ class LeakResponder:
             return
         alert = finding.alert
         if self.act and finding.action == "revoke" and alert.key_id:
-            reason = f"leaked in public code: {_where(ctx, cand)}"
+            location = str(alert.extra.get("location") or "content")
+            reason = f"leaked in public code: {describe_where(ctx, cand, location)}"
             change = await self.keys.revoke(
                 alert.key_id, reason[:500], actor=self.actor, alert_id=alert.id
             )
@@ -177,9 +179,20 @@ class LeakResponder:
             finding.first = await asyncio.to_thread(self.ledger.record, finding)
 
 
-def _where(ctx: LeakContext, cand: CandidateLike) -> str:
-    repo = ctx.repository or ctx.url or ctx.source
-    return f"{repo}@{ctx.commit or '-'} {cand.path}:{cand.line}"
+def describe_where(
+    ctx: LeakContext, cand: CandidateLike, location: str = "content", short: bool = False
+) -> str:
+    """``repo@commit path:line`` with only the parts that are known (never ``None``)."""
+    repo = ctx.repository or (None if short else ctx.url) or ctx.source
+    where = repo + (f"@{ctx.commit[:12] if short else ctx.commit}" if ctx.commit else "")
+    if location == "commit_message":
+        return f"{where} commit message" + (f" line {cand.line}" if cand.line else "")
+    place = cand.path or ""
+    if cand.line:
+        place = f"{place}:{cand.line}" if place else f"line {cand.line}"
+    if location == "path":
+        place = f"file path {place}"
+    return f"{where} {place}" if place else where
 
 
 class LeakLedger:

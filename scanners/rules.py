@@ -37,6 +37,9 @@ class Rule:
     entropy_min: float | None
     samples_match: tuple[str, ...]
     samples_nomatch: tuple[str, ...]
+    # Every match begins at one of the keywords (checked on the samples at load): the engine
+    # then tries one anchored match per keyword hit instead of searching a window around it.
+    keyword_at_start: bool = True
 
     def secret_of(self, match: re.Match[str]) -> str:
         """The secret in a regex match: group ``secret`` when the pattern has one."""
@@ -123,6 +126,7 @@ def _parse_rule(raw: object, prefixes: Sequence[str], source: str) -> Rule:
         entropy_min=_optional_float(raw.get("entropy_min"), where),
         samples_match=_samples(raw, "samples_match", where),
         samples_nomatch=_samples(raw, "samples_nomatch", where),
+        keyword_at_start=_optional_bool(raw.get("keyword_at_start", True), where),
     )
     _check_samples(rule, where)
     return rule
@@ -147,6 +151,13 @@ def _check_samples(rule: Rule, where: str) -> None:
             raise ConfigError(f"{where}: sample that must match does not: {shown!r}")
         if not any(k in sample for k in rule.keywords):
             raise ConfigError(f"{where}: sample contains none of the keywords: {shown!r}")
+        if rule.keyword_at_start and not all(
+            sample.startswith(rule.keywords, m.start()) for m in rule.regex.finditer(sample)
+        ):
+            raise ConfigError(
+                f"{where}: a match of {shown!r} does not begin with a keyword;"
+                " set keyword_at_start = false"
+            )
     for sample in rule.samples_nomatch:
         if rule.find(sample):
             shown = redact_text(sample)[:60]
@@ -168,6 +179,12 @@ def _str_list(value: object, where: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where} must be a list of strings")
     return [str(v) for v in value]
+
+
+def _optional_bool(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: keyword_at_start must be true or false")
+    return value
 
 
 def _optional_float(value: object, where: str) -> float | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Final
+from urllib.parse import quote
 
 from worker.redaction import redact_text
 
@@ -25,6 +26,12 @@ _SCORES: Final = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0
 
 def _text(value: object, default: str = "") -> str:
     return redact_text(str(value)) if value is not None else default
+
+
+def _uri(path: object) -> str:
+    """A relative URI reference for a path (§3.4.3): percent-encoded; stdin when unnamed."""
+    text = _text(path, "stdin") or "stdin"
+    return quote(text.replace("\\", "/"), safe="/:@!$&'()*+,;=-._~")
 
 
 def _int(value: object) -> int | None:
@@ -51,9 +58,7 @@ def _location(finding: Mapping[str, object]) -> dict[str, object]:
         region["startLine"] = line
     if column is not None:
         region["startColumn"] = column
-    physical: dict[str, object] = {
-        "artifactLocation": {"uri": _text(finding.get("path"), "unknown")}
-    }
+    physical: dict[str, object] = {"artifactLocation": {"uri": _uri(finding.get("path"))}}
     if region:
         physical["region"] = region
     return {"physicalLocation": physical}
@@ -81,8 +86,21 @@ def _result(finding: Mapping[str, object], rule_index: int) -> dict[str, object]
     return result
 
 
-def to_sarif(findings: Sequence[Mapping[str, object]], tool_version: str) -> dict[str, object]:
-    """A SARIF 2.1.0 log with one run holding every finding."""
+def _notification(note: Mapping[str, object]) -> dict[str, object]:
+    """An input that could not be scanned, as a tool execution notification (§3.58)."""
+    return {
+        "level": "warning",
+        "message": {"text": f"not scanned: {_text(note.get('reason'), 'unknown reason')}"},
+        "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(note.get("path"))}}}],
+    }
+
+
+def to_sarif(
+    findings: Sequence[Mapping[str, object]],
+    tool_version: str,
+    notifications: Sequence[Mapping[str, object]] = (),
+) -> dict[str, object]:
+    """A SARIF 2.1.0 log with one run holding every finding (and every input not scanned)."""
     rules: list[dict[str, object]] = []
     index: dict[str, int] = {}
     results = []
@@ -97,8 +115,12 @@ def to_sarif(findings: Sequence[Mapping[str, object]], tool_version: str) -> dic
         "version": tool_version,
         "rules": rules,
     }
+    invocation = {
+        "executionSuccessful": not notifications,
+        "toolExecutionNotifications": [_notification(n) for n in notifications],
+    }
     return {
         "version": SARIF_VERSION,
         "$schema": SARIF_SCHEMA,
-        "runs": [{"tool": {"driver": driver}, "results": results}],
+        "runs": [{"tool": {"driver": driver}, "invocations": [invocation], "results": results}],
     }

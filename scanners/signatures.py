@@ -1,8 +1,13 @@
 """Webhook authenticity: GitHub HMAC signatures, GitLab tokens, GitHub secret-scanning ECDSA.
 
 Every comparison is constant-time (``hmac.compare_digest``). A missing secret means "refuse",
-never "accept unsigned". The secret-scanning public keys are fetched from the configured URL
-(GitHub's ``/meta/public_keys/secret_scanning``) and cached; an unknown key id forces one refresh.
+never "accept unsigned"; a header that is not ASCII is simply a wrong signature (401).
+
+The secret-scanning public keys (GitHub's ``/meta/public_keys/secret_scanning``) are fetched at
+start and refreshed in the background (``refresh_loop``); requests are verified with the last
+good keys, however old. A request never triggers a fetch unless it carries a well-formed
+signature under a key id we do not know (a rotation), and then at most once per
+``min_refresh_s`` whoever asks. Nothing is fetched for unsigned or malformed requests.
 """
 
 from __future__ import annotations
@@ -17,12 +22,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
+import structlog
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from worker.errors import FetchError, InputError
+
+log = structlog.get_logger("keywatch.signatures")
 
 SIGNATURE_PREFIX = "sha256="
 
@@ -35,7 +44,7 @@ def github_signature(secret: str, body: bytes) -> str:
 
 def verify_github_signature(secret: str | None, body: bytes, header: str | None) -> bool:
     """True only when a secret is configured and ``header`` is the body's HMAC-SHA256."""
-    if not secret or not header or not header.startswith(SIGNATURE_PREFIX):
+    if not secret or not header or not header.isascii() or not header.startswith(SIGNATURE_PREFIX):
         return False
     return hmac.compare_digest(github_signature(secret, body).encode(), header.encode())
 
@@ -44,17 +53,31 @@ def verify_gitlab_token(secret: str | None, header: str | None) -> bool:
     """True only when a secret is configured and ``X-Gitlab-Token`` equals it."""
     if not secret or header is None:
         return False
-    return hmac.compare_digest(secret.encode(), header.encode("utf-8", "replace"))
+    return hmac.compare_digest(secret.encode(), header.encode("utf-8", "surrogateescape"))
 
 
 def verify_ecdsa(public_key: ec.EllipticCurvePublicKey, body: bytes, signature_b64: str) -> bool:
     """Verify a base64 DER ECDSA-SHA256 signature of ``body``."""
+    der = der_signature(signature_b64)
+    if der is None:
+        return False
     try:
-        der = base64.b64decode(signature_b64, validate=True)
         public_key.verify(der, body, ec.ECDSA(hashes.SHA256()))
-    except (InvalidSignature, binascii.Error, ValueError):
+    except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def der_signature(signature_b64: str) -> bytes | None:
+    """The DER ECDSA signature in a base64 header, or None when it is not one."""
+    if not signature_b64.isascii() or len(signature_b64) > 200:
+        return None
+    try:
+        der = base64.b64decode(signature_b64, validate=True)
+        decode_dss_signature(der)
+    except (binascii.Error, ValueError):
+        return None
+    return der
 
 
 def load_public_key(pem: str) -> ec.EllipticCurvePublicKey:
@@ -69,7 +92,9 @@ def load_public_key(pem: str) -> ec.EllipticCurvePublicKey:
 
 
 class SecretScanningKeys:
-    """GitHub's secret-scanning public keys by identifier, fetched on demand and cached."""
+    """GitHub's secret-scanning public keys by identifier: last good set, refreshed in the
+    background, fetched on a request only for an unknown key id and at most once per
+    ``min_refresh_s``."""
 
     def __init__(
         self,
@@ -77,7 +102,7 @@ class SecretScanningKeys:
         token: str | None = None,
         *,
         ttl_s: float = 3600.0,
-        min_refresh_s: float = 30.0,
+        min_refresh_s: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url
@@ -87,24 +112,51 @@ class SecretScanningKeys:
         self._ttl, self._min_refresh = ttl_s, min_refresh_s
         self._transport = transport
         self._keys: dict[str, ec.EllipticCurvePublicKey] = {}
-        self._fetched_at = float("-inf")
+        self._fetched_at = float("-inf")  # last success
+        self._attempted_at = float("-inf")  # last attempt, success or not: the rate limit
         self._lock = asyncio.Lock()
+        self.fetches = 0
+
+    async def refresh(self, *, force: bool = False) -> None:
+        """Fetch the keys unless one was attempted within ``min_refresh_s`` (``force``: ttl
+        check skipped); a failure keeps the last good keys and raises ``FetchError``."""
+        async with self._lock:
+            now = time.monotonic()
+            if now - self._attempted_at < self._min_refresh:
+                return
+            if not force and now - self._fetched_at < self._ttl:
+                return
+            self._attempted_at = now
+            self.fetches += 1
+            keys = await self._fetch()
+            if keys:
+                self._keys, self._fetched_at = keys, time.monotonic()
+
+    async def refresh_loop(self) -> None:
+        """At start and then every ``min_refresh_s``: refresh when stale (background task)."""
+        while True:
+            try:
+                await self.refresh()
+            except FetchError as exc:
+                log.warning("secret_scanning_keys_refresh_failed", error=str(exc)[:300])
+            await asyncio.sleep(max(self._min_refresh, 1.0))
 
     async def get(self, key_id: str) -> ec.EllipticCurvePublicKey | None:
-        """The key with ``key_id``; refreshes when stale or unknown (rate-limited)."""
-        now = time.monotonic()
-        stale = now - self._fetched_at > self._ttl
-        unknown = key_id not in self._keys and now - self._fetched_at > self._min_refresh
-        if stale or unknown:
-            async with self._lock:
-                if time.monotonic() - self._fetched_at > min(self._min_refresh, self._ttl):
-                    self._keys = await self._fetch()
-                    self._fetched_at = time.monotonic()
+        """The key with ``key_id`` from the last good set; an unknown id asks for one refresh
+        (rate-limited). Raises ``FetchError`` only when no key was ever fetched."""
+        if key_id not in self._keys:
+            try:
+                await self.refresh(force=True)
+            except FetchError:
+                if not self._keys:
+                    raise
         return self._keys.get(key_id)
 
     async def verify(self, body: bytes, key_id: str | None, signature: str | None) -> bool:
         """Whether ``signature`` is a valid signature of ``body`` by key ``key_id``."""
-        if not key_id or not signature:
+        if not key_id or not signature or len(key_id) > 200 or not key_id.isascii():
+            return False
+        if der_signature(signature) is None:  # unsigned or malformed: never a fetch
             return False
         key = await self.get(key_id)
         return key is not None and verify_ecdsa(key, body, signature)
@@ -115,7 +167,7 @@ class SecretScanningKeys:
                 timeout=10.0, follow_redirects=False, transport=self._transport
             ) as client:
                 resp = await client.get(self.url, headers=self._headers)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
             raise FetchError(f"secret-scanning keys unavailable: {exc!r}") from exc
         if resp.status_code != 200:
             raise FetchError(f"secret-scanning keys: HTTP {resp.status_code}")

@@ -28,6 +28,7 @@ from detectors.model import AccessEvent, Alert, KeyContext, iso
 from detectors.profile import KeyProfile, hour_of_week
 from worker.errors import InputError
 from worker.ingest import KeyInfo, KeyResolver, parse_message
+from worker.lines import bounded_lines
 from worker.report import KeyReport
 
 # ts, seq, then AccessEvent's other fields in its order: key_id, ip, method, path, status,
@@ -103,7 +104,10 @@ class Replay:
         """
         n = 0
         try:
-            for n, line in enumerate(stream, start=1):
+            for n, line in enumerate(bounded_lines(stream), start=1):
+                if line is None:  # longer than MAX_LINE_BYTES: skipped, never held whole
+                    self.stats.rejects["line_too_long"] += 1
+                    continue
                 self.read_line(line)
                 if on_lines is not None and n % 1000 == 0:
                     on_lines(1000)

@@ -154,6 +154,10 @@ _ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("max_message_bytes", "KEYWATCH_MAX_MESSAGE_BYTES", _positive_int),
     ("max_message_events", "KEYWATCH_MAX_MESSAGE_EVENTS", _positive_int),
     ("trusted_proxies", "KEYWATCH_TRUSTED_PROXIES", parse_trusted),
+    ("scan_budget_s", "KEYWATCH_SCAN_BUDGET_S", _positive_float),
+    ("webhook_body_timeout_s", "KEYWATCH_WEBHOOK_BODY_TIMEOUT_S", _positive_float),
+    ("webhook_header_timeout_s", "KEYWATCH_WEBHOOK_HEADER_TIMEOUT_S", _positive_float),
+    ("max_pending_bodies", "KEYWATCH_MAX_PENDING_BODIES", _positive_int),
     ("app_id", "KEYWATCH_APP_ID", str),
 )
 
@@ -203,6 +207,10 @@ class Settings:
     max_message_events: int = 10_000
     # Proxies whose X-Forwarded-For entries are believed (default: private addresses).
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    scan_budget_s: float = 30.0  # per push; the rest is scanned in the background
+    webhook_body_timeout_s: float = 30.0  # a webhook body must arrive within this
+    webhook_header_timeout_s: float = 10.0  # a connection must send its headers within this
+    max_pending_bodies: int = 8  # webhook bodies read at once before they are authenticated
     app_id: str = "keywatch"
     topics: Topics = field(default_factory=Topics)
 

@@ -15,8 +15,8 @@ from urllib.parse import quote
 
 import httpx
 
-from scanners.fetch import FileChange, change_of, decode_text
-from scanners.fetch.http import ApiClient, FetchRefused, RetryPolicy, next_link
+from scanners.fetch import MAX_FILE_BYTES, FileChange, RawFile, change_of
+from scanners.fetch.http import ApiClient, FetchRefused, RetryPolicy, next_link, path_part
 from scanners.push import CodePush
 from worker.errors import FetchError
 
@@ -96,26 +96,25 @@ class GitHubFetcher:
             name, status = f.get("filename"), f.get("status")
             if not isinstance(name, str) or status == "removed":
                 continue
-            change = await change_of(name, sha, f.get("patch"), partial(self._raw, push, name, sha))
-            if change is not None:
-                out[name] = change
+            raw = partial(self._raw, push, name, sha)
+            out[name] = await change_of(name, sha, f.get("patch"), raw)
         return list(out.values())
 
-    async def _raw(self, push: CodePush, path: str, sha: str) -> str | None:
-        """The file at ``sha`` (None when binary, too big or gone)."""
+    async def _raw(self, push: CodePush, path: str, sha: str) -> RawFile | None:
+        """The file at ``sha``, its first MAX_FILE_BYTES at most (None when gone or refused)."""
         try:
-            resp = await self.api.get(
-                f"repos/{_repo(push)}/contents/{quote(path)}", params={"ref": sha},
-                headers={"Accept": RAW},
+            data, truncated = await self.api.get_file(
+                f"repos/{_repo(push)}/contents/{path_part(path, keep_slashes=True)}",
+                MAX_FILE_BYTES, params={"ref": sha}, headers={"Accept": RAW},
             )  # fmt: skip
         except FetchRefused:
             return None
-        return decode_text(resp.content)
+        return RawFile(data, truncated)
 
 
 def _repo(push: CodePush) -> str:
     owner, _, name = push.project.partition("/")
-    return f"{quote(owner, safe='')}/{quote(name, safe='')}"
+    return f"{path_part(owner, keep_slashes=False)}/{path_part(name, keep_slashes=False)}"
 
 
 def _files(resp: httpx.Response) -> list[Mapping[str, Any]]:

@@ -15,8 +15,8 @@ from urllib.parse import quote
 
 import httpx
 
-from scanners.fetch import FileChange, change_of, decode_text
-from scanners.fetch.http import ApiClient, FetchRefused, RetryPolicy, next_link
+from scanners.fetch import MAX_FILE_BYTES, FileChange, RawFile, change_of
+from scanners.fetch.http import ApiClient, FetchRefused, RetryPolicy, next_link, path_part
 from scanners.push import CodePush
 from worker.errors import FetchError
 
@@ -57,7 +57,8 @@ class GitLabFetcher:
         )
         doc = _json(resp)
         diffs = doc.get("diffs") if isinstance(doc, dict) else None
-        return await self._changes(push, push.after, diffs if isinstance(diffs, list) else [])
+        changes = await self._changes(push, push.after, diffs if isinstance(diffs, list) else [])
+        return changes + _messages(doc, push)
 
     async def _commits(self, push: CodePush) -> list[FileChange]:
         out: list[FileChange] = []
@@ -84,20 +85,32 @@ class GitLabFetcher:
             if not isinstance(name, str):
                 continue
             patch = None if d.get("too_large") else diff
-            change = await change_of(name, sha, patch, partial(self._raw, push, name, sha))
-            if change is not None:
-                out[name] = change
+            out[name] = await change_of(name, sha, patch, partial(self._raw, push, name, sha))
         return list(out.values())
 
-    async def _raw(self, push: CodePush, path: str, sha: str) -> str | None:
+    async def _raw(self, push: CodePush, path: str, sha: str) -> RawFile | None:
+        """The file at ``sha``, its first MAX_FILE_BYTES at most (None when gone or refused)."""
         try:
-            resp = await self.api.get(
-                f"projects/{_pid(push)}/repository/files/{quote(path, safe='')}/raw",
-                params={"ref": sha},
-            )
+            data, truncated = await self.api.get_file(
+                f"projects/{_pid(push)}/repository/files/{path_part(path, keep_slashes=False)}/raw",
+                MAX_FILE_BYTES, params={"ref": sha},
+            )  # fmt: skip
         except FetchRefused:
             return None
-        return decode_text(resp.content)
+        return RawFile(data, truncated)
+
+
+def _messages(doc: Any, push: CodePush) -> list[FileChange]:
+    """The compare's commit messages that the push payload did not already carry."""
+    commits = doc.get("commits") if isinstance(doc, dict) else None
+    known = {sha for sha, _ in push.messages}
+    out: list[FileChange] = []
+    for c in commits if isinstance(commits, list) else []:
+        if isinstance(c, dict) and isinstance(c.get("message"), str):
+            sha = c.get("id") if isinstance(c.get("id"), str) else push.after
+            if sha not in known:
+                out.append(FileChange("", str(sha)[:64], message=c["message"]))
+    return out
 
 
 def _pid(push: CodePush) -> str:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import structlog
@@ -56,6 +56,7 @@ class ApiClient:
         self.base_url = base_url.rstrip("/") + "/"
         parts = urlsplit(self.base_url)
         self._origin = (parts.scheme, parts.netloc)
+        self._base_path = parts.path
         self.retry = retry or RetryPolicy()
         self.max_bytes = max_bytes
         self._client = httpx.AsyncClient(
@@ -75,12 +76,31 @@ class ApiClient:
         await self.close()
 
     def url(self, path_or_url: str) -> str:
-        """An absolute URL under the API base; refuses any other host (e.g. a forged Link)."""
-        relative = "://" not in path_or_url
-        url = urljoin(self.base_url, path_or_url.lstrip("/") if relative else path_or_url)
-        parts = urlsplit(url)
-        if (parts.scheme, parts.netloc) != self._origin:
-            raise FetchRefused(f"refusing request outside the API base: {parts.netloc}")
+        """An absolute URL under the API base, built from checked parts.
+
+        Refused: another scheme or host (a forged ``Link``), a path outside the base path,
+        and any ``.``/``..`` segment (``../`` in a relative ``Link`` or a file name would
+        otherwise reach other API paths with the token).
+        """
+        if "://" in path_or_url:
+            url = path_or_url
+        elif path_or_url.startswith("/") or "?" in path_or_url or "#" in path_or_url:
+            raise FetchRefused("refusing a relative URL that is not a plain API path")
+        else:
+            url = self.base_url + path_or_url
+        try:
+            parts = urlsplit(url)
+            origin = (parts.scheme, parts.netloc)
+        except ValueError as exc:
+            raise FetchRefused(f"refusing a malformed URL: {exc}") from exc
+        if origin != self._origin:
+            raise FetchRefused(f"refusing request outside the API base: {parts.netloc[:100]}")
+        segments = parts.path.split("/")
+        if not parts.path.startswith(self._base_path) or any(
+            seg in (".", "..") or seg.lower() in ("%2e", "%2e%2e", ".%2e", "%2e.")
+            for seg in segments
+        ):
+            raise FetchRefused("refusing a path outside the API base")
         return url
 
     async def get(
@@ -90,21 +110,47 @@ class ApiClient:
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """GET with retries; returns a 2xx response or raises FetchError/FetchRefused."""
+        resp, data, truncated = await self._get(path_or_url, params, headers, self.max_bytes)
+        if truncated:
+            raise FetchRefused(f"response over {self.max_bytes} bytes")
+        return httpx.Response(resp.status_code, headers=resp.headers, content=data,
+                              request=resp.request)  # fmt: skip
+
+    async def get_file(
+        self,
+        path_or_url: str,
+        limit: int,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[bytes, bool]:
+        """A file's first ``limit`` bytes and whether there were more (streamed, never buffered
+        whole: the read stops at the limit)."""
+        _resp, data, truncated = await self._get(path_or_url, params, headers, limit)
+        return data, truncated
+
+    async def _get(
+        self,
+        path_or_url: str,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        limit: int,
+    ) -> tuple[httpx.Response, bytes, bool]:
         url = self.url(path_or_url)
         last = "no attempt"
         for attempt in range(self.retry.attempts):
             await self._respect_reset()
             try:
-                resp = await self._client.get(url, params=params, headers=headers)
+                async with self._client.stream("GET", url, params=params, headers=headers) as resp:
+                    self._note_remaining(resp)
+                    if resp.is_success:
+                        data, truncated = await _read_up_to(resp, limit)
+                        return resp, data, truncated
             except httpx.HTTPError as exc:
                 last = f"{type(exc).__name__}: {exc}"
                 await self._sleep(self.retry.backoff(attempt), url, last)
                 continue
-            self._note_remaining(resp)
-            if resp.is_success:
-                if len(resp.content) > self.max_bytes:
-                    raise FetchRefused(f"response over {self.max_bytes} bytes")
-                return resp
+            except (httpx.InvalidURL, ValueError) as exc:  # not HTTPError: a URL httpx refuses
+                raise FetchRefused(f"invalid request URL: {exc}") from exc
             wait = self._rate_limit_wait(resp)
             last = f"HTTP {resp.status_code}"
             if wait is not None:
@@ -112,7 +158,7 @@ class ApiClient:
             elif resp.status_code >= 500:
                 await self._sleep(self.retry.backoff(attempt), url, last)
             else:
-                raise FetchRefused(f"{last} for {urlsplit(url).path}")
+                raise FetchRefused(f"{last} for {shown_path(url)}")
         raise FetchError(f"gave up after {self.retry.attempts} attempts: {last}")
 
     def _rate_limit_wait(self, resp: httpx.Response) -> float | None:
@@ -143,8 +189,39 @@ class ApiClient:
             await asyncio.sleep(wait)
 
     async def _sleep(self, seconds: float, url: str, why: str) -> None:
-        log.info("fetch_retry", path=urlsplit(url).path, why=why, wait_s=round(seconds, 3))
+        log.info("fetch_retry", path=shown_path(url), why=why, wait_s=round(seconds, 3))
         await asyncio.sleep(seconds)
+
+
+async def _read_up_to(resp: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """At most ``limit`` bytes of the body, and whether the body was longer."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.aiter_bytes():
+        if size + len(chunk) > limit:
+            chunks.append(chunk[: limit - size])
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks), False
+
+
+def path_part(path: str, *, keep_slashes: bool) -> str:
+    """A file path as URL path text: each segment percent-encoded, ``.``/``..``/empty refused."""
+    segments = path.split("/") if keep_slashes else [path]
+    if not path or any(seg in ("", ".", "..") for seg in segments):
+        raise FetchRefused("refusing a file path with empty, '.' or '..' segments")
+    return "/".join(quote(seg, safe="") for seg in segments)
+
+
+def shown_path(url: str) -> str:
+    """The request path for logs and errors, without a file name (a key in a file name, in any
+    encoding, must not reach a log line or a dead letter)."""
+    path = urlsplit(url).path
+    for marker in ("/contents/", "/repository/files/"):
+        if marker in path:
+            return path.split(marker, 1)[0] + marker + "…"
+    return path
 
 
 def _float(value: str | None) -> float | None:

@@ -56,8 +56,18 @@ def headline(alert: Mapping[str, Any]) -> str:
     return f"{sev} {what} on key {alert.get('key_id') or '?'}: {alert.get('action', '?')}"
 
 
+def slack_escape(text: str) -> str:
+    """Slack's control characters escaped, so untrusted text (a file named ``<!channel>.md``, a
+    ``<https://evil|docs>`` link) is shown, never acted on.
+
+    ref: api.slack.com/reference/surfaces/formatting#escaping: replace &, < and > (only those).
+    Our own markup uses none of the three, so whole texts are escaped, values and all.
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _mrkdwn(text: str, limit: int = 3000) -> dict[str, str]:
-    return {"type": "mrkdwn", "text": _cut(text, limit) or " "}
+    return {"type": "mrkdwn", "text": _cut(slack_escape(text), limit) or " "}
 
 
 def _fields(alert: Mapping[str, Any], contact: str | None) -> list[dict[str, str]]:
@@ -83,7 +93,7 @@ def slack_message(alert: Mapping[str, Any], contact: str | None = None) -> dict[
     )
     emoji = _EMOJI.get(str(alert.get("severity")), "")
     message = {
-        "text": _cut(f"{emoji} {headline(alert)}: {alert.get('summary', '')}", 3000),
+        "text": _cut(slack_escape(f"{emoji} {headline(alert)}: {alert.get('summary', '')}"), 3000),
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": _cut(headline(alert), 150)}},
             {"type": "section", "text": _mrkdwn(str(alert.get("summary", "")))},

@@ -21,6 +21,9 @@ class HostState:
     failures: list[tuple[int, dict[str, str]]] = field(default_factory=list)  # next answers
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     link_override: str | None = None  # a forged Link URL
+    compare_commits: list[dict[str, Any]] = field(default_factory=list)  # GitLab compare commits
+    endless: set[str] = field(default_factory=set)  # "path@ref" served as a never-ending body
+    streamed: int = 0  # bytes of endless bodies written before the client stopped reading
 
     def paths(self) -> list[str]:
         """Request paths with query, in order."""
@@ -69,8 +72,10 @@ def github_app(state: HostState) -> web.Application:
         doc = {"sha": request.match_info["sha"], "files": chunk}
         return web.json_response(doc, headers=headers)
 
-    async def contents(request: web.Request) -> web.Response:
+    async def contents(request: web.Request) -> web.StreamResponse:
         key = f"{request.match_info['path']}@{request.query.get('ref')}"
+        if key in state.endless:
+            return await _endless(request, state)
         if request.headers.get("Accept") != "application/vnd.github.raw" or key not in state.raw:
             return web.json_response({"message": "Not Found"}, status=404)
         return web.Response(body=state.raw[key].encode())
@@ -83,11 +88,25 @@ def github_app(state: HostState) -> web.Application:
     return app
 
 
+async def _endless(request: web.Request, state: HostState) -> web.StreamResponse:
+    """A body that never ends (a 300 MB file, as far as the client can tell)."""
+    resp = web.StreamResponse()
+    await resp.prepare(request)
+    chunk = b"x = 1  # generated\n" * 4096
+    try:
+        while state.streamed < 300 * 1024 * 1024:
+            await resp.write(chunk)
+            state.streamed += len(chunk)
+    except (ConnectionError, RuntimeError):  # the client closed the connection: stop
+        pass
+    return resp
+
+
 def gitlab_app(state: HostState) -> web.Application:
     """The GitLab v4 endpoints the fetcher uses."""
 
     async def compare(request: web.Request) -> web.Response:
-        return web.json_response({"commits": [], "diffs": state.files})
+        return web.json_response({"commits": state.compare_commits, "diffs": state.files})
 
     async def commit_diff(request: web.Request) -> web.Response:
         files = state.commit_files.get(request.match_info["sha"], [])

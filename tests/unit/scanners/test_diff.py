@@ -182,10 +182,12 @@ def test_engine_diff_starting_with_a_hunk(engine: Engine) -> None:
     assert [(c.path, c.line, c.column) for c in found] == [(None, 1, 7)]
 
 
-def test_engine_ignores_keys_in_file_headers(engine: Engine) -> None:
+def test_engine_reports_keys_in_file_headers_as_path_leaks(engine: Engine) -> None:
     key = generate_key().secret
     diff = f"diff --git a/{key} b/{key}\n--- a/{key}\n+++ b/{key}\n@@ -1 +1 @@\n-a\n+b\n"
-    assert engine.scan_diff(diff) == []
+    (cand,) = engine.scan_diff(diff)
+    assert (cand.location, cand.line, cand.key_hash) == ("path", None, hash_key(key))
+    assert cand.path == cand.redacted and key not in repr(cand.to_dict())
 
 
 def test_many_keys_on_one_long_added_line(engine: Engine) -> None:

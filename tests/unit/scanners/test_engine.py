@@ -173,10 +173,23 @@ def test_depth_limit_applies_to_engine() -> None:
     assert len(plain.scan_text(LIVE)) == 1
 
 
-def test_size_limit_applies_to_engine() -> None:
+@pytest.mark.parametrize(
+    "encode",
+    [
+        b64,
+        lambda t: "q=" + quote(t, safe="").replace("_", "%5F"),
+        lambda t: '"' + t.replace("_", "\\u005f") + '"',
+    ],
+    ids=["base64", "percent", "json"],
+)
+def test_run_longer_than_the_decode_limit_is_decoded_in_chunks(
+    encode: Callable[[str], str],
+) -> None:
     small = Engine(load_rules(), DecodeLimits(max_bytes=1000))
-    assert small.scan_text(b64("x" * 2000 + " " + LIVE)) == []
-    assert len(small.scan_text(b64("x" * 200 + " " + LIVE))) == 1
+    for pad in (10, 2000, 20_000):  # the key at the start, across chunk edges, far in
+        for text in (encode("x" * pad + "." + LIVE), encode(LIVE + "." + "y" * pad)):
+            found = small.scan_text(text)
+            assert [c.key_hash for c in found] == [hash_key(LIVE)], pad
 
 
 def test_urlsafe_base64_with_dash_and_underscore(engine: Engine) -> None:

@@ -86,11 +86,58 @@ async def test_github_missing_patch_falls_back_to_raw_contents(gh: Any) -> None:
     assert changes["src/f2.py"].patch is None
 
 
-async def test_github_binary_raw_content_is_skipped(gh: Any) -> None:
+async def test_github_binary_raw_content_is_scanned_as_latin1(gh: Any) -> None:
     state, _server, fetcher = gh
     state.files = [gh_file(3, patch=None)]
-    state.raw["src/f3.py@" + B] = "PNG\x00\x01"
-    assert await fetcher.fetch(push()) == []
+    state.raw["src/f3.py@" + B] = "PNG\x00\x01 sk_live_x"
+    (change,) = await fetcher.fetch(push())
+    assert change.content == "PNG\x00\x01 sk_live_x" and change.skipped is None
+
+
+async def test_github_raw_file_is_streamed_and_cut_at_the_limit(
+    gh: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, _server, fetcher = gh
+    monkeypatch.setattr("scanners.fetch.github.MAX_FILE_BYTES", 256 * 1024)
+    state.files = [gh_file(4, patch=None)]
+    state.endless.add("src/f4.py@" + B)
+    (change,) = await fetcher.fetch(push())
+    assert change.skipped == "too_large"
+    assert change.content is not None and len(change.content) == 256 * 1024
+    # The server stopped soon after the limit: the client did not read (and buffer) it all.
+    assert state.streamed < 32 * 1024 * 1024
+
+
+@pytest.mark.parametrize("name", ["../../../user", "a/../../x", "./x", "a//b", ".."])
+async def test_github_file_names_with_dot_segments_are_not_fetched(gh: Any, name: str) -> None:
+    state, _server, fetcher = gh
+    state.files = [{"filename": name, "status": "added"}]
+    (change,) = await fetcher.fetch(push())
+    assert change.skipped == "not_fetched"
+    assert all("/contents/" not in p and not p.startswith("/user") for p in state.paths()[1:])
+    assert len(state.requests) == 1  # the compare call only
+
+
+@pytest.mark.parametrize(
+    "link",
+    ["../../../../user?page=2", "/user?page=2", "http://[::1/x", "//evil.example/x?page=2",
+     "PLACEHOLDER/../../../user?page=2"],
+)  # fmt: skip
+async def test_github_bad_link_headers_are_refused(gh: Any, link: str) -> None:
+    state, server, fetcher = gh
+    state.files = [gh_file(i) for i in range(150)]
+    state.link_override = link.replace("PLACEHOLDER", str(server.make_url("/repos/acme/app")))
+    with pytest.raises(FetchRefused):
+        await fetcher.fetch(push())
+    assert not any(p.startswith("/user") for p in state.paths())
+
+
+async def test_gitlab_dot_file_name_is_not_fetched(gl: Any) -> None:
+    state, _server, fetcher = gl
+    state.files = [gl_diff("..", diff="", too_large=True)]
+    (change,) = await fetcher.fetch(push("gitlab"))
+    assert change.skipped == "not_fetched"
+    assert not any("/files/" in p for p in state.paths())
 
 
 async def test_github_new_branch_compares_with_default_branch(gh: Any) -> None:
@@ -207,3 +254,37 @@ async def test_gitlab_rate_limit_then_success(gl: Any) -> None:
     state.files = [gl_diff("a.py")]
     state.failures = [(429, {"Retry-After": "0.01"}), (500, {})]
     assert [c.path for c in await fetcher.fetch(push("gitlab"))] == ["a.py"]
+
+
+async def test_gitlab_commit_messages_beyond_the_payload_are_scanned(gl: Any) -> None:
+    from scanners.engine import Engine
+    from scanners.verify import scan_changes
+    from worker.keystore.keyformat import generate_key, hash_key
+
+    state, _server, fetcher = gl
+    key = generate_key("live").secret
+    # GitLab's payload carries the newest 20 commits; the compare API lists all 25.
+    shas = [f"{i:040x}" for i in range(25)]
+    state.compare_commits = [{"id": sha, "message": f"commit {i}"} for i, sha in enumerate(shas)]
+    state.compare_commits[0]["message"] = f"bootstrap\n\nKEY={key}"
+    payload_messages = tuple((sha, f"commit {i}") for i, sha in enumerate(shas) if i >= 5)
+    changes = await fetcher.fetch(push("gitlab", messages=payload_messages))
+    messages = [c for c in changes if c.message is not None]
+    assert [c.commit for c in messages] == shas[:5]
+    scanned = scan_changes(Engine.default(), changes)
+    assert [(commit, [c.key_hash for c in cands]) for commit, cands in scanned.found] == [
+        (shas[0], [hash_key(key)])
+    ]
+
+
+def test_file_names_never_reach_logs_or_errors() -> None:
+    from scanners.fetch.http import shown_path
+
+    name = "QUtJQVREREdETVNBVVI2Nk5BTQ.txt"  # a base64-encoded AWS key id as a file name
+    assert name not in shown_path(f"https://api.github.com/repos/o/r/contents/a/{name}?ref=x")
+    assert name not in shown_path(
+        f"https://gl.example/api/v4/projects/1/repository/files/{name}/raw"
+    )
+    assert (
+        shown_path("https://api.github.com/repos/o/r/compare/a...b") == "/repos/o/r/compare/a...b"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 import pytest
@@ -233,3 +234,44 @@ async def test_secret_scanning_alert_revokes_and_answers_hashes(
     unsigned_garbage = await wi.github_secret_scanning(headers, b"{")
     assert unsigned_garbage.status == 401
     store.close()
+
+
+async def test_replayed_body_with_a_new_delivery_id_is_a_duplicate() -> None:
+    wi, published = intake()
+    body = orjson.dumps(PUSH)
+    for delivery in ("d-1", "d-2", "d-3"):  # the delivery id is not signed: it proves nothing
+        assert (await wi.github(gh_headers(body, delivery=delivery), body)).status == 202
+    assert len(published) == 1 and webhook_count(wi, "github", "duplicate") == 2
+
+
+async def test_form_encoded_github_hook_is_accepted() -> None:
+    wi, published = intake()
+    body = urlencode({"payload": orjson.dumps(PUSH).decode()}).encode()
+    headers = {**gh_headers(body), "Content-Type": "application/x-www-form-urlencoded"}
+    assert (await wi.github(headers, body)).status == 202
+    [(_key, value)] = published
+    assert orjson.loads(value)["payload"] == PUSH
+    for bad in (b"payload=%7Bnope", b"other=1", b"payload=1&payload=2", b"\xff=1"):
+        headers = {**gh_headers(bad), "Content-Type": "application/x-www-form-urlencoded"}
+        assert (await wi.github(headers, bad)).status == 400
+
+
+@pytest.mark.parametrize(
+    "signature", ["sha256=\udcff" + "0" * 63, "\udcff", "sha256=" + "é" * 64, "sha1=abc"]
+)
+async def test_non_ascii_or_malformed_signature_is_401(signature: str) -> None:
+    wi, published = intake()
+    body = orjson.dumps(PUSH)
+    headers = {**gh_headers(body), "X-Hub-Signature-256": signature}
+    assert wi.precheck("github", headers) is not None
+    assert (await wi.github(headers, body)).status == 401 and published == []
+
+
+def test_precheck_refuses_from_headers_alone() -> None:
+    wi, _ = intake()
+    assert wi.precheck("gitlab", {"X-Gitlab-Token": "wrong"}).status == 401  # type: ignore[union-attr]
+    assert wi.precheck("gitlab", {"X-Gitlab-Token": "gl"}) is None
+    assert wi.precheck("github", {}).status == 401  # type: ignore[union-attr]
+    assert wi.precheck("github", {"X-Hub-Signature-256": "sha256=" + "0" * 64}) is None
+    unsigned = wi.precheck("github-secret-scanning", {})
+    assert unsigned is not None and unsigned.status == 503  # not configured in this intake

@@ -172,3 +172,19 @@ def test_fast_diff_path_agrees_with_parser(case: tuple[str, list[str]]) -> None:
                 slow.add((line.path, line.line, col + 1, hash_key(key)))
     assert fast == slow
     assert {h for *_, h in fast} == {hash_key(k) for k in keys}
+
+
+AHO_CORASICK = Engine.default(prefilter="aho-corasick")
+FAST = Engine.default()  # Hyperscan where installed (the default), else the same automaton
+
+
+@settings(deadline=None)
+@given(TEXT, TEXT, st.sampled_from(["plain", "b64", "pct", "json", "none"]))
+def test_prefilters_agree(before: str, after: str, form: str) -> None:
+    forms = {"plain": KEY, "b64": base64.b64encode(KEY.encode()).decode(), "none": "",
+             "pct": KEY.replace("_", "%5F"), "json": KEY.replace("_", "\\u005f")}  # fmt: skip
+    hidden = forms[form]
+    text = f"{before} {hidden} {after}"
+    for scan in (lambda e: e.scan_text(text, "p"), lambda e: e.scan_diff(text)):
+        fast = {(c.key_hash, c.line) for c in scan(FAST)}
+        assert fast == {(c.key_hash, c.line) for c in scan(AHO_CORASICK)}

@@ -50,5 +50,5 @@ def test_sarif_never_contains_a_secret(engine: Engine) -> None:
 def test_sarif_tolerates_sparse_findings() -> None:
     log = to_sarif([{"rule_id": "x", "line": "7", "column": True}], "1")
     result = log["runs"][0]["results"][0]  # type: ignore[index]
-    assert result["locations"][0]["physicalLocation"] == {"artifactLocation": {"uri": "unknown"}}
+    assert result["locations"][0]["physicalLocation"] == {"artifactLocation": {"uri": "stdin"}}
     assert to_sarif([], "1")["runs"][0]["results"] == []  # type: ignore[index]

@@ -81,7 +81,8 @@ def test_directories_stdin_and_unknown_keys(env: dict[str, str], tmp_path: Path)
     code, out, _ = run(env, str(tree), "--json")
     rows = [orjson.loads(line) for line in out.splitlines()]
     assert code == 0  # unknown keys are findings, not verified ones
-    assert [(r["status"], Path(r["path"]).name) for r in rows] == [("unknown", "conf.json")]
+    assert sorted((r["status"], Path(r["path"]).name) for r in rows) == [
+        ("unknown", "blob.bin"), ("unknown", "conf.json")]  # fmt: skip
     code, out, _ = run(env, "-", "--json", stdin=f"token: {stranger}\n")
     assert code == 0 and orjson.loads(out)["status"] == "unknown"
     assert stranger not in out
@@ -122,3 +123,64 @@ def test_errors_exit_2_with_one_line(env: dict[str, str], args: list[str]) -> No
 )
 def test_diff_detection(text: str, is_diff: bool) -> None:
     assert looks_like_diff(text) is is_diff
+
+
+def test_every_skip_is_reported_and_exits_2(env: dict[str, str], tmp_path: Path) -> None:
+    store = KeyStore(env["KEYWATCH_DATABASE_URL"])
+    live, _rec = store.create("acme", "live")
+    tree = tmp_path / "repo"
+    tree.mkdir()
+    (tree / "big.txt").write_text("x" * 200 + live.secret)
+    (tree / "dangling").symlink_to(tree / "nowhere")
+    (tree / "ok.txt").write_text("nothing here\n")
+    code, out, err = run(env, str(tree), "--json", "--max-file-size", "100")
+    assert code == 2
+    notes = [orjson.loads(line) for line in out.splitlines()]
+    assert sorted((Path(n["path"]).name, n["kind"]) for n in notes) == [
+        ("big.txt", "notification"), ("dangling", "notification")]  # fmt: skip
+    assert "not scanned" in err and "big.txt" in err and "dangling" in err
+    code, out, err = run(env, str(tree), "--sarif", "--max-file-size", "100")
+    (invocation,) = orjson.loads(out)["runs"][0]["invocations"]
+    assert code == 2 and invocation["executionSuccessful"] is False
+    assert len(invocation["toolExecutionNotifications"]) == 2
+    assert live.secret not in out + err
+    store.close()
+
+
+def test_key_in_a_file_path_is_found_never_printed(env: dict[str, str], tmp_path: Path) -> None:
+    store = KeyStore(env["KEYWATCH_DATABASE_URL"])
+    live, rec = store.create("acme", "live")
+    (tmp_path / f"{live.secret}.md").write_text("hello\n")
+    for fmt in ("--json", "--sarif", None):
+        code, out, err = run(env, str(tmp_path), *([fmt] if fmt else []))
+        assert code == 1, err
+        assert live.secret not in out + err and live.secret[8:] not in out + err
+    code, out, _ = run(env, str(tmp_path), "--json")
+    (row,) = [orjson.loads(line) for line in out.splitlines()]
+    assert (row["key_id"], row["location"], row["line"]) == (rec.key_id, "path", None)
+    assert Path(row["path"]).name.startswith("sk_live_") and "…" in row["path"]
+    store.close()
+
+
+def test_table_says_revoke_only_when_revoked(env: dict[str, str], tmp_path: Path) -> None:
+    store = KeyStore(env["KEYWATCH_DATABASE_URL"])
+    live, rec = store.create("acme", "live")
+    f = tmp_path / "x.py"
+    f.write_text(f"KEY = '{live.secret}'\n")
+    code, out, _ = run(env, str(f))
+    assert code == 1 and "would revoke" in out and "revoked" not in out.replace("would revoke", "")
+    assert store.get(rec.key_id).status == "active"
+    store.close()
+
+
+def test_stdin_sarif_names_stdin_and_huge_line_numbers_do_not_crash(env: dict[str, str]) -> None:
+    stranger = generate_key("live").secret
+    code, out, err = run(env, "-", "--sarif", stdin=f"a\ntoken: {stranger}\n")
+    (result,) = orjson.loads(out)["runs"][0]["results"]
+    assert code == 0, err
+    assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "stdin"
+    assert "None" not in result["message"]["text"] and "stdin:2" in result["message"]["text"]
+    patch = f"@@ -1 +{2**70},2 @@\n+k = '{stranger}'\n+x\n"
+    code, out, err = run(env, "-", "--json", stdin=patch)
+    assert code == 0 and "Traceback" not in err, err
+    assert orjson.loads(out)["line"] == 2**31 - 1

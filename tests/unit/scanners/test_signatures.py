@@ -138,4 +138,33 @@ async def test_secret_scanning_keys_fetched_cached_and_refreshed(keys_endpoint: 
 async def test_secret_scanning_keys_unavailable() -> None:
     keys = SecretScanningKeys("http://127.0.0.1:9/keys")
     with pytest.raises(FetchError):
-        await keys.verify(b"[]", "k1", "c2ln")
+        await keys.verify(b"[]", "k1", sign(keypair()[0], b"[]"))
+
+
+async def test_unsigned_or_malformed_requests_never_fetch(keys_endpoint: object) -> None:
+    server, _published, hits = keys_endpoint  # type: ignore[misc]
+    keys = SecretScanningKeys(str(server.make_url("/meta/public_keys/secret_scanning")))
+    for key_id, signature in [(None, None), ("k9", None), ("k9", "c2ln"), ("k9", "not base64!"),
+                              ("k\udcff", sign(keypair()[0], b"x")), ("k9", "\udcff")]:  # fmt: skip
+        assert not await keys.verify(b"[]", key_id, signature)
+    assert hits == []
+
+
+async def test_refreshes_are_rate_limited_and_the_last_good_keys_serve(
+    keys_endpoint: object,
+) -> None:
+    server, published, hits = keys_endpoint  # type: ignore[misc]
+    private, pem = keypair()
+    published.append({"key_identifier": "k1", "key": pem, "is_current": True})
+    url = str(server.make_url("/meta/public_keys/secret_scanning"))
+    keys = SecretScanningKeys(url, ttl_s=0.0, min_refresh_s=3600.0)
+    await keys.refresh()  # at start
+    assert len(hits) == 1
+    body = b'[{"token":"a","type":"b"}]'
+    forged = sign(keypair()[0], body)
+    for _ in range(20):  # made-up key ids with well-formed signatures: at most one refresh
+        assert not await keys.verify(body, "made-up", forged)
+    assert len(hits) == 1  # the start fetch was the last one allowed within min_refresh_s
+    published.clear()  # GitHub's endpoint now fails to list keys: the cached key still serves
+    assert await keys.verify(body, "k1", sign(private, body))
+    assert len(hits) == 1

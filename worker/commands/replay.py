@@ -20,6 +20,7 @@ from detectors.policy import load_policy
 from geoip.resolver import GeoResolver
 from worker.errors import InputError, KeyNotFound, KeyStoreError
 from worker.ingest import FORMATS, KeyInfo
+from worker.outputs import check_writable
 from worker.replay import Replay, open_input, summary_lines
 from worker.settings import Settings
 
@@ -153,6 +154,8 @@ def command(
     KEYWATCH_DATABASE_URL is set (else such events are rejected as unknown_key). Reads all events
     into memory (~300 bytes each) before sorting them.
     """
+    check_writable(out, "--out")
+    check_writable(report, "--report")
     settings = Settings.from_env()
     policy = load_policy(policy_file or settings.policy_file, dry_run=settings.dry_run)
     console = Console(stderr=True)
@@ -176,6 +179,13 @@ def command(
         lines += asyncio.run(_apply(settings, alerts, policy.throttle_ttl_s))
     for line in lines:
         click.echo(line, err=out == "-")
+    if replay.stats.events == 0:
+        # nothing was analysed: a wrong --format, an empty file or a key store that knows none
+        # of the key hashes; exiting 0 would read as "no anomaly found"
+        raise InputError(
+            f"no usable event in {', '.join(files)} "
+            f"({replay.stats.lines} message(s) read, none usable)"
+        )
 
 
 def _run(replay: Replay, files: tuple[str, ...], out: str, console: Console) -> list[Alert]:

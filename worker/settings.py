@@ -83,6 +83,13 @@ def _positive_float(value: str) -> float:
     return x
 
 
+def _non_negative_float(value: str) -> float:
+    x = float(value)
+    if not x >= 0:
+        raise ValueError("must be 0 or more")
+    return x
+
+
 def _existing_file(value: str) -> Path:
     path = Path(value).expanduser()
     if not path.is_file():
@@ -147,6 +154,7 @@ _ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("dry_run", "KEYWATCH_DRY_RUN", _bool),
     ("max_body_bytes", "KEYWATCH_MAX_BODY_BYTES", _positive_int),
     ("app_id", "KEYWATCH_APP_ID", str),
+    ("broker_wait_s", "KEYWATCH_BROKER_WAIT_S", _non_negative_float),
 )
 
 
@@ -189,6 +197,8 @@ class Settings:
     dry_run: bool = False
     max_body_bytes: int = 25 * 1024 * 1024
     app_id: str = "keywatch"
+    # How long `keywatch worker`/`scanner` wait for the broker at start; 0: forever (containers).
+    broker_wait_s: float = 60.0
     topics: Topics = field(default_factory=Topics)
 
     @classmethod

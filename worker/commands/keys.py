@@ -57,6 +57,7 @@ def _with_service(fn: Callable[[KeyService], Awaitable[T]]) -> T:
             if listening
             else None
         )
+
         def unannounced() -> int:
             return sum(not entry.kafka_done for entry in store.pending_outbox())
 

@@ -14,8 +14,11 @@ def _run(kind: str, loglevel: str) -> None:
     import faust
 
     from worker import logs
+    from worker.brokerwait import wait_for_broker
 
     settings = Settings.from_env()
+    # before Faust starts: it would print a traceback and a screen of "Stopping…" lines
+    wait_for_broker(settings.broker_urls, settings.broker_wait_s, settings.broker)
     logs.configure(loglevel)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     if kind == "worker":

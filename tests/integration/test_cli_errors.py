@@ -65,6 +65,7 @@ def test_the_worker_starts_once_the_broker_appears(tmp_path: Path, sqlite_url: s
             proc.wait_healthy(timeout=90)
             body = httpx.get(f"http://127.0.0.1:{env['KEYWATCH_WEB_PORT']}/health").json()
             assert body["down"] == {}
+            proc.stop()  # while the broker runs
     finally:
         proc.stop()
     assert "Traceback" not in (tmp_path / "worker.log").read_text()

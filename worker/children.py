@@ -49,10 +49,12 @@ def spawn(
     log: Path | None = None,
     cwd: Path | None = None,
     stdout: int | IO[Any] | None = None,
+    **popen: Any,
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` in a new process group that dies with this process.
 
     Output goes to ``log`` (appended) when given, else to ``stdout`` (default: discarded).
+    ``popen`` passes more ``subprocess.Popen`` arguments (``user``, ``group``...).
     """
     out: int | IO[Any] = subprocess.DEVNULL if stdout is None else stdout
     handle = open(log, "ab") if log is not None else None  # noqa: SIM115 - closed below
@@ -66,6 +68,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_die_with(os.getpid()),  # prctl must run in the child, before exec
+            **popen,
         )
     finally:
         if handle is not None:

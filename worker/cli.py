@@ -21,6 +21,7 @@ from worker.errors import KeywatchError
 # name -> "module:attribute"; alphabetical.
 COMMANDS: dict[str, str] = {
     "dev": "worker.commands.dev:command",
+    "health": "worker.commands.health:command",
     "keys": "worker.commands.keys:command",
     "publish": "worker.commands.publish:command",
     "replay": "worker.commands.replay:command",

@@ -250,6 +250,7 @@ class DevStack:
             KEYWATCH_WEB_PORT=str(self.web_port), KEYWATCH_SCANNER_WEB_PORT=str(self.scanner_port),
             KEYWATCH_DATA_DIR=str(self.data_dir / "state"),
             KEYWATCH_SESSION_TIMEOUT_S=env.get("KEYWATCH_SESSION_TIMEOUT_S", "6"),
+            KEYWATCH_DEV="1",  # e.g. no warning about the packaged 2018 GeoIP snapshot
         )  # fmt: skip
         env.update(self.extra_env)
         return env

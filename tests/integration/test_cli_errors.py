@@ -65,6 +65,14 @@ def test_the_worker_starts_once_the_broker_appears(tmp_path: Path, sqlite_url: s
             proc.wait_healthy(timeout=90)
             body = httpx.get(f"http://127.0.0.1:{env['KEYWATCH_WEB_PORT']}/health").json()
             assert body["down"] == {}
+            # outside `keywatch dev`, the packaged 2018 GeoIP snapshot is reported at start
+            assert "geoip_database_stale" in proc.output()
+            # the container health check reads the same settings as the worker
+            ports = {k: env[k] for k in ("KEYWATCH_WEB_PORT", "KEYWATCH_SCANNER_WEB_PORT")}
+            assert _keywatch(tmp_path, "health", **ports).returncode == 0
+            assert _keywatch(tmp_path, "health", "--of", "worker", **ports).returncode == 0
+            scanner = _keywatch(tmp_path, "health", "--of", "scanner", **ports)
+            assert scanner.returncode == 1 and scanner.stderr.startswith("unhealthy: scanner")
             proc.stop()  # while the broker runs
     finally:
         proc.stop()

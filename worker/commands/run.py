@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 
 import click
+import structlog
 
 from worker.settings import Settings
 
@@ -20,6 +22,12 @@ def _run(kind: str, loglevel: str) -> None:
     # before Faust starts: it would print a traceback and a screen of "Stopping…" lines
     wait_for_broker(settings.broker_urls, settings.broker_wait_s, settings.broker)
     logs.configure(loglevel)
+    if kind == "worker" and not os.environ.get("KEYWATCH_DEV"):  # keywatch dev sets it
+        from geoip.resolver import freshness_warning
+
+        stale = freshness_warning(settings.geoip_city_db)
+        if stale:
+            structlog.get_logger("keywatch").warning("geoip_database_stale", detail=stale)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     if kind == "worker":
         from worker.app import WorkerApp

@@ -169,7 +169,11 @@ def test_demo_revokes_a_compromised_key(tmp_path: Path) -> None:
                 break
             seen.append(line)
             done = "".join(seen)
-            if "first revocation" in done and re.search(r"slack .*CRITICAL", done):
+            if (
+                "first revocation" in done
+                and re.search(r"slack .*CRITICAL", done)
+                and ("The stack keeps running; Ctrl-C stops it." in done)
+            ):
                 break
     finally:
         proc.send_signal(signal.SIGINT)
@@ -178,6 +182,13 @@ def test_demo_revokes_a_compromised_key(tmp_path: Path) -> None:
     found = re.search(r"first revocation ([0-9.]+)s after the demo began", text)
     assert found, text[-3000:]
     assert float(found.group(1)) < 60
+    # the closing summary: what happened and what to try next
+    assert "--demo starts from a fresh data directory" not in text  # nothing existed yet
+    assert re.search(r"demo finished: [\d,]+ events from 8 keys", text), text[-3000:]
+    assert re.search(r"  revoked: [0-9a-f]{16} \(\w+\)", text)
+    assert "keywatch keys list" in text
+    # alerts are printed with their event time; TTLs as durations
+    assert re.search(r"action throttle [0-9a-f]{16} for 1h: ", text), text[-3000:]
     engine = sa.create_engine(f"sqlite:///{data / 'keywatch.db'}")
     with engine.connect() as conn:
         revoked = conn.execute(sa.text("SELECT count(*) FROM kw_keys WHERE status='revoked'"))

@@ -191,12 +191,15 @@ class EmbeddedRedis(_Server):
 
 @dataclass(frozen=True, slots=True)
 class Child:
-    """A keywatch process of the dev stack: ``keywatch ARGS``, healthy when ``/health`` is 200."""
+    """A keywatch process of the dev stack: ``keywatch ARGS``, ready when ``GET health_path`` on
+    ``health_port`` answers 200 (``health_path=None``: when the port accepts connections)."""
 
     name: str
     args: tuple[str, ...]
     health_port: int
     url: str  # what ``describe`` prints
+    health_path: str | None = "/health"
+    env: tuple[tuple[str, str], ...] = ()  # extra variables for this process only
 
 
 class DevStack:
@@ -237,9 +240,19 @@ class DevStack:
         """The handoff file other keywatch commands read (``.keywatch/dev/env``)."""
         return self.data_dir / "env"
 
-    def add(self, name: str, args: tuple[str, ...], health_port: int, url: str) -> None:
-        """Run ``keywatch ARGS`` as part of the stack (before ``start``)."""
-        self.children.append(Child(name, args, health_port, url))
+    def add(
+        self,
+        name: str,
+        args: tuple[str, ...],
+        health_port: int,
+        url: str,
+        health_path: str | None = "/health",
+        **env: str,
+    ) -> None:
+        """Run ``keywatch ARGS`` as part of the stack (before ``start``), e.g. the gateway:
+        ``self.add("gateway", ("gateway",), port, f"http://127.0.0.1:{port}", None,
+        KEYWATCH_GATEWAY_LISTEN=f"127.0.0.1:{port}")``."""
+        self.children.append(Child(name, args, health_port, url, health_path, tuple(env.items())))
 
     def env(self) -> dict[str, str]:
         """The environment every child process and demo client uses."""
@@ -276,7 +289,7 @@ class DevStack:
     def _spawn(self, child: Child) -> None:
         self.procs[child.name] = children.spawn(
             [sys.executable, "-m", "worker.cli", *child.args],
-            env=self.env(), log=self.log(child.name),
+            env={**self.env(), **dict(child.env)}, log=self.log(child.name),
         )  # fmt: skip
 
     def _wait_healthy(self, child: Child, timeout: float) -> bool:
@@ -284,9 +297,13 @@ class DevStack:
         while time.monotonic() < deadline:
             if self.procs[child.name].poll() is not None:
                 return False
+            if child.health_path is None:
+                if wait_for_port("127.0.0.1", child.health_port, 0.3):
+                    return True
+                continue
             with contextlib.suppress(OSError):
                 conn = http.client.HTTPConnection("127.0.0.1", child.health_port, timeout=1)
-                conn.request("GET", "/health")
+                conn.request("GET", child.health_path)
                 if conn.getresponse().status == 200:
                     return True
             time.sleep(0.3)

@@ -129,7 +129,7 @@ def _ignore_sigint() -> None:
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.parametrize("how", ["background-sigint", "sighup", "sigkill"])
+@pytest.mark.parametrize("how", ["background-sigint", "sighup", "sigterm", "sigkill"])
 def test_every_signal_stops_the_whole_stack(tmp_path: Path, how: str) -> None:
     """Ctrl-C on a background stack, a closed terminal, or kill -9: no process is left."""
     popen: dict[str, object] = {"start_new_session": True}
@@ -138,7 +138,8 @@ def test_every_signal_stops_the_whole_stack(tmp_path: Path, how: str) -> None:
     proc, _text = _start_dev(tmp_path, **popen)
     children = _children(proc.pid)
     assert len(children) >= 4
-    sig = {"background-sigint": signal.SIGINT, "sighup": signal.SIGHUP}.get(how, signal.SIGKILL)
+    sig = {"background-sigint": signal.SIGINT, "sighup": signal.SIGHUP,
+           "sigterm": signal.SIGTERM}.get(how, signal.SIGKILL)  # fmt: skip
     proc.send_signal(sig)
     proc.communicate(timeout=30)
     if how != "sigkill":

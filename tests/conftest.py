@@ -55,7 +55,10 @@ def redis_server_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:
     """The PostgreSQL database the session uses (see the module docstring for which)."""
-    explicit = os.environ.get("KEYWATCH_TEST_POSTGRES_URL")
+    # KEYWATCH_TEST_DATABASE_URL: the name the issue used, accepted as an alias
+    explicit = os.environ.get("KEYWATCH_TEST_POSTGRES_URL") or os.environ.get(
+        "KEYWATCH_TEST_DATABASE_URL"
+    )
     if explicit != "embedded" and (explicit or services.answers("127.0.0.1", 5432)):
         yield explicit or DEFAULT_POSTGRES_URL
         return

@@ -21,8 +21,11 @@ from worker.errors import ConfigError
 RETRY_S = 1.0
 
 
-async def _reachable(bootstrap: list[str], timeout_s: float) -> bool:
+async def reachable(bootstrap: list[str], timeout_s: float) -> bool:
     """Whether the cluster answers a metadata request (TCP alone is not enough for Kafka)."""
+    quiet = logging.getLogger("aiokafka")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # a refused connection is the answer, not an error
     client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
     try:
         await asyncio.wait_for(client.bootstrap(), timeout_s)
@@ -32,25 +35,20 @@ async def _reachable(bootstrap: list[str], timeout_s: float) -> bool:
     finally:
         with contextlib.suppress(KafkaError, OSError, TimeoutError):
             await client.close()
+        quiet.setLevel(level)
 
 
 def wait_for_broker(bootstrap: list[str], wait_s: float, shown: str) -> None:
     """Return once the broker answers; raise ConfigError after ``wait_s`` (0: never)."""
-    quiet = logging.getLogger("aiokafka")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)  # its connection errors would repeat every retry
-    try:
-        deadline = time.monotonic() + wait_s if wait_s > 0 else None
-        told = False
-        while not asyncio.run(_reachable(bootstrap, 5.0)):
-            if deadline is not None and time.monotonic() >= deadline:
-                raise ConfigError(f"no Kafka broker answered at {shown} (KEYWATCH_BROKER) "
-                                  f"within {wait_s:g} s")  # fmt: skip
-            if not told:
-                limit = f"up to {wait_s:g} s" if deadline else "until it answers"
-                print(f"keywatch: waiting for the Kafka broker at {shown} ({limit}; "
-                      "KEYWATCH_BROKER_WAIT_S)…", file=sys.stderr, flush=True)  # fmt: skip
-                told = True
-            time.sleep(RETRY_S)
-    finally:
-        quiet.setLevel(level)
+    deadline = time.monotonic() + wait_s if wait_s > 0 else None
+    told = False
+    while not asyncio.run(reachable(bootstrap, 5.0)):
+        if deadline is not None and time.monotonic() >= deadline:
+            raise ConfigError(f"no Kafka broker answered at {shown} (KEYWATCH_BROKER) "
+                              f"within {wait_s:g} s")  # fmt: skip
+        if not told:
+            limit = f"up to {wait_s:g} s" if deadline else "until it answers"
+            print(f"keywatch: waiting for the Kafka broker at {shown} ({limit}; "
+                  "KEYWATCH_BROKER_WAIT_S)…", file=sys.stderr, flush=True)  # fmt: skip
+            told = True
+        time.sleep(RETRY_S)

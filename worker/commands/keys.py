@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -28,14 +26,12 @@ def _emit(obj: Any) -> None:
     click.echo(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode())
 
 
-def _broker_listening(bootstrap: list[str], timeout_s: float = 0.5) -> bool:
-    """Whether any bootstrap address accepts a TCP connection (a quick check, not Kafka's)."""
-    for address in bootstrap:
-        host, _, port = address.rpartition(":")
-        with contextlib.suppress(OSError, ValueError):
-            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
-            return True
-    return False
+def _broker_answers(bootstrap: list[str], timeout_s: float = 1.0) -> bool:
+    """Whether the broker answers a metadata request within ``timeout_s`` (a TCP connect alone
+    is not enough: proxies and load balancers accept connections for a broker that is down)."""
+    from worker.brokerwait import reachable
+
+    return asyncio.run(reachable(bootstrap, timeout_s))
 
 
 def _with_service(fn: Callable[[KeyService], Awaitable[T]]) -> T:
@@ -45,7 +41,7 @@ def _with_service(fn: Callable[[KeyService], Awaitable[T]]) -> T:
     change stays in the outbox and a running worker announces it; one line says so.
     """
     settings = _settings()
-    listening = _broker_listening(settings.broker_urls)
+    listening = _broker_answers(settings.broker_urls)
 
     async def run() -> T:
         from worker.keystore.redis_view import RedisView

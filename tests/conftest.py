@@ -1,7 +1,12 @@
 """Shared fixtures: the real broker (Tansu), Redis and the SQL databases.
 
 Service fixtures never skip: a missing Redis, PostgreSQL or broker fails the test, so CI cannot
-go green without them.
+go green without them. Which Redis and PostgreSQL, in this order:
+1. ``KEYWATCH_TEST_REDIS_URL`` / ``KEYWATCH_TEST_POSTGRES_URL`` when set (CI sets neither and
+   starts the system services on the default ports); the value ``embedded`` forces 3.;
+2. the default ports (127.0.0.1:6379, 127.0.0.1:5432) when something answers there;
+3. otherwise servers the suite starts itself from the dev extra's pip packages
+   (``tests/support/services.py``), one per pytest-xdist worker, stopped at the end.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.support import services
 from worker.devstack import EmbeddedBroker
 
 # Property tests: a small default for local runs, 10k cases per test in CI, more at night.
@@ -28,12 +34,39 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 # Each pytest-xdist worker gets its own Redis database (gw0 -> 15, gw1 -> 14, ...).
 _XDIST_INDEX = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
-REDIS_URL = os.environ.get(
-    "KEYWATCH_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{15 - _XDIST_INDEX % 12}"
-)
-POSTGRES_URL = os.environ.get(
-    "KEYWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+DEFAULT_REDIS_URL = f"redis://127.0.0.1:6379/{15 - _XDIST_INDEX % 12}"
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def redis_server_url() -> Iterator[str]:
+    """The Redis the session uses (see the module docstring for which)."""
+    explicit = os.environ.get("KEYWATCH_TEST_REDIS_URL")
+    if explicit != "embedded" and (explicit or services.answers("127.0.0.1", 6379)):
+        yield explicit or DEFAULT_REDIS_URL
+        return
+    server = services.embedded_redis()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """The PostgreSQL database the session uses (see the module docstring for which)."""
+    # KEYWATCH_TEST_DATABASE_URL: the name the issue used, accepted as an alias
+    explicit = os.environ.get("KEYWATCH_TEST_POSTGRES_URL") or os.environ.get(
+        "KEYWATCH_TEST_DATABASE_URL"
+    )
+    if explicit != "embedded" and (explicit or services.answers("127.0.0.1", 5432)):
+        yield explicit or DEFAULT_POSTGRES_URL
+        return
+    server = services.EmbeddedPostgres().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -51,34 +84,34 @@ def topic_suffix() -> str:
 
 
 @pytest.fixture
-def redis_url() -> Iterator[str]:
+def redis_url(redis_server_url: str) -> Iterator[str]:
     """A clean Redis database (the real server; fails when Redis does not answer)."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(redis_server_url)
     try:
         client.ping()
     except redis.RedisError as exc:
-        pytest.fail(f"Redis is required at {REDIS_URL}: {exc}")
+        pytest.fail(f"Redis is required at {redis_server_url}: {exc}")
     client.flushdb()
-    yield REDIS_URL
+    yield redis_server_url
     client.flushdb()
     client.close()
 
 
-def _postgres_schema_url() -> Iterator[str]:
+def _postgres_schema_url(server_url: str) -> Iterator[str]:
     import sqlalchemy as sa
 
     schema = f"kw_test_{secrets.token_hex(6)}"
-    admin = sa.create_engine(POSTGRES_URL)
+    admin = sa.create_engine(server_url)
     try:
         with admin.begin() as conn:
             conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     except sa.exc.OperationalError as exc:
         admin.dispose()
-        pytest.fail(f"PostgreSQL is required at {POSTGRES_URL}: {exc}")
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+        pytest.fail(f"PostgreSQL is required at {server_url}: {exc}")
+    sep = "&" if "?" in server_url else "?"
+    yield f"{server_url}{sep}options=-csearch_path%3D{schema}"
     with admin.begin() as conn:
         conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
@@ -90,7 +123,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'keywatch.db'}"
     else:
-        yield from _postgres_schema_url()
+        yield from _postgres_schema_url(request.getfixturevalue("postgres_server_url"))
 
 
 @pytest.fixture

@@ -93,6 +93,7 @@ class KeywatchApp:
         self.redis = RedisView(settings.redis_url) if settings.redis_url else None
         self.keys = KeyService(self.store, self.redis, self._announce)
         self.store_ready = asyncio.Event()
+        self.store_error: str | None = None  # the last key-store failure; None once it answers
         self._reconciles = 0
         self._install_web()
         self.app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
@@ -128,8 +129,10 @@ class KeywatchApp:
             try:
                 await asyncio.to_thread(ensure_schema, self.store.engine)
                 self.store_ready.set()
+                self.store_error = None
                 return
             except Exception as exc:
+                self.store_error = str(exc).splitlines()[0][:200]
                 log.warning("key_store_unavailable", error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
@@ -142,10 +145,13 @@ class KeywatchApp:
             await self.keys.expire_due()
             await self.keys.drain()
             # a Redis restarted without its data is rebuilt at the next tick, not minutes later
+            self.store_error = None  # expire_due read the database: it answers
             if self._reconciles % REPAIR_EVERY == 0 or await self.keys.redis_needs_repair():
                 await self.keys.repair_redis()
             self._reconciles += 1
         except KeyStoreUnavailable as exc:
+            if "redis" not in str(exc).lower():
+                self.store_error = str(exc).splitlines()[0][:200]
             log.warning("reconcile_retry", error=str(exc))
 
     async def _on_assigned(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -157,10 +163,18 @@ class KeywatchApp:
         @self.app.page("/health")
         class Health(View):
             async def get(self, request: Request) -> Response:
-                body = {"status": "ok" if kw.consuming else "starting",
-                        "consuming": kw.consuming, "key_store": kw.store_ready.is_set(),
+                # 200 only when nothing is down; the body names what is (for operators and
+                # orchestrators), e.g. {"status": "degraded", "down": {"key_store": "..."}}
+                down: dict[str, str] = {}
+                if not kw.consuming:
+                    down["broker"] = "not consuming yet (no partitions assigned)"
+                if kw.store_error or not kw.store_ready.is_set():
+                    down["key_store"] = kw.store_error or "schema not ready yet"
+                status = "ok" if not down else ("starting" if not kw.consuming else "degraded")
+                body = {"status": status, "consuming": kw.consuming, "down": down,
+                        "key_store": kw.store_ready.is_set() and not kw.store_error,
                         "uptime_s": round(time.time() - kw.started_at, 1)}  # fmt: skip
-                return self.json(body, status=200 if kw.consuming else 503)
+                return self.json(body, status=200 if not down else 503)
 
         @self.app.page("/metrics")
         class Prom(View):

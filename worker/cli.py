@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "alerts": "worker.commands.alerts:command",
     "dev": "worker.commands.dev:command",
     "gateway": "worker.commands.gateway:command",
+    "health": "worker.commands.health:command",
     "keys": "worker.commands.keys:command",
     "publish": "worker.commands.publish:command",
     "replay": "worker.commands.replay:command",
@@ -60,16 +61,23 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="keywatch")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """keywatch: a streaming guard for API keys.
 
-    Configuration comes from KEYWATCH_* environment variables (see the README).
+    Configuration comes from KEYWATCH_* environment variables (see the README). Run from a
+    directory where `keywatch dev` is running, commands use its broker, key store and Redis
+    (.keywatch/dev/env) for whichever of those variables are unset.
     """
-    from worker import logs
+    from worker import devenv, logs
 
     # Short-lived commands log warnings to stderr; long-running ones reconfigure (JSON logs).
     logs.configure(os.environ.get("KEYWATCH_LOG_LEVEL", "WARNING"), json=False)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    if ctx.invoked_subcommand != "dev":  # the stack itself never reads its own handoff
+        _used, warning = devenv.load(os.environ)
+        if warning:
+            click.echo(f"keywatch: warning: {warning}", err=True)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -4,7 +4,9 @@ The demo runs against the dev stack (embedded broker, SQLite, worker, scanner). 
 keys, publishes ten days of simulated traffic for them to ``gateway.access`` (event time runs
 fast: detection uses event time only) with a spike and a compromise on the last days, and shows
 live in the terminal: events/s, alerts as they fire, throttles and revocations, and the Slack
-messages a local sink received (when KEYWATCH_SLACK_WEBHOOK_URL is not set).
+messages a local sink received (when KEYWATCH_SLACK_WEBHOOK_URL is not set). Once the traffic is
+processed it says what happened and what to try next; the stack runs on until Ctrl-C. The view
+itself is ``worker.demo_view``.
 """
 
 from __future__ import annotations
@@ -17,18 +19,15 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from rich.console import Group
 from rich.live import Live
-from rich.panel import Panel
-from rich.table import Table
 
+from worker.demo_view import DemoState, duration, finish_lines, render, shorten
 from worker.devstack import DevStack
 from worker.keystore.store import KeyStore
 from worker.settings import Topics
@@ -75,23 +74,6 @@ class SlackSink:
         self.server.server_close()
 
 
-@dataclass
-class DemoState:
-    """What the live view shows."""
-
-    published: int = 0
-    events: float = 0.0
-    rate: float = 0.0
-    alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=12))
-    actions: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10))
-    alert_count: int = 0
-    action_count: int = 0
-    revoked: set[str] = field(default_factory=set)
-    throttled: set[str] = field(default_factory=set)
-    started: float = field(default_factory=time.monotonic)
-    first_revoke_s: float | None = None
-
-
 def run_demo(stack: DevStack, sink: SlackSink | None = None) -> None:
     """Drive the demo until Ctrl-C."""
     asyncio.run(_demo(stack, sink))
@@ -107,9 +89,12 @@ async def _demo(stack: DevStack, sink: SlackSink | None) -> None:
     ]
     try:
         if sys.stdout.isatty():
-            with Live(_render(state, names, sink), refresh_per_second=4, screen=False) as live:
+            with Live(
+                render(state, names, sink, stack.web_port), refresh_per_second=4, screen=False
+            ) as live:
                 while stack.healthy():
-                    live.update(_render(state, names, sink))
+                    _check_finished(state)
+                    live.update(render(state, names, sink, stack.web_port))
                     await asyncio.sleep(0.25)
         else:  # a pipe or a file: one plain line per alert and action, as they happen
             await _print_lines(stack, state, names, sink)
@@ -123,16 +108,17 @@ async def _print_lines(
     stack: DevStack, state: DemoState, names: dict[str, str], sink: SlackSink | None
 ) -> None:
     alerts_seen = actions_seen = slack_seen = 0
-    revoke_told = False
+    revoke_told = finish_told = False
     while stack.healthy():
         for a in _newest(state.alerts, state.alert_count - alerts_seen):
             who = names.get(a.get("key_id", ""), "?")
-            print(f"alert  {a.get('severity')}/{a.get('action')} {a.get('key_id')} ({who}): "
-                  f"{a.get('summary')}", flush=True)  # fmt: skip
+            print(f"alert  {a.get('ts')} {a.get('severity')}/{a.get('action')} {a.get('key_id')} "
+                  f"({who}): {a.get('summary')}", flush=True)  # fmt: skip
         for act in _newest(state.actions, state.action_count - actions_seen):
-            print(
-                f"action {act.get('action')} {act.get('key_id')}: {act.get('reason')}", flush=True
-            )
+            ttl = act.get("ttl_s")
+            span = f" for {duration(float(ttl))}" if ttl is not None else ""
+            print(f"action {act.get('action')} {act.get('key_id')}{span}: "
+                  f"{shorten(act.get('reason'), 100)}", flush=True)  # fmt: skip
         alerts_seen, actions_seen = state.alert_count, state.action_count
         if sink is not None:
             for msg in (
@@ -145,12 +131,22 @@ async def _print_lines(
         if state.first_revoke_s is not None and not revoke_told:
             print(f"first revocation {state.first_revoke_s:.1f}s after the demo began", flush=True)
             revoke_told = True
+        if _check_finished(state) and not finish_told:
+            print("\n".join(finish_lines(state, names, sink, stack.web_port)), flush=True)
+            finish_told = True
         await asyncio.sleep(0.25)
 
 
-def _newest(items: deque[dict[str, Any]], count: int) -> list[dict[str, Any]]:
-    """The ``count`` newest entries of a newest-first deque, oldest first."""
-    return list(items)[: max(0, count)][::-1]
+def _check_finished(state: DemoState) -> bool:
+    """Mark the demo finished once its traffic is processed and things are quiet."""
+    if state.finished_s is None and state.settled():
+        state.finished_s = time.monotonic() - state.started
+    return state.finished_s is not None
+
+
+def _newest(items: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """The ``count`` newest entries of an arrival-ordered list, oldest first."""
+    return items[len(items) - min(max(0, count), len(items)) :]
 
 
 def _issue_keys(stack: DevStack) -> dict[str, str]:
@@ -168,6 +164,9 @@ def _issue_keys(stack: DevStack) -> dict[str, str]:
 
 
 async def _publish(stack: DevStack, names: dict[str, str], state: DemoState) -> None:
+    # One partition: the worker then reads the history in the order it happened, as a gateway
+    # that keys its messages would deliver it; spread over partitions, a key's hours could
+    # arrive interleaved out of order and the demo would differ from run to run.
     sim = simulate(keys=DEMO_KEYS, days=DEMO_DAYS, attacks=DEMO_ATTACKS, seed=7)
     mapping = dict(zip((p.key_id for p in sim.keys), names, strict=True))
     producer = AIOKafkaProducer(bootstrap_servers=stack.broker.bootstrap, linger_ms=5)
@@ -178,14 +177,15 @@ async def _publish(stack: DevStack, names: dict[str, str], state: DemoState) -> 
             event["key_id"] = mapping[event["key_id"]]
             batch.append(event)
             if len(batch) == BATCH:
-                await producer.send(TOPICS.access, orjson.dumps(batch))
+                await producer.send(TOPICS.access, orjson.dumps(batch), partition=0)
                 state.published += len(batch)
                 batch = []
                 await asyncio.sleep(0)
         if batch:
-            await producer.send(TOPICS.access, orjson.dumps(batch))
+            await producer.send(TOPICS.access, orjson.dumps(batch), partition=0)
             state.published += len(batch)
         await producer.flush()
+        state.published_all = True
     finally:
         await producer.stop()
 
@@ -200,17 +200,9 @@ async def _follow(stack: DevStack, state: DemoState) -> None:
         async for msg in consumer:
             body = orjson.loads(msg.value)
             if msg.topic == TOPICS.alerts:
-                state.alerts.appendleft(body)
-                state.alert_count += 1
-                continue
-            state.actions.appendleft(body)
-            state.action_count += 1
-            if body.get("action") == "revoke":
-                state.revoked.add(body["key_id"])
-                if state.first_revoke_s is None:
-                    state.first_revoke_s = time.monotonic() - state.started
-            elif body.get("action") == "throttle":
-                state.throttled.add(body["key_id"])
+                state.add_alert(body)
+            else:
+                state.add_action(body)
     finally:
         await consumer.stop()
 
@@ -227,35 +219,3 @@ async def _scrape(stack: DevStack, state: DemoState) -> None:
                 state.rate = (total - last) / max(1e-3, now - last_t)
                 state.events, last, last_t = total, total, now
             await asyncio.sleep(1.0)
-
-
-def _render(state: DemoState, names: dict[str, str], sink: SlackSink | None) -> Group:
-    head = Table.grid(padding=(0, 3))
-    head.add_row(
-        f"published [bold]{state.published:,}[/]", f"processed [bold]{state.events:,.0f}[/]",
-        f"[bold]{state.rate:,.0f}[/] events/s", f"alerts [bold]{state.alert_count}[/]",
-        f"throttled [yellow]{len(state.throttled)}[/]", f"revoked [red]{len(state.revoked)}[/]",
-    )  # fmt: skip
-    alerts = Table("event time", "key", "severity", "action", "summary", expand=True)
-    colour = {"low": "dim", "medium": "cyan", "high": "yellow", "critical": "bold red"}
-    for a in state.alerts:
-        key = f"{a.get('key_id')} ({names.get(a.get('key_id', ''), '?')})"
-        sev = a.get("severity", "")
-        alerts.add_row(a.get("ts", "")[:19], key, f"[{colour.get(sev, '')}]{sev}[/]",
-                       a.get("action", ""), a.get("summary", ""))  # fmt: skip
-    actions = Table("key", "action", "reason", "ttl", expand=True)
-    for act in state.actions:
-        actions.add_row(act.get("key_id", ""), act.get("action", ""),
-                        str(act.get("reason", ""))[:60], str(act.get("ttl_s", "")))  # fmt: skip
-    parts: list[Any] = [Panel(head, title="keywatch demo (Ctrl-C to stop)")]
-    parts += [Panel(alerts, title="alerts (keywatch.alerts)")]
-    parts += [Panel(actions, title="key actions (keywatch.key-actions)")]
-    if sink is not None:
-        last = sink.messages[-1].get("text", "") if sink.messages else "none yet"
-        title = "Slack (local sink: KEYWATCH_SLACK_WEBHOOK_URL not set)"
-        parts.append(Panel(f"{sink.count} message(s) at {sink.url}\nlast: {last}", title=title))
-    if state.first_revoke_s is not None:
-        parts.append(
-            f"[bold red]first revocation {state.first_revoke_s:.1f}s after the demo began[/]"
-        )
-    return Group(*parts)

@@ -227,6 +227,8 @@ class Replay:
                 by_key.setdefault(a.key_id, []).append(a)
         hourly: dict[str, Counter[int]] = {k: Counter() for k in by_key}
         places: dict[str, Counter[tuple[str, str]]] = {k: Counter() for k in by_key}
+        # when each country and network (ASN) was first seen, per key: the report's timeline
+        firsts: dict[str, dict[tuple[str, object], tuple[float, str]]] = {k: {} for k in by_key}
         lookup = self.analyzer.geo.lookup if self.analyzer.geo is not None else None
         for row in self.rows:
             k = row[_KEY]
@@ -235,7 +237,16 @@ class Replay:
                 geo = lookup(row[_IP]) if lookup is not None else None
                 if geo is not None and geo.country is not None:
                     places[k][(geo.country, geo.city or "")] += 1
-        return [self._report(k, al, hourly[k], places[k]) for k, al in by_key.items()]
+                    where = f"{geo.country}/{geo.city}" if geo.city else geo.country
+                    firsts[k].setdefault(("country", geo.country), (row[0], where))
+                    if geo.asn is not None:
+                        net = f"AS{geo.asn} {geo.asn_org or ''}".strip()
+                        firsts[k].setdefault(("network", geo.asn), (row[0], net))
+        # the whole replay's span: hours without traffic (e.g. after a revocation) are drawn
+        span = (int(self.stats.first_ts) // 3600, int(self.stats.last_ts) // 3600)
+        return [
+            self._report(k, al, hourly[k], places[k], firsts[k], span) for k, al in by_key.items()
+        ]
 
     def _report(
         self,
@@ -243,8 +254,12 @@ class Replay:
         alerts: list[Alert],
         hourly: Counter[int],
         places: Counter[tuple[str, str]],
+        firsts: dict[tuple[str, object], tuple[float, str]] | None = None,
+        span: tuple[int, int] | None = None,
     ) -> KeyReport:
         first, last = min(hourly), max(hourly)
+        if span is not None:
+            first, last = min(first, span[0]), max(last, span[1])
         prof = self.profiles.get(key_id)
         how = prof.how if prof is not None else [-1.0] * 168
         baseline = [
@@ -266,6 +281,8 @@ class Replay:
             alerts=alerts,
             places=[(cc, city, n) for (cc, city), n in places.most_common()],
             hops=hops,
+            usual_hours=prof.usual_hours if prof is not None else (1 << 24) - 1,
+            firsts=sorted((ts, kind, label) for (kind, _), (ts, label) in (firsts or {}).items()),
         )
 
 

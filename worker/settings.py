@@ -86,6 +86,13 @@ def _positive_float(value: str) -> float:
     return x
 
 
+def _non_negative_float(value: str) -> float:
+    x = float(value)
+    if not x >= 0:
+        raise ValueError("must be 0 or more")
+    return x
+
+
 def _existing_file(value: str) -> Path:
     path = Path(value).expanduser()
     if not path.is_file():
@@ -159,6 +166,7 @@ _ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("webhook_header_timeout_s", "KEYWATCH_WEBHOOK_HEADER_TIMEOUT_S", _positive_float),
     ("max_pending_bodies", "KEYWATCH_MAX_PENDING_BODIES", _positive_int),
     ("app_id", "KEYWATCH_APP_ID", str),
+    ("broker_wait_s", "KEYWATCH_BROKER_WAIT_S", _non_negative_float),
 )
 
 
@@ -212,6 +220,8 @@ class Settings:
     webhook_header_timeout_s: float = 10.0  # a connection must send its headers within this
     max_pending_bodies: int = 8  # webhook bodies read at once before they are authenticated
     app_id: str = "keywatch"
+    # How long `keywatch worker`/`scanner` wait for the broker at start; 0: forever (containers).
+    broker_wait_s: float = 60.0
     topics: Topics = field(default_factory=Topics)
 
     @classmethod

@@ -105,3 +105,61 @@ def test_link_errors_are_one_line(database_url: str, monkeypatch, capsys, args) 
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def _fails(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run keywatch, expect exit 2 and exactly one line on stderr; return that line."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err.strip()
+
+
+def test_key_lifecycle_mistakes_are_refused(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KEYWATCH_DATABASE_URL", database_url)
+    monkeypatch.setenv("KEYWATCH_BROKER", "kafka://127.0.0.1:1")
+    monkeypatch.delenv("KEYWATCH_REDIS_URL", raising=False)
+    for days in ("-1", "0"):
+        err = _fails(["keys", "create", "--account", "a", "--expires-days", days], capsys)
+        assert "--expires-days must be positive" in err
+    main(["keys", "create", "--account", "a", "--json"])
+    key_id = orjson.loads(capsys.readouterr().out)["key_id"]
+    main(["keys", "rotate", key_id, "--json"])
+    successor = orjson.loads(capsys.readouterr().out)["key_id"]
+    err = _fails(["keys", "rotate", key_id], capsys)
+    assert "already rotated" in err and successor in err
+    main(["keys", "list", "--json"])
+    statuses = sorted(k["status"] for k in orjson.loads(capsys.readouterr().out))
+    assert statuses == ["active", "deprecated"]  # one successor, not two
+
+    main(["keys", "revoke", successor, "--reason", "test"])
+    capsys.readouterr()
+    err = _fails(["keys", "throttle", successor], capsys)
+    assert err == f"keywatch: error: cannot throttle key {successor}: it is revoked"
+
+
+def test_a_key_write_without_broker_queues_the_announcement_at_once(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    monkeypatch.setenv("KEYWATCH_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("KEYWATCH_BROKER", "kafka://127.0.0.1:1")
+    monkeypatch.delenv("KEYWATCH_REDIS_URL", raising=False)
+    main(["keys", "create", "--account", "a", "--json"])
+    key_id = orjson.loads(capsys.readouterr().out)["key_id"]
+    started = time.monotonic()
+    main(["keys", "revoke", key_id, "--reason", "test"])
+    elapsed = time.monotonic() - started
+    out, err = capsys.readouterr()
+    assert out.strip() == f"{key_id}: revoked"
+    assert err.strip().splitlines() == [
+        "keywatch: note: no broker at kafka://127.0.0.1:1; the key-actions announcement is "
+        "queued and a running worker sends it"
+    ]
+    assert "KafkaConnectionError" not in err
+    assert elapsed < 2.5  # the announcer's own timeout is 3 s: it was not tried

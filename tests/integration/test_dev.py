@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -36,17 +37,18 @@ def _alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
-@pytest.mark.timeout(150)
-def test_dev_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
+def _start_dev(tmp_path: Path, **popen: object) -> tuple[subprocess.Popen[str], str]:
+    """``keywatch dev`` in ``tmp_path`` with no KEYWATCH_* variables; returns it and its banner."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWATCH_")}
     env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "dev", "--data-dir", str(tmp_path / "dev")],
+        [sys.executable, "-m", "worker.cli", "dev"],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        **popen,  # type: ignore[call-overload]
     )  # fmt: skip
     assert proc.stdout is not None
     lines: list[str] = []
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 100
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
@@ -56,13 +58,60 @@ def test_dev_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
             break
     text = "".join(lines)
     assert "Ctrl-C to stop" in text, text
+    return proc, text
+
+
+def _keywatch(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A second terminal: a keywatch command with no KEYWATCH_* variables, run from ``cwd``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWATCH_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        env=env, cwd=cwd, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def _gone(pids: set[int], within: float) -> list[int]:
+    """The pids still alive after waiting up to ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.2)
+    return [p for p in pids if _alive(p)]
+
+
+@pytest.mark.timeout(150)
+def test_dev_runs_everything_hands_off_and_stops_cleanly(tmp_path: Path) -> None:
+    import redis
+
+    proc, text = _start_dev(tmp_path)
     worker_url = re.search(r"worker\s+(http://\S+/health)", text)
     broker_url = re.search(r"broker\s+kafka://127\.0\.0\.1:(\d+)", text)
     assert worker_url and broker_url, text
     assert httpx.get(worker_url.group(1), timeout=5).status_code == 200
-    assert "sqlite:///" in text and str(tmp_path / "dev") in text
+    assert "sqlite:///" in text and str(tmp_path / ".keywatch" / "dev") in text
     children = _children(proc.pid)
-    assert len(children) >= 3  # broker, worker, scanner (and their helpers)
+    assert len(children) >= 4  # broker, Redis, worker, scanner
+
+    # the handoff: a second terminal in the same directory talks to this stack
+    handoff = (tmp_path / ".keywatch" / "dev" / "env").read_text()
+    values = dict(
+        line.split("=", 1) for line in handoff.splitlines() if line.startswith("KEYWATCH_")
+    )
+    assert set(values) == {"KEYWATCH_BROKER", "KEYWATCH_DATABASE_URL", "KEYWATCH_REDIS_URL"}
+    assert values["KEYWATCH_BROKER"] == f"kafka://127.0.0.1:{broker_url.group(1)}"
+    assert redis.Redis.from_url(values["KEYWATCH_REDIS_URL"]).ping()
+    created = _keywatch(tmp_path, "keys", "create", "--account", "acme", "--json")
+    assert created.returncode == 0, created.stderr
+    key_id = json.loads(created.stdout)["key_id"]
+    started = time.monotonic()
+    revoked = _keywatch(tmp_path, "keys", "revoke", key_id, "--reason", "handoff test")
+    assert revoked.returncode == 0 and revoked.stderr == "", revoked.stderr
+    assert time.monotonic() - started < 10
+    listed = json.loads(_keywatch(tmp_path, "keys", "list", "--json").stdout)
+    assert [(k["key_id"], k["status"]) for k in listed] == [(key_id, "revoked")]
+    # the stack's Redis view and key-actions announcement happened (not left pending)
+    view = redis.Redis.from_url(values["KEYWATCH_REDIS_URL"])
+    assert view.scard("apikey:revoked") == 1
 
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)
@@ -70,8 +119,33 @@ def test_dev_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 0, rest
     assert time.monotonic() - started < 15
     assert "stopped." in rest
-    leftovers = [pid for pid in children if _alive(pid)]
-    assert leftovers == []
+    assert _gone(children, 5) == []
+    assert not (tmp_path / ".keywatch" / "dev" / "env").exists()
+
+
+def _ignore_sigint() -> None:
+    # what a non-interactive shell does for `keywatch dev &`
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("how", ["background-sigint", "sighup", "sigterm", "sigkill"])
+def test_every_signal_stops_the_whole_stack(tmp_path: Path, how: str) -> None:
+    """Ctrl-C on a background stack, a closed terminal, or kill -9: no process is left."""
+    popen: dict[str, object] = {"start_new_session": True}
+    if how == "background-sigint":
+        popen["preexec_fn"] = _ignore_sigint
+    proc, _text = _start_dev(tmp_path, **popen)
+    children = _children(proc.pid)
+    assert len(children) >= 4
+    sig = {"background-sigint": signal.SIGINT, "sighup": signal.SIGHUP,
+           "sigterm": signal.SIGTERM}.get(how, signal.SIGKILL)  # fmt: skip
+    proc.send_signal(sig)
+    proc.communicate(timeout=30)
+    if how != "sigkill":
+        assert proc.returncode == 0
+    # SIGKILL gives keywatch dev no chance to clean up: the kernel's death signal does it
+    assert _gone(children, 20) == []
 
 
 @pytest.mark.timeout(180)
@@ -96,7 +170,11 @@ def test_demo_revokes_a_compromised_key(tmp_path: Path) -> None:
                 break
             seen.append(line)
             done = "".join(seen)
-            if "first revocation" in done and re.search(r"slack .*CRITICAL", done):
+            if (
+                "first revocation" in done
+                and re.search(r"slack .*CRITICAL", done)
+                and ("The stack keeps running; Ctrl-C stops it." in done)
+            ):
                 break
     finally:
         proc.send_signal(signal.SIGINT)
@@ -105,6 +183,13 @@ def test_demo_revokes_a_compromised_key(tmp_path: Path) -> None:
     found = re.search(r"first revocation ([0-9.]+)s after the demo began", text)
     assert found, text[-3000:]
     assert float(found.group(1)) < 60
+    # the closing summary: what happened and what to try next
+    assert "--demo starts from a fresh data directory" not in text  # nothing existed yet
+    assert re.search(r"demo finished: [\d,]+ events from 8 keys", text), text[-3000:]
+    assert re.search(r"  revoked: [0-9a-f]{16} \(\w+\)", text)
+    assert "keywatch keys list" in text
+    # alerts are printed with their event time; TTLs as durations
+    assert re.search(r"action throttle [0-9a-f]{16} for 1h: ", text), text[-3000:]
     engine = sa.create_engine(f"sqlite:///{data / 'keywatch.db'}")
     with engine.connect() as conn:
         revoked = conn.execute(sa.text("SELECT count(*) FROM kw_keys WHERE status='revoked'"))

@@ -4,6 +4,7 @@ nothing is dropped, and when it returns each action happens exactly once."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,6 +30,9 @@ async def test_database_down_actions_wait_and_happen_once(
         with running(["worker"], env, tmp_path / "worker.log") as proc:
             await wait_for(lambda: _health(proc).get("key_store"), 20, "key store ready")
             db.down()
+            # /health says what is down, and is not 200 while it is
+            await wait_for(lambda: "key_store" in _health(proc, 503).get("down", {}), 20,
+                           "/health reporting the key store down")  # fmt: skip
             first = revoke_alert(revoked.key_id, "01JDDBDOWN0000000000000001")
             again = revoke_alert(revoked.key_id, "01JDDBDOWN0000000000000002")
             throttle = revoke_alert(throttled.key_id, "01JDDBDOWN0000000000000003", "throttle")
@@ -44,6 +48,7 @@ async def test_database_down_actions_wait_and_happen_once(
             db.up()
             await wait_for(lambda: store.get(throttled.key_id).throttled_until is not None, 45,
                            "both actions once the database is back")  # fmt: skip
+            await wait_for(lambda: _health(proc, 200).get("down") == {}, 20, "/health 200 again")
             announced = await collect(
                 broker.bootstrap, topics["KEYWATCH_TOPIC_KEY_ACTIONS"], lambda m: len(m) >= 2, 15
             )
@@ -60,10 +65,12 @@ async def test_database_down_actions_wait_and_happen_once(
     store.close()
 
 
-def _health(proc: Proc) -> dict[str, object]:
-    """The worker's /health body ({} while it does not answer)."""
+def _health(proc: Proc, status: int | None = None) -> dict[str, Any]:
+    """The worker's /health body ({} while it does not answer, or answers another status)."""
     try:
         body = httpx.get(f"http://127.0.0.1:{proc.env['KEYWATCH_WEB_PORT']}/health", timeout=2)
+        if status is not None and body.status_code != status:
+            return {}
         return dict(body.json())
     except (httpx.HTTPError, ValueError):
         return {}

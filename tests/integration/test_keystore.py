@@ -56,6 +56,9 @@ def test_rotation_deprecates_then_expires(store: KeyStore) -> None:
     assert successor.rotated_from == rec.key_id and successor.status == "active"
     assert old.status == "deprecated" and old.expires_at is not None
     assert new.key_hash == successor.key_hash
+    with pytest.raises(InvalidTransition, match=successor.key_id):
+        store.rotate(rec.key_id)  # a second rotation would give two active successors
+    assert [k.rotated_from for k in store.list_keys("acme")].count(rec.key_id) == 1
     assert store.expire_due(utcnow()) == []
     expired = store.expire_due(utcnow() + timedelta(days=2))
     assert [c.record.key_id for c in expired] == [rec.key_id]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from worker import children
 from worker.devstack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,10 +53,10 @@ class Proc:
     def __init__(self, args: list[str], env: Mapping[str, str], log_path: Path) -> None:
         self.args, self.env, self.log_path = args, dict(env), log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
+        # its own process group, and it dies with the test process even if that is killed
+        self.proc = children.spawn(
             [sys.executable, "-m", "worker.cli", *args],
-            env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=log_path.parent,
-            start_new_session=True,
+            env=self.env, stdout=self._log, cwd=log_path.parent,
         )  # fmt: skip
 
     def wait_healthy(self, port_var: str = "KEYWATCH_WEB_PORT", timeout: float = 60.0) -> None:

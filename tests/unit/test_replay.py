@@ -172,6 +172,8 @@ def test_apply_revokes_through_the_key_service(
     result = replay(str(mapped), "--out", str(tmp_path / "a.jsonl"), "--apply", env=env)
     assert result.exit_code == 0, result.output
     assert f"revoke {key_id}: applied" in result.stdout
+    # no broker: said once, not waited for
+    assert "no broker at kafka://127.0.0.1:1: key-actions announcements are queued" in result.stdout
     assert status_of(url, key_id) == "revoked"  # SQL first; Redis/Kafka follow via the outbox
     again = replay(str(mapped), "--out", str(tmp_path / "b.jsonl"), "--apply", env=env)
     assert f"revoke {key_id}: unchanged" in again.stdout  # idempotent

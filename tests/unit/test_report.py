@@ -128,14 +128,61 @@ def test_chart_marks_alerts_and_breaks_unknown_baseline() -> None:
     base = re.search(r'class="base" d="([^"]+)"', svg)
     obs = re.search(r'class="obs" d="([^"]+)"', svg)
     assert base and obs
-    assert obs.group(1).count("M") == 1 and obs.group(1).count("L") == 71  # 72 hours, one line
-    assert base.group(1).count("L") == 47  # 24 unknown hours skipped: 48 points
-    # the spike hour is the highest point of the observed line (smallest y)
+    # a step per hour: two points each, one line
+    assert obs.group(1).count("M") == 1 and obs.group(1).count("L") == 143  # 72 hours
+    assert base.group(1).count("M") == 1 and base.group(1).count("L") == 95  # 24 unknown skipped
+    # the spike hour is the highest step of the observed line (smallest y)
     ys = [float(p.split(",")[1]) for p in re.findall(r"[ML]([\d.]+,[\d.]+)", obs.group(1))]
-    assert ys.index(min(ys)) == 60
+    assert ys.index(min(ys)) == 120 and ys[121] == min(ys)
 
 
 def test_empty_report() -> None:
     doc = parse(render([], ["alerts: 0"]))
     assert not [t for t, _ in doc.tags if t == "section"]
     assert "alerts: 0" in " ".join(doc.text)
+
+
+AXIS_Y = 240 - 34  # the chart's bottom (_H - _PAD_B): zero requests
+
+
+def test_hours_without_traffic_lie_on_the_axis() -> None:
+    k = key("k1")
+    k.hourly[30:40] = [0] * 10  # e.g. the key was revoked, or the service was down
+    obs = re.search(r'class="obs" d="([^"]+)"', rate_chart(k))
+    assert obs
+    points = re.findall(r"[ML]([\d.]+),([\d.]+)", obs.group(1))
+    zero_steps = [float(y) for _, y in points[60:80]]  # hours 30-39: two points each
+    assert zero_steps == [AXIS_Y] * 20
+    assert float(points[58][1]) < AXIS_Y and float(points[80][1]) < AXIS_Y
+
+
+def test_usual_hours_band_and_first_sightings() -> None:
+    k = key("k1")
+    k.usual_hours = sum(1 << h for h in range(8, 18))  # 08:00-18:00 UTC
+    k.firsts = [((START_H + 1) * HOUR, "country", "DE/Dresden"),
+                ((START_H + 60) * HOUR, "country", "RU/Moscow"),
+                ((START_H + 60) * HOUR + 5, "network", "AS8359 MTS <PJSC>")]  # fmt: skip
+    svg = rate_chart(k)
+    assert svg.count('class="usual"') == 3  # three days, one band each
+    assert svg.count('class="first country"') == 2 and svg.count('class="first network"') == 1
+    page = render([k], ["x"])
+    assert "usual hours: 08:00-18:00 UTC" in page
+    assert "AS8359 MTS &lt;PJSC&gt;" in page and "<PJSC>" not in page
+    assert page.index("DE/Dresden") < page.index("RU/Moscow")
+    learning = key("k2")  # still learning: no band, said in words
+    assert 'class="usual"' not in rate_chart(learning)
+    assert "not learned yet" in render([learning], ["x"])
+
+
+def test_index_orders_keys_by_severity_with_their_worst_alert() -> None:
+    low, crit, high = key("low1"), key("crit1"), key("high1")
+    low.alerts = [alert("low1", 10, "off hours", "low")]
+    high.alerts = [alert("high1", 20, "spike", "high"), alert("high1", 30, "travel", "medium")]
+    crit.alerts = [alert("crit1", 5, "first", "medium"), alert("crit1", 61, "compromised")]
+    page = render([low, crit, high], ["x"])
+    index = page[page.index('<ul class="index">') : page.index("</ul>", page.index('"index"'))]
+    assert index.index("crit1") < index.index("high1") < index.index("low1")
+    assert "revoke: compromised" in index and "revoke: spike" in index  # each key's worst
+    assert "first" not in index
+    sections = [m.group(1) for m in re.finditer(r'<section class="key" id="key-(\w+)"', page)]
+    assert sections == ["crit1", "high1", "low1"]

@@ -1,34 +1,91 @@
-"""``keywatch dev``: the whole system on one machine (embedded broker, SQLite, worker, scanner)."""
+"""``keywatch dev``: the whole system on one machine (embedded broker and Redis, SQLite, worker,
+scanner).
+
+Every signal a user sends stops the stack: SIGINT (Ctrl-C, also when a non-interactive shell
+started us in the background with SIGINT ignored), SIGTERM and SIGHUP (the terminal closed).
+The children die with this process even when it is killed outright (``worker.children``).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
 import click
 
+from worker import devenv
 from worker.devstack import DevStack
+from worker.errors import ConfigError
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _say(text: str, err: bool = False) -> None:
+    """Print, unless the terminal is gone (SIGHUP): stopping must not fail on output."""
+    with contextlib.suppress(OSError):
+        click.echo(text, err=err)
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """The first stop signal raises KeyboardInterrupt; later ones are ignored while stopping."""
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    stopping = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise KeyboardInterrupt
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, on_signal)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _refuse_second_stack(data_dir: Path) -> None:
+    """Two stacks on one data directory would share (and, with --demo, delete) its files."""
+    handoff = data_dir / "env"
+    with contextlib.suppress(OSError, ValueError):
+        pid, _ = devenv.read(handoff)
+        if pid != os.getpid() and devenv.running(pid):
+            raise ConfigError(f"keywatch dev is already running on {data_dir} (pid {pid})")
 
 
 @click.command("dev")
-@click.option("--demo", is_flag=True, help="Issue keys and replay simulated traffic with attacks.")
+@click.option(
+    "--demo", is_flag=True,
+    help="Issue keys and replay simulated traffic with attacks (starts from a fresh data "
+    "directory).",
+)  # fmt: skip
 @click.option(
     "--data-dir", type=click.Path(path_type=Path), default=Path(".keywatch/dev"),
-    show_default=True, help="Where the SQLite key store, table state and logs go.",
+    show_default=True, help="Where the SQLite key store, table state, logs and env file go.",
 )  # fmt: skip
 @click.option("--fresh", is_flag=True, help="Delete the data directory first.")
 def command(demo: bool, data_dir: Path, fresh: bool) -> None:
-    """Run the embedded broker, the anomaly worker and the leak scanner; Ctrl-C stops all."""
-    stack = DevStack(data_dir, fresh=fresh or demo)
-    previous = signal.getsignal(signal.SIGTERM)
+    """Run the embedded broker and Redis, the anomaly worker and the leak scanner.
 
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+    Writes DATA_DIR/env (KEYWATCH_BROKER, KEYWATCH_DATABASE_URL, KEYWATCH_REDIS_URL): other
+    keywatch commands run from this directory use it. Ctrl-C stops everything.
+    """
+    _refuse_second_stack(data_dir)
+    if demo and data_dir.exists():
+        _say(f"--demo starts from a fresh data directory: deleting {data_dir.resolve()}")
+    with _stop_on_signals():
+        _run(DevStack(data_dir, fresh=fresh or demo), demo)
 
-    signal.signal(signal.SIGTERM, on_term)
+
+def _run(stack: DevStack, demo: bool) -> None:
     sink = None
     if demo and not os.environ.get("KEYWATCH_SLACK_WEBHOOK_URL"):
         from worker.demo import SlackSink
@@ -37,24 +94,23 @@ def command(demo: bool, data_dir: Path, fresh: bool) -> None:
         sink.start()
         stack.extra_env["KEYWATCH_SLACK_WEBHOOK_URL"] = sink.url
     try:
-        stack.start(echo=click.echo)
-        click.echo(stack.describe())
+        stack.start(echo=_say)
+        _say(stack.describe())
         if demo:
             from worker.demo import run_demo
 
             run_demo(stack, sink)
         else:
-            click.echo("Ctrl-C to stop.")
+            _say("Ctrl-C to stop.")
             while stack.healthy():
                 time.sleep(0.5)
-            click.echo("a keywatch process exited; see the logs above", err=True)
+            _say("a keywatch process exited; see the logs above", err=True)
     except KeyboardInterrupt:
-        click.echo("\nstopping…")
+        _say("\nstopping…")
     finally:
         stack.stop()
         if sink is not None:
             sink.stop()
-        signal.signal(signal.SIGTERM, previous)
-        click.echo("stopped.")
+        _say("stopped.")
     if os.environ.get("KEYWATCH_DEV_EXIT_NONZERO_ON_CRASH") and not stack.clean_exit:
         raise SystemExit(1)

@@ -11,6 +11,7 @@ import click
 import orjson
 
 from worker.commands.links import link_command
+from worker.errors import InvalidTransition, KeyStoreError
 from worker.keystore.service import KafkaAnnouncer, KeyService
 from worker.keystore.store import KeyRecord, KeyStore, utcnow
 from worker.settings import Settings
@@ -26,20 +27,50 @@ def _emit(obj: Any) -> None:
     click.echo(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode())
 
 
+def _broker_answers(bootstrap: list[str], timeout_s: float = 1.0) -> bool:
+    """Whether the broker answers a metadata request within ``timeout_s`` (a TCP connect alone
+    is not enough: proxies and load balancers accept connections for a broker that is down)."""
+    from worker.brokerwait import reachable
+
+    return asyncio.run(reachable(bootstrap, timeout_s))
+
+
 def _with_service(fn: Callable[[KeyService], Awaitable[T]]) -> T:
-    """Run ``fn`` with a KeyService wired to the configured Redis and broker, then close them."""
+    """Run ``fn`` with a KeyService wired to the configured Redis and broker, then close them.
+
+    Without a listening broker the announcement is not attempted (no multi-second wait): the
+    change stays in the outbox and a running worker announces it; one line says so.
+    """
     settings = _settings()
+    listening = _broker_answers(settings.broker_urls)
 
     async def run() -> T:
         from worker.keystore.redis_view import RedisView
 
         store = KeyStore(settings.database_url)
         redis = RedisView(settings.redis_url) if settings.redis_url else None
-        announcer = KafkaAnnouncer(settings.broker_urls, settings.topics.key_actions, 3.0)
+        announcer = (
+            KafkaAnnouncer(settings.broker_urls, settings.topics.key_actions, 3.0)
+            if listening
+            else None
+        )
+
+        def unannounced() -> int:
+            return sum(not entry.kafka_done for entry in store.pending_outbox())
+
         try:
-            return await fn(KeyService(store, redis, announcer))
+            before = await asyncio.to_thread(unannounced)
+            result = await fn(KeyService(store, redis, announcer))
+            if await asyncio.to_thread(unannounced) > before:  # this command's change waits
+                click.echo(
+                    f"keywatch: note: no broker at {settings.broker}; the key-actions "
+                    "announcement is queued and a running worker sends it",
+                    err=True,
+                )
+            return result
         finally:
-            await announcer.close()
+            if announcer is not None:
+                await announcer.close()
             if redis is not None:
                 await redis.close()
             store.close()
@@ -92,6 +123,8 @@ def create(
     contact: str | None, rate_limits: tuple[str, ...], as_json: bool,
 ) -> None:  # fmt: skip
     """Issue a key. The full key is printed once and never stored."""
+    if expires_days is not None and not expires_days > 0:
+        raise KeyStoreError(f"--expires-days must be positive (got {expires_days:g})")
     expires = utcnow() + timedelta(days=expires_days) if expires_days else None
     store = KeyStore(_settings().database_url)
     try:
@@ -230,6 +263,9 @@ def rotate(key_id: str, grace_days: float, as_json: bool) -> None:
 def throttle(key_id: str, ttl_s: float, reason: str, as_json: bool) -> None:
     """Throttle a key for a while (a per-key override in Redis with a TTL)."""
     change = _with_service(lambda svc: svc.throttle(key_id, ttl_s, reason, actor="cli"))
+    status = change.record.status_at(utcnow())
+    if not change.changed and status in ("revoked", "expired"):
+        raise InvalidTransition(f"cannot throttle key {key_id}: it is {status}")
     _report(change.record, change.changed, "throttled", as_json)
 
 

@@ -21,6 +21,7 @@ from geoip.resolver import GeoResolver
 from worker.errors import InputError, KeyStoreError
 from worker.ingest import FORMATS, KeyInfo
 from worker.ingest.ips import configure as configure_proxies
+from worker.outputs import check_writable
 from worker.replay import Replay, open_input, summary_lines
 from worker.settings import Settings
 
@@ -86,7 +87,14 @@ async def _apply(settings: Settings, alerts: list[Alert], ttl_s: float) -> list[
 
     store = KeyStore(settings.database_url, create=False)
     redis = RedisView(settings.redis_url) if settings.redis_url else None
-    announcer = KafkaAnnouncer(settings.broker_urls, settings.topics.key_actions, 3.0)
+    from worker.brokerwait import reachable
+
+    # no broker: the announcements wait in the outbox for a worker instead of 3 s each
+    announcer = (
+        KafkaAnnouncer(settings.broker_urls, settings.topics.key_actions, 3.0)
+        if await reachable(settings.broker_urls, 1.0)
+        else None
+    )
     service = KeyService(store, redis, announcer)
     done: list[str] = []
     try:
@@ -109,10 +117,13 @@ async def _apply(settings: Settings, alerts: list[Alert], ttl_s: float) -> list[
                 state = f"failed ({exc})"
             done.append(f"{plan.action} {plan.key_id}: {state}")
     finally:
-        await announcer.close()
+        if announcer is not None:
+            await announcer.close()
         if redis is not None:
             await redis.close()
         store.close()
+    if announcer is None and done:
+        done.append(f"no broker at {settings.broker}: key-actions announcements are queued")
     return done
 
 
@@ -153,6 +164,8 @@ def command(
     KEYWATCH_DATABASE_URL is set (else such events are rejected as unknown_key). Reads all events
     into memory (~300 bytes each) before sorting them.
     """
+    check_writable(out, "--out")
+    check_writable(report, "--report")
     settings = Settings.from_env()
     configure_proxies(settings.trusted_proxies)  # the worker's X-Forwarded-For reading
     policy = load_policy(policy_file or settings.policy_file, dry_run=settings.dry_run)
@@ -177,6 +190,13 @@ def command(
         lines += asyncio.run(_apply(settings, alerts, policy.throttle_ttl_s))
     for line in lines:
         click.echo(line, err=out == "-")
+    if replay.stats.events == 0:
+        # nothing was analysed: a wrong --format, an empty file or a key store that knows none
+        # of the key hashes; exiting 0 would read as "no anomaly found"
+        raise InputError(
+            f"no usable event in {', '.join(files)} "
+            f"({replay.stats.lines} message(s) read, none usable)"
+        )
 
 
 def _run(replay: Replay, files: tuple[str, ...], out: str, console: Console) -> list[Alert]:

@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 import click
+import structlog
 
 from worker.settings import Settings
 
@@ -18,9 +19,18 @@ def _run(kind: str, loglevel: str) -> None:
     import faust
 
     from worker import logs
+    from worker.brokerwait import wait_for_broker
 
     settings = Settings.from_env()
+    # before Faust starts: it would print a traceback and a screen of "Stopping…" lines
+    wait_for_broker(settings.broker_urls, settings.broker_wait_s, settings.broker)
     logs.configure(loglevel)
+    if kind == "worker" and not os.environ.get("KEYWATCH_DEV"):  # keywatch dev sets it
+        from geoip.resolver import freshness_warning
+
+        stale = freshness_warning(settings.geoip_city_db)
+        if stale:
+            structlog.get_logger("keywatch").warning("geoip_database_stale", detail=stale)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     if kind == "worker":
         from worker.app import WorkerApp

@@ -16,6 +16,7 @@ import click
 import orjson
 
 from worker.errors import ConfigError
+from worker.outputs import check_writable
 from worker.settings import Settings
 from worker.simulate import ATTACKS, DEFAULT_START, Simulation, simulate
 
@@ -104,6 +105,8 @@ def command(
     start: str | None,
 ) -> None:
     """Generate realistic gateway traffic with labelled attacks (to a file, stdout or a topic)."""
+    check_writable(out, "--out")
+    check_writable(labels, "--labels")
     try:
         sim = simulate(keys, days, attacks, seed, _start(start))
     except ValueError as exc:

@@ -249,26 +249,44 @@ class KeyStore:
     def rotate(
         self, key_id: str, grace_days: float = 7.0, *, actor: str = "cli"
     ) -> tuple[NewKey, KeyRecord, KeyRecord]:
-        """Issue a successor and deprecate the old key until the grace period ends."""
+        """Issue a successor and deprecate the old key until the grace period ends.
+
+        One transaction with the old row locked: rotating twice (or concurrently) cannot give a
+        key two active successors; a deprecated key names the successor it already has.
+        """
         if grace_days < 0:
             raise KeyStoreError("grace period must be >= 0 days")
-        old = self.get(key_id)
-        if old.status_at(utcnow()) not in ("active", "deprecated"):
-            raise InvalidTransition(f"cannot rotate a key that is {old.status_at(utcnow())}")
-        new, record = self.create(
-            old.account_id, old.environment, kind=old.kind, scopes=old.scopes,
-            contact=old.contact, actor=actor, rotated_from=old.key_id,
-            rate_limits=old.rate_limits,
-        )  # fmt: skip
         now = utcnow()
         until = now + timedelta(days=grace_days)
         with self._session() as s, s.begin():
             row = self._locked(s, key_id)
+            status = KeyRecord.of(row).status_at(now)
+            if status == "deprecated":
+                successor = s.scalars(
+                    sa.select(ApiKey.key_id).where(ApiKey.rotated_from == key_id)
+                ).first()
+                raise InvalidTransition(
+                    f"key {key_id} was already rotated; its successor is "
+                    f"{successor or 'unknown'} (rotate that key instead)"
+                )
+            if status != "active":
+                raise InvalidTransition(f"cannot rotate a key that is {status}")
+            new = generate_key(row.environment, row.kind)
+            succ = ApiKey(
+                key_id=new_key_id(), key_hash=new.key_hash, prefix=new.prefix,
+                account_id=row.account_id, environment=row.environment, kind=row.kind,
+                scopes=list(row.scopes or ()), status="active", contact=row.contact,
+                created_at=now, rotated_from=row.key_id,
+                rate_limits=list(row.rate_limits) if row.rate_limits else None,
+            )  # fmt: skip
+            s.add(succ)
+            s.flush()
+            self._audit(s, succ, "issue", None, actor, None, now, {"rotated_from": key_id})
             row.status, row.expires_at = "deprecated", until
-            detail = {"new_key_id": record.key_id, "grace_days": grace_days}
+            detail = {"new_key_id": succ.key_id, "grace_days": grace_days}
             self._audit(s, row, "rotate", "rotated", actor, None, now, detail)
             self._outbox(s, row, "rotate", "rotated", now, expires_at=_iso(until))
-            return new, record, KeyRecord.of(row)
+            return new, KeyRecord.of(succ), KeyRecord.of(row)
 
     def throttle(
         self,

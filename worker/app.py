@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from worker.base import KeywatchApp
+from worker.engine import seal_before_recovery
 from worker.keycache import KeyCache
 from worker.settings import Settings
 
@@ -30,6 +31,7 @@ class WorkerApp(KeywatchApp):
         self.alerts_topic = self.app.topic(t.alerts, internal=True, partitions=n)
         self.keycache = KeyCache(self.store.find_many_by_hash, self.store.find_many)
         self.profiles = self._profiles_table()
+        self.sealer = seal_before_recovery(self.app, settings.changelog_seal)
         self.ingest: Any = None  # set by worker.agents.ingest.register
         self.profile_stage: Any = None  # set by worker.agents.profiles.register
         for register in agent_registrations():

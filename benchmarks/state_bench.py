@@ -4,7 +4,7 @@
 
 Realistic profiles come from a week of simulated traffic per key (diurnal pattern, one to three
 countries) run through the real ``Analyzer``; 300 of them are templates for the key population.
-The changelog of a worker app is filled with one record per key, exactly as ``ProfileTable``
+The changelog of a worker app is filled with one record per key, exactly as ``ChangelogTable``
 writes it (key id -> ``KeyProfile.to_bytes()`` on ``partition_for(key id)``); a worker is then
 started on that app id and timed until it has recovered the table and analyzed a probe event
 (Faust holds streams until recovery is done), against the same start with an empty changelog.
@@ -86,7 +86,7 @@ def codec_costs(values: list[bytes]) -> tuple[float, float]:
 
 
 async def fill_changelog(bootstrap: str, topic: str, keys: int, values: list[bytes]) -> None:
-    """One changelog record per key, as ProfileTable.flush_changelog writes them."""
+    """One changelog record per key, as ChangelogTable.flush_changelog writes them."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from worker.base import KeywatchApp
-from worker.engine import seal_before_recovery
+from worker.engine import ChangelogTable, seal_before_recovery
 from worker.keycache import KeyCache
+from worker.partitioning import partition_for
 from worker.settings import Settings
 
 
@@ -39,12 +40,11 @@ class WorkerApp(KeywatchApp):
 
     def _profiles_table(self) -> Any:
         """Key id -> KeyProfile, changelog-backed; changelog partition = partition_for(key id)."""
-        from worker.agents.profiles import ProfileTable
-
-        table = ProfileTable(
+        table = ChangelogTable(
             self.app,
             name="profiles",
             partitions=self.settings.partitions,
+            partition_of=partition_for,
             help="Per-key usage profiles (detectors.profile.KeyProfile).",
         )
         return self.app.tables.add(table)

@@ -184,8 +184,10 @@ async def test_profiles_written_by_the_previous_release_still_recover_and_detect
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
     await producer.start()
     try:
-        futures = [await producer.send(topic, learned, key=k.encode(),
-                                       partition=partition_for(k, PARTITIONS)) for k in keys]  # fmt: skip
+        futures = [
+            await producer.send(topic, learned, key=k.encode(), partition=partition_for(k, 4))
+            for k in keys
+        ]
         await asyncio.gather(*futures)
         old_batch = (FIXTURES / "batch_events.bin").read_bytes()  # three events, v1 layout
         await producer.send_and_wait(env["KEYWATCH_TOPIC_EVENTS_BY_KEY"], old_batch,

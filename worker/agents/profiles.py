@@ -1,7 +1,7 @@
 """Profiles: re-keyed batches -> per-key profile (Faust table) -> detectors -> ``keywatch.alerts``.
 
-Per window (``take_events``: a few messages, or ``flush_interval_s``) the stage groups events by
-key, reads each key's profile from the table once, runs ``Analyzer.analyze`` over the key's events,
+Per window (``worker.engine.windows``: a few messages, or ``flush_interval_s``) the stage groups
+events by key, reads each key's profile from the table once, runs ``Analyzer.analyze`` over them,
 writes the profile back once and sends the alerts. Profiles reach the changelog at checkpoints
 (every ``CHECKPOINT_S``): each changed key once, whatever the number of windows that touched it.
 A window's source offsets are acknowledged only at the checkpoint after it, once the profiles it

@@ -271,10 +271,15 @@ def seal_before_recovery(app: faust.App, mode: str) -> ChangelogSealer:
         await original(consumer, tps, destination, title)
         # destination holds end - 1: -1 for an empty partition, which needs no seal
         used = [tp for tp in tps if destination.get(tp, -1) >= 0]
-        if used and await sealer.needed():
+        if not used or not await sealer.needed():
+            return
+        try:
             took = await sealer.seal(used)
-            await original(consumer, tps, destination, title)
-            log.info("changelog_sealed", kind=title, partitions=len(used), ms=round(took * 1e3))
+        except Exception as exc:  # recover what the reported ends allow rather than not at all
+            log.error("changelog_seal_failed", kind=title, error=repr(exc))
+            return
+        await original(consumer, tps, destination, title)
+        log.info("changelog_sealed", kind=title, partitions=len(used), ms=round(took * 1e3))
 
     recovery._build_highwaters = build_highwaters
     return sealer

@@ -176,3 +176,18 @@ async def test_auto_mode_seals_on_tansu_only(
     monkeypatch.setattr(engine, "broker_cluster_id", cluster_id)
     assert await engine.ChangelogSealer(app, "auto").needed() is True
     assert await engine.ChangelogSealer(app, "auto").needed() is False
+
+
+async def test_a_failed_seal_leaves_recovery_to_the_reported_ends(
+    app: faust.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    used = TP("c", 1)
+    sealer = seal_before_recovery(app, "on")
+
+    async def seal(tps: Any) -> float:
+        raise ConnectionError("broker gone")
+
+    monkeypatch.setattr(sealer, "seal", seal)
+    consumer, destination = FakeConsumer({used: 7}), Counter[TP]()
+    await app.tables.recovery._build_highwaters(consumer, {used}, destination, "active")  # type: ignore[attr-defined]
+    assert destination == {used: 6} and consumer.calls == 1

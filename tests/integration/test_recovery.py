@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -118,11 +119,14 @@ async def alerted_keys(bootstrap: str, topic: str, keys: list[str], within: floa
     return seen(alerts) & set(keys)
 
 
-async def probe_every_key(broker: EmbeddedBroker, env: dict[str, str], keys: list[str]) -> None:
-    """One request from Russia per key; every key must raise a new-country alert."""
-    now = time.time()
+async def probe_every_key(
+    broker: EmbeddedBroker, env: dict[str, str], keys: list[str], at: float | None = None
+) -> None:
+    """One request from Russia per key (at event time ``at``, default now); every key must
+    raise a new-country alert."""
+    ts = time.time() - 5 if at is None else at
     await publish(broker.bootstrap, env["KEYWATCH_TOPIC_ACCESS"],
-                  [[kong(now - 5, k, RUSSIA) for k in keys]])  # fmt: skip
+                  [[kong(ts, k, RUSSIA) for k in keys]])  # fmt: skip
     alerted = await alerted_keys(broker.bootstrap, env["KEYWATCH_TOPIC_ALERTS"], keys, 60)
     missing = sorted(set(keys) - alerted)
     assert not missing, f"{len(missing)} of {len(keys)} profiles not recovered: {missing[:10]}"
@@ -198,7 +202,9 @@ async def test_profiles_written_by_the_previous_release_still_recover_and_detect
     worker = Proc(["worker"], env, tmp_path / "worker.log")
     try:
         worker.wait_healthy()
-        await probe_every_key(broker, env, keys)
+        # an hour after the fixture's last event: detection runs on event time, not the clock
+        fixture_end = orjson.loads((FIXTURES / "expected.json").read_bytes())
+        await probe_every_key(broker, env, keys, fixture_end["profile_learned"]["last_ts"] + 3600)
         assert _sample(worker.metrics(), "keywatch_events_analyzed_total") >= len(keys) + 3
         assert "bad_batch" not in worker.metrics()
     finally:

@@ -28,7 +28,8 @@ from worker.devstack import EmbeddedBroker
 from worker.engine import SEAL_KEY
 from worker.partitioning import partition_for
 
-pytestmark = [pytest.mark.services, pytest.mark.slow]
+# two workers, one learning 120 keys: ~40 s alone, several times that on the shared machine
+pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(300)]
 
 PARTITIONS = 4  # keywatch_env's KEYWATCH_PARTITIONS
 KEYS = 120
@@ -54,8 +55,9 @@ def key_ids(n: int = KEYS) -> list[str]:
 
 
 def history(keys: list[str], now: float) -> list[list[dict[str, Any]]]:
-    """Four days of use from Germany per key, every 25 minutes, as messages of 600 events."""
-    events = [kong(now - 3600 - i * 1500, k, GERMANY) for i in range(230, 0, -1) for k in keys]
+    """Eight days of use from Germany per key, every 3 hours (learned: over 7 days of history),
+    as messages of 600 events."""
+    events = [kong(now - 3600 - i * 10800, k, GERMANY) for i in range(64, 0, -1) for k in keys]
     return [events[i : i + 600] for i in range(0, len(events), 600)]
 
 
@@ -98,13 +100,17 @@ def all_learned(bootstrap: str, topic: str, keys: list[str]) -> bool:
 async def learn(broker: EmbeddedBroker, env: dict[str, str], keys: list[str], log: Path) -> Proc:
     """A worker that learned ``keys``; their profiles are on the changelog, under-reported."""
     proc = Proc(["worker"], env, log)
-    proc.wait_healthy()
-    await publish(broker.bootstrap, env["KEYWATCH_TOPIC_ACCESS"], history(keys, time.time()))
-    topic = f"{env['KEYWATCH_APP_ID']}-profiles-changelog"
-    await wait_for(lambda: all_learned(broker.bootstrap, topic, keys), 90, "keys learned")
-    _, records = await changelog(broker.bootstrap, topic)
-    # the quirk is there: without the fix, recovery would stop short of most records
-    assert await reported_end(broker.bootstrap, topic) < records
+    try:
+        proc.wait_healthy()
+        await publish(broker.bootstrap, env["KEYWATCH_TOPIC_ACCESS"], history(keys, time.time()))
+        topic = f"{env['KEYWATCH_APP_ID']}-profiles-changelog"
+        await wait_for(lambda: all_learned(broker.bootstrap, topic, keys), 150, "keys learned")
+        _, records = await changelog(broker.bootstrap, topic)
+        # the quirk is there: without the fix, recovery would stop short of some records
+        assert await reported_end(broker.bootstrap, topic) < records
+    except BaseException:
+        proc.kill()
+        raise
     return proc
 
 
@@ -217,8 +223,7 @@ async def test_the_seal_is_a_tombstone_that_recovery_applies_as_nothing(
     keys = key_ids(8)
     env = keywatch_env(broker.url, sqlite_url, tmp_path, KEYWATCH_STANDBY_REPLICAS="0",
                        **topics_env(topic_suffix))  # fmt: skip
-    first = await learn(broker, env, keys, tmp_path / "first.log")
-    first.stop()
+    (await learn(broker, env, keys, tmp_path / "first.log")).stop()
     second = Proc(["worker"], successor_env(env, tmp_path, "data2"), tmp_path / "second.log")
     try:
         second.wait_healthy()

@@ -162,11 +162,14 @@ async def test_a_restarted_worker_recovers_every_profile(
         second.stop()
 
 
+@pytest.mark.parametrize("standbys", ["0", "1"])
 async def test_a_rebalance_hands_every_profile_to_the_new_worker(
-    broker: EmbeddedBroker, topic_suffix: str, sqlite_url: str, tmp_path: Path
+    broker: EmbeddedBroker, topic_suffix: str, sqlite_url: str, tmp_path: Path, standbys: str
 ) -> None:
+    """With no standby the new worker recovers from the changelog; with one (the default) it
+    also keeps a standby copy of the first worker's partitions."""
     keys = key_ids()
-    env = keywatch_env(broker.url, sqlite_url, tmp_path, KEYWATCH_STANDBY_REPLICAS="0",
+    env = keywatch_env(broker.url, sqlite_url, tmp_path, KEYWATCH_STANDBY_REPLICAS=standbys,
                        **topics_env(topic_suffix))  # fmt: skip
     first = await learn(broker, env, keys, tmp_path / "first.log")
     second = Proc(["worker"], successor_env(env, tmp_path, "data2"), tmp_path / "second.log")

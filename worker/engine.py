@@ -13,7 +13,8 @@ changes one fails there, loudly, instead of in production:
   count, raised by ``Message.incref`` and lowered by ``Event.ack``, reaches zero.
 - ``windows``: ``Stream.take_events`` (faust-streaming only) yields the events of a window.
 - ``seal_before_recovery``: ``Recovery._build_highwaters(consumer, tps, destination, title)``
-  is where recovery reads each changelog partition's end offset (and it stops there);
+  is where recovery reads each changelog partition's end offset (and it stops there), with
+  ``title="active"`` for the partitions this worker owns;
   ``credentials_to_aiokafka_auth`` turns Faust's broker credentials into aiokafka options.
 
 How keywatch would move to another engine (README, "Stream engine") starts here: this module
@@ -271,6 +272,8 @@ def seal_before_recovery(app: faust.App, mode: str) -> ChangelogSealer:
         consumer: Any, tps: set[TP], destination: Counter[TP], title: str
     ) -> None:
         await original(consumer, tps, destination, title)
+        if title != "active":  # standbys keep reading past the end; their owner writes there
+            return
         # destination holds end - 1: -1 for an empty partition, which needs no seal
         used = [tp for tp in tps if destination.get(tp, -1) >= 0]
         if not used or not await sealer.needed():
@@ -278,10 +281,10 @@ def seal_before_recovery(app: faust.App, mode: str) -> ChangelogSealer:
         try:
             took = await sealer.seal(used)
         except Exception as exc:  # recover what the reported ends allow rather than not at all
-            log.error("changelog_seal_failed", kind=title, error=repr(exc))
+            log.error("changelog_seal_failed", error=repr(exc))
             return
         await original(consumer, tps, destination, title)
-        log.info("changelog_sealed", kind=title, partitions=len(used), ms=round(took * 1e3))
+        log.info("changelog_sealed", partitions=len(used), ms=round(took * 1e3))
 
     recovery._build_highwaters = build_highwaters
     return sealer

@@ -129,7 +129,9 @@ async def test_a_tombstone_for_an_absent_key_changes_nothing(app: faust.App) -> 
 def test_recovery_reads_end_offsets_in_build_highwaters() -> None:
     params = list(inspect.signature(Recovery._build_highwaters).parameters)
     assert params == ["self", "consumer", "tps", "destination", "title"]
-    assert "self._build_highwaters" in inspect.getsource(Recovery._restart_recovery.fun)
+    source = inspect.getsource(Recovery._restart_recovery.fun)
+    assert "self._build_highwaters" in source
+    assert 'active_highwaters, "active"' in source  # the title that marks active partitions
     auth = faust_aiokafka.credentials_to_aiokafka_auth(None, None)
     assert auth.get("security_protocol", "PLAINTEXT") == "PLAINTEXT"
 
@@ -191,3 +193,21 @@ async def test_a_failed_seal_leaves_recovery_to_the_reported_ends(
     consumer, destination = FakeConsumer({used: 7}), Counter[TP]()
     await app.tables.recovery._build_highwaters(consumer, {used}, destination, "active")  # type: ignore[attr-defined]
     assert destination == {used: 6} and consumer.calls == 1
+
+
+async def test_standby_partitions_are_not_sealed(
+    app: faust.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A standby keeps reading past the end, and another worker owns the partition."""
+    used = TP("c", 1)
+    sealer = seal_before_recovery(app, "on")
+    sealed: list[Any] = []
+
+    async def seal(tps: Any) -> float:
+        sealed.append(tps)
+        return 0.0
+
+    monkeypatch.setattr(sealer, "seal", seal)
+    consumer, destination = FakeConsumer({used: 7}), Counter[TP]()
+    await app.tables.recovery._build_highwaters(consumer, {used}, destination, "standby")  # type: ignore[attr-defined]
+    assert sealed == [] and destination == {used: 6}

@@ -14,7 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from worker.base import KeywatchApp
+from worker.engine import ChangelogTable, seal_before_recovery
 from worker.keycache import KeyCache
+from worker.partitioning import partition_for
 from worker.settings import Settings
 
 
@@ -30,6 +32,7 @@ class WorkerApp(KeywatchApp):
         self.alerts_topic = self.app.topic(t.alerts, internal=True, partitions=n)
         self.keycache = KeyCache(self.store.find_many_by_hash, self.store.find_many)
         self.profiles = self._profiles_table()
+        self.sealer = seal_before_recovery(self.app, settings.changelog_seal)
         self.ingest: Any = None  # set by worker.agents.ingest.register
         self.profile_stage: Any = None  # set by worker.agents.profiles.register
         self.profile_checkpoint: Any = None  # likewise; flushed by worker.agents.feedback
@@ -38,12 +41,11 @@ class WorkerApp(KeywatchApp):
 
     def _profiles_table(self) -> Any:
         """Key id -> KeyProfile, changelog-backed; changelog partition = partition_for(key id)."""
-        from worker.agents.profiles import ProfileTable
-
-        table = ProfileTable(
+        table = ChangelogTable(
             self.app,
             name="profiles",
             partitions=self.settings.partitions,
+            partition_of=partition_for,
             help="Per-key usage profiles (detectors.profile.KeyProfile).",
         )
         return self.app.tables.add(table)

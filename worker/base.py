@@ -11,9 +11,9 @@ from typing import Any
 import faust
 import orjson
 import structlog
-from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.web import Request, Response, View
 
+from worker.engine import bound_fetch_wait
 from worker.errors import KeyStoreUnavailable
 from worker.keystore.redis_view import RedisView
 from worker.keystore.schema import ensure_schema
@@ -27,26 +27,6 @@ log = structlog.get_logger("keywatch")
 
 MAX_DEAD_LETTER_BYTES = 256 * 1024
 REPAIR_EVERY = 60  # reconciler ticks (5 s) between full rebuilds of Redis's revoked set
-
-
-def _bounded_fetch_wait(wait_ms: int) -> None:
-    """Faust hard-codes its consumers' fetch_max_wait_ms to 1500; apply ours before they start.
-
-    aiokafka reads the attribute when the consumer starts its fetcher, so setting it on the
-    freshly created consumer is enough.
-    """
-    thread_cls = faust_aiokafka.AIOKafkaConsumerThread
-    original = getattr(thread_cls, "_keywatch_original_create", None)
-    if original is None:
-        original = thread_cls._create_worker_consumer
-        thread_cls._keywatch_original_create = original  # type: ignore[attr-defined]
-
-    def create(self: Any, transport: Any) -> Any:
-        consumer = original(self, transport)
-        consumer._fetch_max_wait_ms = wait_ms
-        return consumer
-
-    thread_cls._create_worker_consumer = create  # type: ignore[method-assign]
 
 
 def faust_app(settings: Settings, app_id: str, web_port: int, **extra: Any) -> faust.App:
@@ -72,7 +52,7 @@ def faust_app(settings: Settings, app_id: str, web_port: int, **extra: Any) -> f
         "broker_rebalance_timeout": settings.session_timeout_s,
     }
     options.update(extra)
-    _bounded_fetch_wait(settings.fetch_max_wait_ms)
+    bound_fetch_wait(settings.fetch_max_wait_ms)
     Path(options["datadir"]).mkdir(parents=True, exist_ok=True)
     return faust.App(app_id, **options)
 

@@ -1,56 +1,88 @@
-"""Compact encoding of a re-keyed batch of access events for ``keywatch.events-by-key``.
+"""Re-keyed batches of access events on ``keywatch.events-by-key``: a typed, versioned record.
 
-A batch is msgpack ``[VERSION, [row, ...]]`` where each row is an ``AccessEvent``'s fields as a
-tuple in declaration order, so decoding is one C-level unpack plus ``AccessEvent(*row)``. There is
-no raw key to carry: parsing hashed it already, and only key ids travel here.
+A batch is an ``EventBatch`` (``version``, ``rows``) and each row an ``EventRow``: msgspec
+array-like structs, so on the wire a batch is msgpack ``[VERSION, [row, ...]]`` and a row an
+``AccessEvent``'s fields in declaration order (the layout of the previous release, unchanged:
+tests/fixtures/records_v1/). Evolution follows worker.records: a new field is appended to
+``EventRow`` with a default; ``VERSION`` changes only for an incompatible layout. There is no
+raw key to carry: parsing hashed it already, and only key ids travel here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import starmap
 from typing import Any, Final
 
-import msgpack
+import msgspec
 
 from detectors.model import AccessEvent
 from worker.errors import InputError
 from worker.ingest.model import RawAccess
+from worker.records import decoder, encode
 
-VERSION: Final = 1
-# AccessEvent's fields, in the order of its constructor (detectors/model.py).
-FIELDS: Final = (
-    "ts", "key_id", "ip", "method", "path", "status", "user_agent", "request_id", "gateway",
-    "account_id", "key_in_query", "fmt", "extra_key_hash",
-)  # fmt: skip
-_WIDTH: Final = len(FIELDS)
-_WIDTHS: Final = (_WIDTH - 1, _WIDTH)  # rows written before extra_key_hash are still read
+VERSION: Final = 1  # major layout version (worker.records)
 
+
+class EventRow(msgspec.Struct, array_like=True, gc=False, frozen=True):
+    """One access event on the wire; fields in ``AccessEvent``'s order. Append only."""
+
+    ts: float
+    key_id: str
+    ip: str
+    method: str = ""
+    path: str = ""
+    status: int = 0
+    user_agent: str = ""
+    request_id: str = ""
+    gateway: str = ""
+    account_id: str | None = None
+    key_in_query: bool = False
+    fmt: str = "native"
+    extra_key_hash: str | None = (
+        None  # a second key in the request (appended: rows without it decode)
+    )
+
+
+class EventBatch(msgspec.Struct, array_like=True, gc=False, frozen=True):
+    """One message value: the events of one partition and flush interval."""
+
+    version: int
+    rows: list[EventRow]
+
+
+FIELDS: Final = EventRow.__struct_fields__
+_DECODER: Final = decoder(EventBatch)
 
 Row = tuple[Any, ...]
 
 
 def row_of(e: AccessEvent) -> Row:
     """An event as a batch row."""
-    return (
+    row = (
         e.ts, e.key_id, e.ip, e.method, e.path, e.status, e.user_agent, e.request_id,
-        e.gateway, e.account_id, e.key_in_query, e.fmt, e.extra_key_hash,
+        e.gateway, e.account_id, e.key_in_query, e.fmt,
     )  # fmt: skip
+    return row if e.extra_key_hash is None else (*row, e.extra_key_hash)
 
 
 def raw_row(raw: RawAccess, key_id: str, account_id: str | None) -> Row:
     """A parsed record with its resolved identity as a batch row (no ``AccessEvent`` built:
     the ingest hot path goes straight from parser output to the wire)."""
-    return (
+    row = (
         raw.ts, key_id, raw.ip, raw.method, raw.path, raw.status, raw.user_agent,
-        raw.request_id, raw.gateway, account_id, raw.key_in_query, raw.fmt, raw.extra_key_hash,
+        raw.request_id, raw.gateway, account_id, raw.key_in_query, raw.fmt,
     )  # fmt: skip
+    # A trailing field at its default is left out, so a row is exactly the previous release's
+    # 12-field layout (which that release requires) unless the event carries a second key.
+    return row if raw.extra_key_hash is None else (*row, raw.extra_key_hash)
 
 
 def encode_rows(rows: Sequence[Row]) -> bytes:
-    """One message value carrying ``rows`` (all of one partition, see worker.batching)."""
-    packed: bytes = msgpack.packb([VERSION, rows], use_bin_type=True)
-    return packed
+    """One message value carrying ``rows`` (all of one partition, see worker.batching).
+
+    Tuples in ``EventRow`` order encode exactly as the structs would, without building them
+    (msgspec: ~0.05 µs per row against ~0.26 µs with msgpack-python)."""
+    return encode((VERSION, rows))
 
 
 def encode_batch(events: Sequence[AccessEvent]) -> bytes:
@@ -61,18 +93,16 @@ def encode_batch(events: Sequence[AccessEvent]) -> bytes:
 def decode_batch(raw: bytes) -> list[AccessEvent]:
     """The events of one batch; raises ``InputError(reason="bad_batch")`` on anything else."""
     try:
-        doc = msgpack.unpackb(raw, raw=False, use_list=False, strict_map_key=True)
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        batch = _DECODER.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise InputError(f"undecodable event batch: {exc}", reason="bad_batch") from exc
-    if not (isinstance(doc, tuple) and len(doc) == 2 and doc[0] == VERSION):
-        raise InputError("event batch of an unknown version or shape", reason="bad_batch")
-    rows = doc[1]
-    if not isinstance(rows, tuple):
-        raise InputError("event batch rows are not an array", reason="bad_batch")
-    try:
-        events = list(starmap(AccessEvent, rows))  # ~40% faster than a comprehension
-    except TypeError as exc:
-        raise InputError(f"malformed event row: {exc}", reason="bad_batch") from exc
-    if any(len(row) not in _WIDTHS for row in rows):
-        raise InputError(f"event rows must have {_WIDTH} fields", reason="bad_batch")
-    return events
+    if batch.version != VERSION:
+        raise InputError(f"event batch of unknown version {batch.version}", reason="bad_batch")
+    # explicit fields: as fast as the untyped msgpack + starmap it replaced (~0.5-0.9 µs per
+    # event either way, 2,000-event batches, measured back to back on the shared machine)
+    return [
+        AccessEvent(r.ts, r.key_id, r.ip, r.method, r.path, r.status, r.user_agent,
+                    r.request_id, r.gateway, r.account_id, r.key_in_query, r.fmt,
+                    r.extra_key_hash)
+        for r in batch.rows
+    ]  # fmt: skip

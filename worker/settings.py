@@ -116,6 +116,13 @@ def _log_level(value: str) -> str:
     return up
 
 
+def _seal_mode(value: str) -> str:
+    low = value.strip().lower()
+    if low not in ("auto", "on", "off"):
+        raise ValueError("must be auto, on or off")
+    return low
+
+
 def _whsec(value: str) -> str:
     if not value.startswith("whsec_"):
         raise ValueError("must be a Standard Webhooks secret (whsec_…)")
@@ -155,6 +162,7 @@ _ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("data_dir", "KEYWATCH_DATA_DIR", Path),
     ("session_timeout_s", "KEYWATCH_SESSION_TIMEOUT_S", _positive_float),
     ("fetch_max_wait_ms", "KEYWATCH_FETCH_MAX_WAIT_MS", _positive_int),
+    ("changelog_seal", "KEYWATCH_CHANGELOG_SEAL", _seal_mode),
     ("log_level", "KEYWATCH_LOG_LEVEL", _log_level),
     ("dry_run", "KEYWATCH_DRY_RUN", _bool),
     ("max_body_bytes", "KEYWATCH_MAX_BODY_BYTES", _positive_int),
@@ -207,6 +215,10 @@ class Settings:
     # Long-poll bound of every consumer. Kafka answers a fetch as soon as data arrives; the
     # embedded Tansu broker only at this deadline, so it bounds each idle hop's latency there.
     fetch_max_wait_ms: int = 100
+    # Seal each non-empty changelog partition before recovery reads its end offset (see
+    # worker.engine.seal_before_recovery): "auto" does it on Tansu only, which under-reports
+    # end offsets after batched produces; Kafka reports them right.
+    changelog_seal: str = "auto"
     log_level: str = "INFO"
     dry_run: bool = False
     max_body_bytes: int = 25 * 1024 * 1024

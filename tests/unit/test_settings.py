@@ -52,3 +52,14 @@ def test_every_bad_value_is_reported_once_without_secrets() -> None:
                 "KEYWATCH_WEBHOOK_SECRET", "KEYWATCH_SLACK_WEBHOOK_URL"):  # fmt: skip
         assert var in joined
     assert "super-secret" not in joined
+
+
+@pytest.mark.parametrize("raw, mode", [("auto", "auto"), ("ON", "on"), (" off ", "off")])
+def test_changelog_seal_modes(raw: str, mode: str) -> None:
+    assert Settings.from_env({}).changelog_seal == "auto"
+    assert Settings.from_env({"KEYWATCH_CHANGELOG_SEAL": raw}).changelog_seal == mode
+
+
+def test_an_unknown_changelog_seal_mode_is_one_line() -> None:
+    with pytest.raises(ConfigError, match="KEYWATCH_CHANGELOG_SEAL='sometimes': must be auto"):
+        Settings.from_env({"KEYWATCH_CHANGELOG_SEAL": "sometimes"})

@@ -1,17 +1,18 @@
 """Profiles: re-keyed batches -> per-key profile (Faust table) -> detectors -> ``keywatch.alerts``.
 
-Per window (``take_events``: a few messages, or ``flush_interval_s``) the stage groups events by
-key, reads each key's profile from the table once, runs ``Analyzer.analyze`` over the key's events,
+Per window (``worker.engine.windows``: a few messages, or ``flush_interval_s``) the stage groups
+events by key, reads each key's profile from the table once, runs ``Analyzer.analyze`` over them,
 writes the profile back once and sends the alerts. Profiles reach the changelog at checkpoints
 (every ``CHECKPOINT_S``): each changed key once, whatever the number of windows that touched it.
 A window's source offsets are acknowledged only at the checkpoint after it, once the profiles it
 changed are on the changelog (``Checkpoint``), so a crash replays events, never loses them.
 
-The table holds live ``KeyProfile`` objects; only the changelog is serialized (``ProfileCodec``).
+The table holds live ``KeyProfile`` objects; only the changelog is serialized. The table, the
+checkpoint and the window are the engine's (worker.engine): this module uses no Faust internals.
 Measured (benchmarks/state_bench.py): ``to_bytes`` ~50 µs and ``from_bytes`` ~200 µs per profile,
 so a table of bytes would add ~250 µs per key per window; objects cost ~50 µs per key per
 checkpoint. A key's changelog partition is ``partition_for(key_id)``, the partition its events
-arrive on (``ProfileTable``).
+arrive on (``worker.engine.ChangelogTable``).
 """
 
 from __future__ import annotations
@@ -21,24 +22,22 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import faust
 import orjson
 import structlog
-from faust.serializers.codecs import Codec
 
 from detectors.analyzer import Analyzer
 from detectors.model import AccessEvent, Alert, KeyContext
 from detectors.policy import load_policy
 from detectors.profile import KeyProfile
 from worker.batching import group_by_key
+from worker.engine import Checkpoint, windows
 from worker.errors import InputError
 from worker.eventcodec import decode_batch
 from worker.keycache import KeyCache
 from worker.metrics import Metrics
-from worker.partitioning import partition_for
 
 if TYPE_CHECKING:
-    from faust.types import EventT, StreamT
+    from faust.types import StreamT
 
     from worker.app import WorkerApp
 
@@ -50,22 +49,6 @@ TAKE_MESSAGES = 64  # messages per window; each carries up to batch_max_events e
 # How often changed profiles go to the changelog: once per key per second caps serialization at
 # 2,000 keys x ~50 µs = 0.1 s per second for the benchmark's key count, whatever the event rate.
 CHECKPOINT_S = 1.0
-IDLE_CHECKPOINTS = 60  # a key unchanged for this many checkpoints is kept as bytes
-
-
-class ProfileCodec(Codec):
-    """Faust codec for the profiles changelog: a profile (object or bytes) <-> its bytes.
-
-    Loading keeps the bytes: recovery does not decode 100k profiles up front (``from_bytes`` is
-    ~200 µs each); a key's profile is decoded when its next event arrives (``live_profile``).
-    """
-
-    def _dumps(self, obj: Any) -> bytes:
-        data: bytes = obj if isinstance(obj, bytes) else obj.to_bytes()
-        return data
-
-    def _loads(self, s: bytes) -> Any:
-        return bytes(s)
 
 
 def live_profile(stored: KeyProfile | bytes | None) -> KeyProfile | None:
@@ -73,73 +56,6 @@ def live_profile(stored: KeyProfile | bytes | None) -> KeyProfile | None:
     if stored is None or isinstance(stored, KeyProfile):
         return stored
     return KeyProfile.from_bytes(stored)
-
-
-class ProfileTable(faust.Table):  # type: ignore[type-arg]
-    """Key id -> live ``KeyProfile``, whose changelog is written once per key per checkpoint.
-
-    Faust sends a changelog record on every assignment, through its producer buffer, one
-    message at a time (the buffer overflowed at ~2k profiles/s in benchmarks/worker_bench.py),
-    to the partition of the message being processed. Here an assignment only marks the key;
-    ``flush_changelog`` sends each marked key's profile once, straight to the producer, to
-    ``partition_for(key id)``: the partition its events are routed to, so both always agree and
-    a window may mix messages of several partitions.
-    """
-
-    def __init__(self, app: faust.App, *, name: str, partitions: int, **kwargs: Any) -> None:
-        super().__init__(app, name=name, partitions=partitions, key_type=str, **kwargs)
-        self.n_partitions = partitions
-        # Faust derives serializers from key/value types (json unless a Record); the changelog
-        # topic is built lazily at start, after this.
-        self.key_serializer, self.value_serializer = "raw", ProfileCodec()
-        self.dirty: set[str] = set()
-        self.checkpoints = 0
-        self._changed_at: dict[str, int] = {}  # live key -> checkpoint number of its last change
-        self._records: dict[str, bytes] = {}  # live key -> its last changelog record
-
-    def partition_for_key(self, key: Any) -> int:
-        """The changelog partition of ``key``: the key's own partition."""
-        return partition_for(key, self.n_partitions)
-
-    def on_key_set(self, key: Any, value: Any) -> None:
-        """Mark the key; its changelog record leaves with the next flush."""
-        self.dirty.add(key)
-
-    async def flush_changelog(self) -> int:
-        """Send every marked key's profile to the changelog; returns the number sent."""
-        dirty, self.dirty = self.dirty, set()
-        self.checkpoints += 1
-        send, n = self.app.producer.send, self.n_partitions
-        topic = self.changelog_topic.get_topic_name()
-        data, records, changed_at, now = (
-            self.data,
-            self._records,
-            self._changed_at,
-            self.checkpoints,
-        )
-        futures = []
-        for key in dirty:
-            value = data.get(key)
-            if value is not None and value.__class__ is not bytes:
-                record = records[key] = value.to_bytes()
-                changed_at[key] = now
-                futures.append(
-                    await send(topic, key.encode(), record, partition_for(key, n), None, None)
-                )
-        await asyncio.gather(*futures)
-        if now % IDLE_CHECKPOINTS == 0:
-            self._compact(now)
-        return len(futures)
-
-    def _compact(self, now: int) -> None:
-        """Keys idle for IDLE_CHECKPOINTS go back to their bytes (~0.6 KB instead of ~8.5 KB
-        as objects; benchmarks/state_bench.py): memory follows the active keys, not all keys."""
-        data, records, changed_at = self.data, self._records, self._changed_at
-        for key in [k for k, at in changed_at.items() if now - at >= IDLE_CHECKPOINTS]:
-            del changed_at[key]
-            record = records.pop(key)
-            if key in data and key not in self.dirty:
-                data[key] = record  # the store itself: no changelog record, it is there
 
 
 class ProfileStage:
@@ -231,30 +147,6 @@ class ProfileStage:
         await self.send_alert(alert.key_id or "", orjson.dumps(alert.to_dict()))
 
 
-class Checkpoint:
-    """Holds processed events' acks until the profiles they changed are on the changelog."""
-
-    def __init__(self, table: ProfileTable) -> None:
-        self.table = table
-        self.held: list[EventT[Any]] = []
-        self._lock = asyncio.Lock()
-
-    def hold(self, events: Sequence[EventT[Any]]) -> None:
-        """Keep ``events`` unacknowledged (their stream acks them once; we hold one more ref)."""
-        for event in events:
-            event.message.incref()
-        self.held.extend(events)
-
-    async def flush(self) -> int:
-        """Write the changed profiles, then release the acks of the events behind them."""
-        async with self._lock:
-            held, self.held = self.held, []
-            sent = await self.table.flush_changelog()
-            for event in held:
-                event.ack()
-            return sent
-
-
 def geo_resolver(kapp: WorkerApp) -> Any:
     """The GeoIP resolver from settings (None city db: the maxminddb-geolite2 database)."""
     from geoip.resolver import GeoResolver
@@ -282,7 +174,7 @@ def register(kapp: WorkerApp) -> None:
 
     @kapp.app.agent(kapp.events_topic, name="keywatch.profiles")
     async def profiles(stream: StreamT[bytes]) -> None:
-        async for events in stream.take_events(TAKE_MESSAGES, within=within):  # type: ignore[attr-defined]
+        async for events in windows(stream, TAKE_MESSAGES, within):
             try:
                 await stage.handle([e.value for e in events])
             except Exception as exc:  # never kill the agent: log, and move on

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgpack
 import orjson
 import pytest
 
 from detectors.model import AccessEvent
 from worker.errors import InputError
-from worker.eventcodec import decode_batch, encode_batch, encode_rows, raw_row, row_of
+from worker.eventcodec import (
+    FIELDS,
+    EventBatch,
+    EventRow,
+    decode_batch,
+    encode_batch,
+    encode_rows,
+    raw_row,
+    row_of,
+)
 from worker.ingest import parse_message
+from worker.records import encode
+
+V1 = Path(__file__).resolve().parents[2] / "fixtures" / "records_v1"
 
 EVENTS = [
     AccessEvent(1795000000.123, "9f2a1c3e", "203.0.113.7", "GET", "/v1/users", 200, "sdk/1",
@@ -51,7 +65,8 @@ def _asdict(e: AccessEvent) -> dict[str, object]:
         msgpack.packb([2, []]),  # unknown version
         msgpack.packb([1, {}]),
         msgpack.packb([1, [[1.0, "k"]]]),  # too few fields
-        msgpack.packb([1, [[1.0, "k", "ip"] + [None] * 11]]),  # too many fields
+        msgpack.packb([1, [[1.0, "k", "ip"] + [None] * 10]]),  # wrong types
+        msgpack.packb([1, [["1.0", "k", "ip"]]]),  # a string for a float: no coercion
         msgpack.packb([1, [5]]),
     ],
 )
@@ -59,3 +74,37 @@ def test_anything_else_is_a_bad_batch(raw: bytes) -> None:
     with pytest.raises(InputError) as err:
         decode_batch(raw)
     assert err.value.reason == "bad_batch"
+
+
+def test_batches_of_the_previous_release_decode() -> None:
+    expected = orjson.loads((V1 / "expected.json").read_bytes())["batch_events"]
+    events = decode_batch((V1 / "batch_events.bin").read_bytes())
+    width = len(expected[0])  # fields appended since then take their defaults
+    assert [[getattr(e, f) for f in e.__slots__[:width]] for e in events] == expected
+    assert all(e.extra_key_hash is None for e in events)
+    assert decode_batch((V1 / "batch_empty.bin").read_bytes()) == []
+    # and the current encoder still writes that very layout
+    assert encode_batch(EVENTS) == (V1 / "batch_events.bin").read_bytes()
+
+
+def test_rows_are_access_events_in_field_order() -> None:
+    assert AccessEvent.__slots__ == FIELDS
+    assert row_of(EVENTS[0]) == tuple(getattr(EVENTS[0], f) for f in FIELDS[:-1])
+    second = AccessEvent(*row_of(EVENTS[0]), extra_key_hash="ab" * 32)
+    assert row_of(second) == tuple(getattr(second, f) for f in FIELDS)
+    assert decode_batch(encode_batch([second])) == [second]
+    # tuples encode exactly as the typed structs do
+    rows = [row_of(second)]  # full width
+    assert encode_rows(rows) == encode(EventBatch(1, [EventRow(*r) for r in rows]))
+
+
+def test_a_newer_writers_trailing_field_is_ignored() -> None:
+    """Forward compatibility: a field appended by the next release does not stop this one."""
+    newer = msgpack.packb([1, [[*row_of(EVENTS[0]), None, "a-new-field", 7]]], use_bin_type=True)
+    assert decode_batch(newer) == EVENTS[:1]
+
+
+def test_an_older_writers_missing_trailing_fields_take_their_defaults() -> None:
+    """Backward compatibility: fields a release appends are filled for older batches."""
+    older = msgpack.packb([1, [[1795000001.5, "k2", "2001:db8::1"]]], use_bin_type=True)
+    assert decode_batch(older) == [AccessEvent(1795000001.5, "k2", "2001:db8::1")]

@@ -15,13 +15,8 @@ from detectors.analyzer import Analyzer
 from detectors.model import AccessEvent
 from detectors.profile import KeyProfile
 from geoip.resolver import GeoResolver
-from worker.agents.profiles import (
-    IDLE_CHECKPOINTS,
-    ProfileCodec,
-    ProfileStage,
-    ProfileTable,
-    live_profile,
-)
+from worker.agents.profiles import ProfileStage, live_profile
+from worker.engine import IDLE_CHECKPOINTS, ChangelogTable, KeepBytesCodec
 from worker.eventcodec import encode_batch
 from worker.keycache import KeyCache
 from worker.keystore.store import KeyStore
@@ -139,7 +134,7 @@ async def test_one_failing_key_does_not_stop_the_others(stage: Any) -> None:
 
 def test_changelog_codec_keeps_bytes_until_a_key_is_used() -> None:
     prof = KeyProfile()
-    codec = ProfileCodec()
+    codec = KeepBytesCodec()
     stored = codec.loads(codec.dumps(prof))
     assert stored == prof.to_bytes()  # recovery decodes nothing up front
     live = live_profile(stored)
@@ -151,7 +146,7 @@ def test_changelog_codec_keeps_bytes_until_a_key_is_used() -> None:
 
 def test_idle_keys_go_back_to_bytes(tmp_path: Path) -> None:
     app = faust.App("kw-unit", store="memory://", datadir=str(tmp_path))
-    table = ProfileTable(app, name="profiles", partitions=4)
+    table = ChangelogTable(app, name="profiles", partitions=4, partition_of=partition_for)
     hot, idle = KeyProfile(), KeyProfile()
     table.data["hot"], table.data["idle"] = hot, idle
     table._records.update(hot=hot.to_bytes(), idle=idle.to_bytes())

@@ -206,7 +206,8 @@ class GatewayCore:
 
     def _windows(self, meta: KeyMeta, method: str, path: str) -> list[Window]:
         s = self.settings
-        out = [Window(f"rl:key:{meta.key_id}:{lim.window_s}", lim) for lim in meta.rate_limits]
+        own = meta.rate_limits or s.default_limits  # every key has one: headers always sent
+        out = [Window(f"rl:key:{meta.key_id}:{lim.window_s}", lim) for lim in own]
         account = s.account_limits.get(meta.account_id, s.default_account_limits)
         out += [Window(f"rl:acct:{meta.account_id}:{lim.window_s}", lim) for lim in account]
         for ep in s.endpoints:

@@ -164,17 +164,40 @@ class GatewayCore:
             d.auth = status
             return d
         windows = self._windows(meta, method, path)
+        defaults = self._default_windows(meta)
         throttled_until = self.throttles.get(meta.key_id) or meta.throttled_until
         throttled = bool(throttled_until and throttled_until > now)
         if self._script is not None and (windows or throttled or fresh):
             verdict = await self._redis_verdict(key_hash, windows)
             if verdict is not None:
-                return self._apply(d, verdict, key_hash)
+                return self._apply(d, self._and_defaults(verdict, defaults), key_hash)
         if windows or throttled:
-            verdict = self._local_verdict(meta.key_id, windows, throttled, throttled_until)
+            verdict = self._local_verdict(meta.key_id, windows + defaults, throttled,
+                                          throttled_until)  # fmt: skip
             return self._apply(d, verdict, key_hash)
+        if defaults:  # the common case: no network call on a cache hit
+            return self._apply(d, self.local.hit(defaults, int(now * 1000)), key_hash)
         self._last_used[meta.key_id] = now
         return d
+
+    def _default_windows(self, meta: KeyMeta) -> list[Window]:
+        """``KEYWATCH_GATEWAY_DEFAULT_LIMIT`` for a key without limits of its own. Counted in
+        this process, not in Redis: a safety net and the ``X-RateLimit-*`` headers on every
+        200 must not cost a round trip per request (a key's own limits are exact, in Redis)."""
+        if meta.rate_limits:
+            return []
+        return [Window(f"rl:default:{meta.key_id}:{lim.window_s}", lim)
+                for lim in self.settings.default_limits]  # fmt: skip
+
+    def _and_defaults(self, verdict: Verdict, defaults: list[Window]) -> Verdict:
+        """Redis allowed the request: the default limit (in process) must allow it too; the
+        headers then show whichever window has less room."""
+        if verdict.state != ratelimit.ALLOWED or not defaults:
+            return verdict  # refused, or throttled at the throttle rate (it replaces limits)
+        local = self.local.hit(defaults, int(time.time() * 1000))
+        if local.state != ratelimit.ALLOWED or verdict.limit == 0:
+            return local
+        return verdict if verdict.remaining <= local.remaining else local
 
     def _apply(self, d: Decision, v: Verdict, key_hash: str) -> Decision:
         d.limit, d.remaining, d.reset_ms, d.retry_ms = v.limit, v.remaining, v.reset_ms, v.retry_ms

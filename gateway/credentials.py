@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qsl
 
-from gateway.settings import TrustedProxies
+from worker.ingest.ips import TrustedProxies, forwarded_client, normalise
 from worker.ingest.keys import split_path
 
 QUERY_PARAMS: Final = ("api_key", "apiKey", "key")
@@ -91,34 +90,14 @@ def scrubbed_path(path: str, query: str) -> str:
 
 
 def client_ip(peer: str | None, xff: str | None, trusted: TrustedProxies) -> str:
-    """The client's IP: the peer, or the right-most untrusted ``X-Forwarded-For`` hop.
+    """The client's IP: the peer, or the right-most ``X-Forwarded-For`` entry not added by a
+    trusted proxy (``worker.ingest.ips.forwarded_client``, the worker's one reading of it).
 
     Never the left-most entry: a client can write anything there, only the hops our own
-    proxies appended are facts.
+    proxies appended are facts. A peer that is not an IP address (a Unix socket, a test
+    client) is never a trusted proxy.
     """
-    peer = peer or "0.0.0.0"  # noqa: S104 - a placeholder address, nothing binds to it
-    if not xff or (trusted.hops == 0 and not trusted.networks):
-        return peer
-    hops = [h.strip() for h in xff.split(",") if h.strip()]
-    chain = [*hops, peer]
-    if trusted.hops:
-        # The peer is the nearest trusted proxy; each proxy appended the address it saw.
-        pick = chain[-(trusted.hops + 1)] if len(chain) > trusted.hops else chain[0]
-        return _valid(pick, peer)
-    if not trusted.trusts(peer):
-        return peer
-    for hop in reversed(hops):
-        if not trusted.trusts(hop):
-            return _valid(hop, peer)
-    return _valid(hops[0], peer) if hops else peer
-
-
-def _valid(ip: str, fallback: str) -> str:
-    """``ip`` when it parses as an address (port stripped for IPv4), else the fallback."""
-    candidate = ip.strip("[]")
-    if candidate.count(":") == 1:  # "1.2.3.4:5678"
-        candidate = candidate.split(":")[0]
-    try:
-        return str(ipaddress.ip_address(candidate))
-    except ValueError:
-        return fallback
+    peer_ip = normalise(peer) if peer else None
+    if peer_ip is None:
+        return peer or "0.0.0.0"  # noqa: S104 - a placeholder address, nothing binds to it
+    return forwarded_client(peer_ip, xff, trusted) or peer_ip

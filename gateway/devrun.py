@@ -1,4 +1,5 @@
-"""Running the gateway as a child process (what ``keywatch dev`` calls) and waiting for it."""
+"""Running the gateway as a child process and waiting for it (tests and benchmarks; ``keywatch
+dev`` runs it as one more child of ``worker.devstack.DevStack``)."""
 
 from __future__ import annotations
 

@@ -11,11 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from worker.errors import ConfigError, KeyStoreError
+from worker.ingest.ips import TrustedProxies
 from worker.keystore.ratelimits import RateLimit, parse_limits
 from worker.settings import Settings
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_LISTEN = "127.0.0.1:6068"
+# Keys without limits of their own get this one, so every 200 carries X-RateLimit-*: generous
+# (a busy service account stays under it), yet a stolen key cannot hammer the API unbounded.
+DEFAULT_KEY_LIMIT = "1000/minute"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,34 +37,20 @@ class EndpointLimit:
 
 
 @dataclass(frozen=True, slots=True)
-class TrustedProxies:
-    """Who may set ``X-Forwarded-For``: a number of hops, or the proxies' networks."""
-
-    hops: int = 0
-    networks: tuple[Network, ...] = ()
-
-    def trusts(self, ip: str) -> bool:
-        """Whether ``ip`` is one of the trusted networks."""
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(addr in net for net in self.networks)
-
-
-@dataclass(frozen=True, slots=True)
 class GatewaySettings:
     """Everything ``keywatch gateway`` and ``KeywatchMiddleware`` need, validated."""
 
     base: Settings = field(default_factory=Settings)
     listen: str = DEFAULT_LISTEN
     fail_mode: str = "closed"  # for keys that can be checked nowhere (no cache, Redis, SQL)
-    trusted: TrustedProxies = field(default_factory=TrustedProxies)
     cache_ttl_s: float = 5.0  # positive entries; pub/sub and key-actions evict sooner
     negative_ttl_s: float = 10.0  # unknown keys: a burst of bad keys costs one SQL query each
     cache_size: int = 100_000
     view_ttl_s: int = 300  # how long the gateway's apikey:{hash} copy lives in Redis
     throttle_limit: RateLimit | None = None  # None: a throttled key is refused outright
+    default_limits: tuple[RateLimit, ...] = field(
+        default_factory=lambda: parse_limits([DEFAULT_KEY_LIMIT])
+    )  # for keys with no limits of their own
     account_limits: Mapping[str, tuple[RateLimit, ...]] = field(default_factory=dict)
     default_account_limits: tuple[RateLimit, ...] = ()
     endpoints: tuple[EndpointLimit, ...] = ()
@@ -72,6 +62,12 @@ class GatewaySettings:
     check_prefix: str = "/authz"
     follow_kafka: bool = True  # follow keywatch.key-actions (besides the Redis channel)
     publish: bool = True  # publish decisions to gateway.access
+
+    @property
+    def trusted(self) -> TrustedProxies:
+        """Whose ``X-Forwarded-For`` entries are believed: the worker's one setting
+        (``KEYWATCH_TRUSTED_PROXIES``, default ``private``), parsed by ``worker.ingest.ips``."""
+        return self.base.trusted_proxies
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> GatewaySettings:
@@ -122,20 +118,18 @@ def _fail_mode(value: str) -> str:
     return value
 
 
-def parse_trusted(value: str) -> TrustedProxies:
-    """``2`` (that many proxy hops) or ``10.0.0.0/8,192.168.1.7`` (the proxies' networks)."""
-    value = value.strip()
-    if value.isdigit():
-        return TrustedProxies(hops=int(value))
-    nets = tuple(ipaddress.ip_network(p.strip(), strict=False) for p in value.split(",") if p)
-    return TrustedProxies(networks=nets)
-
-
 def _positive(value: str) -> float:
     x = float(value)
     if not x > 0:
         raise ValueError("must be positive")
     return x
+
+
+def _default_limits(value: str) -> tuple[RateLimit, ...]:
+    limits = parse_limits(p for p in value.split(",") if p.strip())
+    if not limits or any(lim.limit < 1 for lim in limits):
+        raise ValueError("must be one or more N/second|minute|hour|day with N >= 1")
+    return limits
 
 
 def _throttle_limit(value: str) -> RateLimit | None:
@@ -163,10 +157,10 @@ def load_limits(path: Path) -> dict[str, Any]:
 _ENV: tuple[tuple[str, str, Any], ...] = (
     ("KEYWATCH_GATEWAY_LISTEN", "listen", parse_listen),
     ("KEYWATCH_GATEWAY_FAIL_MODE", "fail_mode", _fail_mode),
-    ("KEYWATCH_TRUSTED_PROXIES", "trusted", parse_trusted),
     ("KEYWATCH_GATEWAY_CACHE_TTL_S", "cache_ttl_s", _positive),
     ("KEYWATCH_GATEWAY_NEGATIVE_TTL_S", "negative_ttl_s", _positive),
     ("KEYWATCH_GATEWAY_THROTTLE_LIMIT", "throttle_limit", _throttle_limit),
+    ("KEYWATCH_GATEWAY_DEFAULT_LIMIT", "default_limits", _default_limits),
     ("KEYWATCH_GATEWAY_BUFFER", "buffer_events", int),
     ("KEYWATCH_GATEWAY_NAME", "name", str),
     ("KEYWATCH_GATEWAY_CHECK_PREFIX", "check_prefix", str),

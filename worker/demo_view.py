@@ -18,6 +18,8 @@ from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 
+from worker.demo_live import HttpStats
+
 SHOWN_ALERTS, SHOWN_ACTIONS, KEPT = 12, 10, 1000
 COLOUR = {"low": "dim", "medium": "cyan", "high": "yellow", "critical": "bold red"}
 
@@ -40,6 +42,7 @@ class DemoState:
     last_change: float = field(default_factory=time.monotonic)
     first_revoke_s: float | None = None
     finished_s: float | None = None
+    http: HttpStats = field(default_factory=HttpStats)  # the live HTTP clients' answers
 
     def add_alert(self, alert: dict[str, Any]) -> None:
         """Record an alert from ``keywatch.alerts``."""
@@ -65,6 +68,7 @@ class DemoState:
         """Everything published was processed and nothing happened for ``quiet_s`` seconds."""
         return (
             self.published_all
+            and self.http.done
             and self.events >= self.published
             and time.monotonic() - self.last_change >= quiet_s
         )
@@ -135,6 +139,8 @@ def render(state: DemoState, names: dict[str, str], sink: Any = None, web_port: 
         parts.append(Panel(text, title="demo finished", border_style="green"))
     parts += [Panel(alerts, title="alerts (keywatch.alerts), in event-time order")]
     parts += [Panel(actions, title="key actions (keywatch.key-actions)")]
+    if state.http.api_url:
+        parts.append(http_panel(state.http, names))
     if sink is not None:
         last = sink.messages[-1].get("text", "") if sink.messages else "none yet"
         title = "Slack (local sink: KEYWATCH_SLACK_WEBHOOK_URL not set)"
@@ -146,6 +152,19 @@ def render(state: DemoState, names: dict[str, str], sink: Any = None, web_port: 
             f"[bold red]first revocation {state.first_revoke_s:.1f}s after the demo began[/]"
         )
     return Group(*parts)
+
+
+def http_panel(http: HttpStats, names: dict[str, str]) -> Panel:
+    """HTTP answers per key as the demo's clients got them from the gateway."""
+    table = Table("key", "200", "429", "401", "other", "last change", expand=True)
+    last = {key_id: f"{a} -> {b} {code} after {n}" for key_id, a, b, code, n in http.changes}
+    for key_id, counts in sorted(http.counts.items(), key=lambda kv: names.get(kv[0], "")):
+        other = sum(n for status, n in counts.items() if status not in (200, 429, 401))
+        table.add_row(_who(key_id, names), str(counts[200]), f"[yellow]{counts[429]}[/]",
+                      f"[red]{counts[401]}[/]", str(other), last.get(key_id, ""))  # fmt: skip
+    if not http.started:
+        table.caption = "starts once the history is processed"
+    return Panel(table, title=f"HTTP through the gateway ({http.api_url})")
 
 
 def finish_lines(
@@ -168,6 +187,12 @@ def finish_lines(
             lines.append(f"  throttled: {_who(key_id, names)} for {duration(ttl)}")
     if sink is not None:
         lines.append(f"  Slack: {sink.count} message(s) to the local sink {sink.url}")
+    if state.http.api_url:
+        total = state.http.total()
+        by_status = ", ".join(f"{n} x {status}" for status, n in sorted(total.items()))
+        lines.append(f"  HTTP through the gateway ({state.http.api_url}): {by_status or 'none'}")
+        for key_id, before, after, code, n in state.http.changes:
+            lines.append(f"    {_who(key_id, names)}: {before} -> {after} {code} after {n}")
     revoked = next(iter(state.revoked), "KEY_ID")
     lines += [
         "what to try next, in another terminal in this directory (it uses .keywatch/dev/env):",
@@ -185,5 +210,8 @@ def finish_lines(
     ]
     if web_port:
         lines.append(f"  curl http://127.0.0.1:{web_port}/metrics   the worker's counters")
+    if state.http.api_url:
+        lines.append(f"  curl -H 'Authorization: Bearer <a key from keys create>' "
+                     f"{state.http.api_url}/v1/users")  # fmt: skip
     lines.append("The stack keeps running; Ctrl-C stops it.")
     return lines

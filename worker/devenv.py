@@ -3,8 +3,11 @@
 The file is shell syntax (``set -a; . .keywatch/dev/env; set +a`` works too) with a comment
 naming the ``keywatch dev`` process that wrote it. A command run from the same directory takes
 ``KEYWATCH_BROKER``, ``KEYWATCH_DATABASE_URL`` and ``KEYWATCH_REDIS_URL`` from it when they are
-unset, so a second terminal talks to the running stack. A file left by a stack that is no
-longer running is ignored (with one warning line): its broker and Redis are gone.
+unset, so a second terminal talks to the running stack. ``KEYWATCH_GATEWAY_LISTEN`` (where the
+stack's gateway listens) is written for scripts and people, never loaded: a ``keywatch gateway``
+started in a second terminal must not try to take the running one's port. A file left by a
+stack that is no longer running is ignored (with one warning line): its broker and Redis are
+gone.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 HANDOFF = Path(".keywatch/dev/env")
 VARIABLES = ("KEYWATCH_BROKER", "KEYWATCH_DATABASE_URL", "KEYWATCH_REDIS_URL")
+WRITTEN = (*VARIABLES, "KEYWATCH_GATEWAY_LISTEN")  # the last one informs, it is not loaded
 _PID = re.compile(r"^# keywatch dev pid (\d+)$", re.M)
 
 
@@ -26,7 +30,7 @@ def write(path: Path, values: Mapping[str, str], pid: int | None = None) -> None
         f"# keywatch dev pid {pid or os.getpid()}",
         "# Written by `keywatch dev`, removed when it stops. Other keywatch commands run from",
         "# this directory use these values when the variables are unset.",
-        *(f"{name}={shlex.quote(values[name])}" for name in VARIABLES if values.get(name)),
+        *(f"{name}={shlex.quote(values[name])}" for name in WRITTEN if values.get(name)),
     ]
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")

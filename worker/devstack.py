@@ -200,6 +200,7 @@ class Child:
     url: str  # what ``describe`` prints
     health_path: str | None = "/health"
     env: tuple[tuple[str, str], ...] = ()  # extra variables for this process only
+    module: str = "worker.cli"  # ``python -m MODULE ARGS`` (the demo's sample API is another)
 
 
 class DevStack:
@@ -226,6 +227,9 @@ class DevStack:
         )
         self.web_port = int(os.environ.get("KEYWATCH_WEB_PORT") or free_port())
         self.scanner_port = int(os.environ.get("KEYWATCH_SCANNER_WEB_PORT") or free_port())
+        self.gateway_listen = os.environ.get("KEYWATCH_GATEWAY_LISTEN") or (
+            f"127.0.0.1:{free_port()}"
+        )
         self.extra_env: dict[str, str] = {}
         self.children: list[Child] = []
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -234,6 +238,14 @@ class DevStack:
         scan = f"http://127.0.0.1:{self.scanner_port}"
         self.add("worker", ("worker",), self.web_port, f"{web}/health  /metrics")
         self.add("scanner", ("scanner",), self.scanner_port, f"{scan}/webhooks/github  /health")
+        gw_port = int(self.gateway_listen.rpartition(":")[2])
+        gw_url = f"{self.gateway_url}  (ext_authz: any path is a check; /health  /metrics)"
+        self.add("gateway", ("gateway", "--listen", self.gateway_listen), gw_port, gw_url)
+
+    @property
+    def gateway_url(self) -> str:
+        """The gateway's base URL (``keywatch gateway``, Envoy ext_authz shape)."""
+        return f"http://{self.gateway_listen}"
 
     @property
     def env_file(self) -> Path:
@@ -247,12 +259,13 @@ class DevStack:
         health_port: int,
         url: str,
         health_path: str | None = "/health",
+        module: str = "worker.cli",
         **env: str,
     ) -> None:
-        """Run ``keywatch ARGS`` as part of the stack (before ``start``), e.g. the gateway:
-        ``self.add("gateway", ("gateway",), port, f"http://127.0.0.1:{port}", None,
-        KEYWATCH_GATEWAY_LISTEN=f"127.0.0.1:{port}")``."""
-        self.children.append(Child(name, args, health_port, url, health_path, tuple(env.items())))
+        """Run ``python -m MODULE ARGS`` (default: ``keywatch ARGS``) as part of the stack, before
+        ``start``; e.g. ``self.add("gateway", ("gateway", "--listen", listen), port, url)``."""
+        child = Child(name, args, health_port, url, health_path, tuple(env.items()), module)
+        self.children.append(child)
 
     def env(self) -> dict[str, str]:
         """The environment every child process and demo client uses."""
@@ -262,6 +275,7 @@ class DevStack:
             KEYWATCH_REDIS_URL=self.redis_url,
             KEYWATCH_WEB_PORT=str(self.web_port), KEYWATCH_SCANNER_WEB_PORT=str(self.scanner_port),
             KEYWATCH_DATA_DIR=str(self.data_dir / "state"),
+            KEYWATCH_GATEWAY_LISTEN=self.gateway_listen,
             KEYWATCH_SESSION_TIMEOUT_S=env.get("KEYWATCH_SESSION_TIMEOUT_S", "6"),
             KEYWATCH_DEV="1",  # e.g. no warning about the packaged 2018 GeoIP snapshot
         )  # fmt: skip
@@ -275,6 +289,7 @@ class DevStack:
         if self.redis is not None:
             echo(f"starting the embedded Redis on 127.0.0.1:{self.redis.port}…")
             self.redis.start()
+        self._create_store()
         for child in self.children:
             self._spawn(child)
         names = ", ".join(c.name for c in self.children)
@@ -286,9 +301,16 @@ class DevStack:
                 )
         devenv.write(self.env_file, self.env())
 
+    def _create_store(self) -> None:
+        """Create (or upgrade) the key store's schema once, before the children start: the
+        worker, scanner and gateway would otherwise race to create the same tables."""
+        from worker.keystore.store import KeyStore
+
+        KeyStore(self.database_url).close()
+
     def _spawn(self, child: Child) -> None:
         self.procs[child.name] = children.spawn(
-            [sys.executable, "-m", "worker.cli", *child.args],
+            [sys.executable, "-m", child.module, *child.args],
             env={**self.env(), **dict(child.env)}, log=self.log(child.name),
         )  # fmt: skip
 

@@ -90,19 +90,28 @@ def test_dev_runs_everything_hands_off_and_stops_cleanly(tmp_path: Path) -> None
     assert httpx.get(worker_url.group(1), timeout=5).status_code == 200
     assert "sqlite:///" in text and str(tmp_path / ".keywatch" / "dev") in text
     children = _children(proc.pid)
-    assert len(children) >= 4  # broker, Redis, worker, scanner
+    assert len(children) >= 5  # broker, Redis, worker, scanner, gateway
 
     # the handoff: a second terminal in the same directory talks to this stack
     handoff = (tmp_path / ".keywatch" / "dev" / "env").read_text()
     values = dict(
         line.split("=", 1) for line in handoff.splitlines() if line.startswith("KEYWATCH_")
     )
-    assert set(values) == {"KEYWATCH_BROKER", "KEYWATCH_DATABASE_URL", "KEYWATCH_REDIS_URL"}
+    assert set(values) == {
+        "KEYWATCH_BROKER", "KEYWATCH_DATABASE_URL", "KEYWATCH_REDIS_URL",
+        "KEYWATCH_GATEWAY_LISTEN",
+    }  # fmt: skip
     assert values["KEYWATCH_BROKER"] == f"kafka://127.0.0.1:{broker_url.group(1)}"
+    gateway = f"http://{values['KEYWATCH_GATEWAY_LISTEN']}"
+    assert re.search(rf"gateway\s+{re.escape(gateway)}", text), text
     assert redis.Redis.from_url(values["KEYWATCH_REDIS_URL"]).ping()
     created = _keywatch(tmp_path, "keys", "create", "--account", "acme", "--json")
     assert created.returncode == 0, created.stderr
-    key_id = json.loads(created.stdout)["key_id"]
+    key_id, key = json.loads(created.stdout)["key_id"], json.loads(created.stdout)["key"]
+    # the stack's gateway (ext_authz shape) checks the key against the same store and Redis
+    auth = {"Authorization": f"Bearer {key}"}
+    allowed = httpx.get(f"{gateway}/v1/users", headers=auth, timeout=5)
+    assert allowed.status_code == 200 and allowed.headers["x-keywatch-key-id"] == key_id
     started = time.monotonic()
     revoked = _keywatch(tmp_path, "keys", "revoke", key_id, "--reason", "handoff test")
     assert revoked.returncode == 0 and revoked.stderr == "", revoked.stderr
@@ -112,6 +121,9 @@ def test_dev_runs_everything_hands_off_and_stops_cleanly(tmp_path: Path) -> None
     # the stack's Redis view and key-actions announcement happened (not left pending)
     view = redis.Redis.from_url(values["KEYWATCH_REDIS_URL"])
     assert view.scard("apikey:revoked") == 1
+    refused = httpx.get(f"{gateway}/v1/users", headers=auth, timeout=5)
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "api_key_revoked"
 
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)
@@ -137,7 +149,7 @@ def test_every_signal_stops_the_whole_stack(tmp_path: Path, how: str) -> None:
         popen["preexec_fn"] = _ignore_sigint
     proc, _text = _start_dev(tmp_path, **popen)
     children = _children(proc.pid)
-    assert len(children) >= 4
+    assert len(children) >= 5
     sig = {"background-sigint": signal.SIGINT, "sighup": signal.SIGHUP,
            "sigterm": signal.SIGTERM}.get(how, signal.SIGKILL)  # fmt: skip
     proc.send_signal(sig)
@@ -150,7 +162,8 @@ def test_every_signal_stops_the_whole_stack(tmp_path: Path, how: str) -> None:
 
 @pytest.mark.timeout(180)
 def test_demo_revokes_a_compromised_key(tmp_path: Path) -> None:
-    """The README's first command: the demo shows a compromise revoked within a minute."""
+    """The README's first command: the demo shows a compromise revoked within a minute, and its
+    HTTP clients see the gateway's 200s turn into 429s (throttle) and 401s (revocation)."""
     import sqlalchemy as sa
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWATCH_")}
@@ -190,6 +203,14 @@ def test_demo_revokes_a_compromised_key(tmp_path: Path) -> None:
     assert "keywatch keys list" in text
     # alerts are printed with their event time; TTLs as durations
     assert re.search(r"action throttle [0-9a-f]{16} for 1h: ", text), text[-3000:]
+    # real HTTP through the sample API behind the gateway middleware
+    throttled = re.search(r"http   ([0-9a-f]{16}) \(\w+\): 200 -> 429 api_key_throttled", text)
+    revoked_http = re.search(r"http   ([0-9a-f]{16}) \(\w+\): 200 -> 401 api_key_revoked", text)
+    assert throttled and revoked_http, text[-3000:]
+    assert re.search(rf"action throttle {throttled.group(1)} ", text)
+    assert re.search(rf"action revoke {revoked_http.group(1)}", text)
+    summary = re.search(r"HTTP through the gateway \(\S+\): (.*)", text)
+    assert summary and all(f"x {s}" in summary.group(1) for s in (200, 401, 429)), text[-3000:]
     engine = sa.create_engine(f"sqlite:///{data / 'keywatch.db'}")
     with engine.connect() as conn:
         revoked = conn.execute(sa.text("SELECT count(*) FROM kw_keys WHERE status='revoked'"))

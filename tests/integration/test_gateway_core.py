@@ -131,6 +131,30 @@ async def test_rate_limit_exact_under_concurrency(store: KeyStore, make_core: Ma
     assert sorted(d.remaining for d in allowed) == list(range(24))
 
 
+async def test_default_limit_gives_every_key_ratelimit_headers(
+    store: KeyStore, make_core: MakeCore
+) -> None:
+    """A key without limits of its own gets the default one (1000/minute unless configured),
+    counted by each replica in process (no Redis round trip on a cache hit)."""
+    from worker.keystore.ratelimits import parse_limits
+
+    plain, _ = store.create("acme")
+    own, _ = store.create("acme", rate_limits=["5/second"])
+    d = await ask(make_core(), plain.secret)
+    h = dict(d.headers())
+    assert (d.status, h["X-RateLimit-Limit"], h["X-RateLimit-Remaining"]) == (200, "1000", "999")
+    assert time.time() - 1 <= int(h["X-RateLimit-Reset"]) <= time.time() + 61
+    core = make_core(default_limits=parse_limits(["3/minute"]))
+    answers = [await ask(core, plain.secret) for _ in range(4)]
+    assert [d.status for d in answers] == [200, 200, 200, 429]
+    assert [d.remaining for d in answers[:3]] == [2, 1, 0]
+    assert answers[3].code == "rate_limit_exceeded" and "Retry-After" in dict(answers[3].headers())
+    d = await ask(core, own.secret)  # its own limit, not the default
+    assert (d.status, dict(d.headers())["X-RateLimit-Limit"]) == (200, "5")
+    no_redis = make_core(redis_url=None)  # counted in process: the headers are still there
+    assert dict((await ask(no_redis, plain.secret)).headers())["X-RateLimit-Limit"] == "1000"
+
+
 async def test_account_and_endpoint_limits(store: KeyStore, make_core: MakeCore) -> None:
     from gateway.settings import EndpointLimit
     from worker.keystore.ratelimits import parse_limits
@@ -184,7 +208,7 @@ async def test_limit_change_applies_to_cached_key(
     core = make_core()
     await core.start()
     await asyncio.sleep(0.2)  # subscribed
-    assert (await ask(core, new.secret)).limit == 0
+    assert (await ask(core, new.secret)).limit == 1000  # the default limit
     await asyncio.to_thread(store.set_limits, rec.key_id, ["1/hour"])
     await service.drain()
     await wait_for(lambda: not core.cache.get(rec.key_hash).fresh(time.monotonic()), 1.0,

@@ -9,7 +9,10 @@
   key's PagerDuty incident is resolved -> the Slack message that asked is updated.
 - timers: publish resolutions queued in SQL by ``keywatch alerts resolve`` (the outbox), and
   expire incidents idle for ``incident_idle_s``.
-- ``POST /slack/interactions``: verified, acknowledged at once, queued on ``keywatch.feedback``.
+- ``POST /slack/interactions``: verified, queued in the SQL feedback outbox (committed before
+  Slack gets its 200; published on ``keywatch.feedback`` by the outbox timer, so a broker outage
+  delays the verdict, never loses it), then acknowledged; 503 while the database is down, so
+  the person pressing sees that it did not take.
 """
 
 from __future__ import annotations
@@ -219,14 +222,8 @@ def register(kapp: WorkerApp) -> None:
                 await kapp.dead_letter("feedback_failed", "feedback", msg, repr(exc))
 
     async def publish_resolutions() -> None:
-        if not kapp.store_ready.is_set():
-            return
-        try:
-            for entry in await asyncio.to_thread(alerts.pending_feedback):
-                await send_feedback(entry.payload)
-                await asyncio.to_thread(alerts.feedback_done, entry.id)
-        except KeyStoreUnavailable as exc:
-            log.warning("feedback_outbox_retry", error=str(exc))
+        if kapp.store_ready.is_set():
+            await publish_pending(alerts, send_feedback)
 
     async def expire_incidents() -> None:
         if kapp.store_ready.is_set():
@@ -237,7 +234,61 @@ def register(kapp: WorkerApp) -> None:
 
     kapp.app.timer(1.0)(publish_resolutions)
     kapp.app.timer(30.0)(expire_incidents)
-    _install_interactions(kapp, send_feedback)
+    _install_interactions(kapp, alerts)
+
+
+async def publish_pending(
+    alerts: AlertStore, send: Callable[[Mapping[str, Any]], Awaitable[None]]
+) -> int:
+    """Publish the queued resolutions oldest first; returns how many went out. An entry is
+    deleted only once the broker took it: a failure leaves it (and those after it, to keep
+    their order) for the next tick. Never raises: it runs on a timer."""
+    sent = 0
+    try:
+        for entry in await asyncio.to_thread(alerts.pending_feedback):
+            await send(entry.payload)
+            await asyncio.to_thread(alerts.feedback_done, entry.id)
+            sent += 1
+    except KeyStoreUnavailable as exc:
+        log.warning("feedback_outbox_retry", error=str(exc))
+    except Exception as exc:  # the broker (KafkaError, timeouts): the entry waits in SQL
+        log.warning("feedback_publish_retry", error=repr(exc), published=sent)
+    return sent
+
+
+def slack_resolution(verdict: interactions.Verdict) -> dict[str, Any]:
+    """The ``keywatch.feedback`` message for a Slack button press."""
+    return {
+        "type": "resolution", "alert_id": verdict.alert_id, "key_id": verdict.key_id,
+        "verdict": verdict.verdict, "actor": verdict.actor, "note": "via Slack",
+        "ts": time.time(), "response_url": verdict.response_url, "message": verdict.message,
+    }  # fmt: skip
+
+
+async def accept_slack(
+    secret: str, headers: Mapping[str, str], body: bytes, alerts: AlertStore
+) -> tuple[int, dict[str, str] | None, str]:
+    """One ``/slack/interactions`` request: (status, JSON body or None, outcome for metrics).
+
+    The press is committed to the feedback outbox before the 200: Slack never retries an
+    interaction, so an answer of 200 must mean the verdict will be applied."""
+    try:
+        interactions.verify(secret, headers, body)
+        verdict = interactions.parse(body)
+    except interactions.SignatureError as exc:
+        return 401, {"error": str(exc)}, "bad_signature"
+    except InputError as exc:
+        return 400, {"error": str(exc)}, "bad_request"
+    try:
+        await asyncio.to_thread(alerts.queue_feedback, slack_resolution(verdict))
+    except KeyStoreUnavailable as exc:
+        log.error("slack_verdict_not_queued", alert_id=verdict.alert_id, error=str(exc))
+        return (
+            503,
+            {"error": "keywatch cannot record the verdict right now; try again"},
+            "unavailable",
+        )
+    return 200, None, "accepted"
 
 
 def _recorder(
@@ -246,25 +297,8 @@ def _recorder(
     return lambda: asyncio.to_thread(alerts.record, alert, idle_s)
 
 
-def _install_interactions(
-    kapp: WorkerApp, send_feedback: Callable[[Mapping[str, Any]], Awaitable[None]]
-) -> None:
+def _install_interactions(kapp: WorkerApp, alerts: AlertStore) -> None:
     secret = kapp.settings.slack_signing_secret
-    pending: set[asyncio.Task[None]] = set()
-
-    async def enqueue(verdict: interactions.Verdict) -> None:
-        message = {
-            "type": "resolution", "alert_id": verdict.alert_id, "key_id": verdict.key_id,
-            "verdict": verdict.verdict, "actor": verdict.actor, "note": "via Slack",
-            "ts": time.time(), "response_url": verdict.response_url, "message": verdict.message,
-        }  # fmt: skip
-        await send_feedback(message)
-
-    def done(task: asyncio.Task[None]) -> None:
-        pending.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            # Slack already had its 200: the press is lost unless someone looks; say so loudly
-            log.error("slack_verdict_not_queued", error=repr(task.exception()))
 
     class SlackInteractions(View):
         async def post(self, request: Request) -> Response:
@@ -273,20 +307,13 @@ def _install_interactions(
             body = await _read(request)
             if body is None:
                 return self.json({"error": "too large"}, status=413)
-            try:
-                interactions.verify(secret, dict(request.headers), body)
-                verdict = interactions.parse(body)
-            except interactions.SignatureError as exc:
-                kapp.metrics.webhooks.labels(source="slack", outcome="bad_signature").inc()
-                return self.json({"error": str(exc)}, status=401)
-            except InputError as exc:
-                return self.json({"error": str(exc)}, status=400)
-            # Slack wants the answer within 3 s: queue the work, acknowledge now.
-            task = asyncio.ensure_future(enqueue(verdict))
-            pending.add(task)
-            task.add_done_callback(done)
-            kapp.metrics.webhooks.labels(source="slack", outcome="accepted").inc()
-            return self.bytes(b"", status=200)
+            status, answer, outcome = await accept_slack(secret, dict(request.headers), body,
+                                                         alerts)  # fmt: skip
+            if outcome in ("bad_signature", "accepted"):
+                kapp.metrics.webhooks.labels(source="slack", outcome=outcome).inc()
+            if answer is None:
+                return self.bytes(b"", status=status)
+            return self.json(answer, status=status)
 
     kapp.app.page("/slack/interactions")(SlackInteractions)
 

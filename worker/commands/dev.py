@@ -73,10 +73,12 @@ def _refuse_second_stack(data_dir: Path) -> None:
 )  # fmt: skip
 @click.option("--fresh", is_flag=True, help="Delete the data directory first.")
 def command(demo: bool, data_dir: Path, fresh: bool) -> None:
-    """Run the embedded broker and Redis, the anomaly worker and the leak scanner.
+    """Run the embedded broker and Redis, the anomaly worker, the leak scanner and the gateway.
 
-    Writes DATA_DIR/env (KEYWATCH_BROKER, KEYWATCH_DATABASE_URL, KEYWATCH_REDIS_URL): other
-    keywatch commands run from this directory use it. Ctrl-C stops everything.
+    Writes DATA_DIR/env (KEYWATCH_BROKER, KEYWATCH_DATABASE_URL, KEYWATCH_REDIS_URL, and
+    KEYWATCH_GATEWAY_LISTEN for information): other keywatch commands run from this directory
+    use it. With --demo, a sample API behind the gateway middleware takes real HTTP requests.
+    Ctrl-C stops everything.
     """
     _refuse_second_stack(data_dir)
     if demo and data_dir.exists():
@@ -93,13 +95,18 @@ def _run(stack: DevStack, demo: bool) -> None:
         sink = SlackSink()
         sink.start()
         stack.extra_env["KEYWATCH_SLACK_WEBHOOK_URL"] = sink.url
+    api_url = ""
+    if demo:
+        from worker.demo import add_sample_api
+
+        api_url = add_sample_api(stack)
     try:
         stack.start(echo=_say)
         _say(stack.describe())
         if demo:
             from worker.demo import run_demo
 
-            run_demo(stack, sink)
+            run_demo(stack, sink, api_url)
         else:
             _say("Ctrl-C to stop.")
             while stack.healthy():

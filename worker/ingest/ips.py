@@ -119,10 +119,13 @@ def configure(trusted: TrustedProxies) -> None:
     _trusted = trusted
 
 
-def forwarded_client(peer: str | None, forwarded: Any) -> str | None:
-    """The client behind our trusted proxies: ``peer`` unless it is one of them; None when
-    neither the peer nor the list gives a valid address."""
-    trusted = _trusted
+def forwarded_client(
+    peer: str | None, forwarded: Any, trusted: TrustedProxies | None = None
+) -> str | None:
+    """The client behind our trusted proxies: ``peer`` (normalised) unless it is one of them;
+    None when neither the peer nor the list gives a valid address. ``trusted``: the process's
+    setting (``configure``) unless given (the gateway passes its own)."""
+    trusted = _trusted if trusted is None else trusted
     parts = forwarded.split(",", 32)[-32:] if isinstance(forwarded, str) and forwarded else []
     if trusted.hops is not None:
         if trusted.hops == 0 or not parts:

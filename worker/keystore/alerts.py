@@ -323,6 +323,17 @@ class AlertStore:
         with self.store._session() as s:
             return list(s.scalars(q))
 
+    def queue_feedback(self, message: Mapping[str, Any]) -> None:
+        """Queue a resolution for ``keywatch.feedback`` (a Slack button press): committed here
+        before Slack gets its 200, published by the worker's outbox timer, so a broker outage
+        delays the verdict and never loses it."""
+        key_id = str(message.get("key_id") or "")[:32]
+        if not key_id:
+            raise InputError("a resolution names no key", reason="bad_feedback")
+        payload = redact_obj(dict(message))
+        with self.store._session() as s, s.begin():
+            s.add(FeedbackOutboxEntry(key_id=key_id, payload=payload, created_at=utcnow()))
+
     def feedback_done(self, entry_id: int) -> None:
         """Forget a published outbox entry."""
         with self.store._session() as s, s.begin():

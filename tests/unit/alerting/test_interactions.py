@@ -160,3 +160,60 @@ async def test_pagerduty_keeps_working_while_the_database_is_down(tmp_path: Path
         assert sink.resolving("9f2a1c3e") == "keywatch/9f2a1c3e/A1"
         await sink.resolve("9f2a1c3e")
     assert sink.resolving("9f2a1c3e") is None
+
+
+async def _send_to_a_dead_broker(message: Any) -> None:
+    """What ``keywatch.feedback`` sends meet while the broker is down (a real producer)."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9", request_timeout_ms=1000)
+    try:
+        await producer.start()  # nothing listens on the discard port
+        await producer.send_and_wait("keywatch.feedback", orjson.dumps(message))
+    finally:
+        await producer.stop()
+
+
+async def test_a_press_is_queued_in_sql_before_the_200_and_survives_a_dead_broker(
+    tmp_path: Path,
+) -> None:
+    """Slack never retries an interaction: the 200 must mean the verdict is kept, whatever the
+    broker does. It waits in the feedback outbox until the broker takes it."""
+    from worker.agents.feedback import accept_slack, publish_pending
+
+    store = KeyStore(f"sqlite:///{tmp_path / 'kw.db'}")
+    alerts = AlertStore(store)
+    body = form(block_actions("keywatch_compromised", f"{ALERT['id']}|9f2a1c3e",
+                              slack_message(ALERT)))  # fmt: skip
+    forged = await accept_slack(SECRET, signed(body, secret="guessed"), body, alerts)
+    assert forged[0] == 401 and alerts.pending_feedback() == []
+    assert await accept_slack(SECRET, signed(body), body, alerts) == (200, None, "accepted")
+    [queued] = alerts.pending_feedback()
+    assert (queued.key_id, queued.payload["alert_id"]) == ("9f2a1c3e", ALERT["id"])
+    assert (queued.payload["verdict"], queued.payload["actor"]) == ("compromised", "slack:alice")
+    assert queued.payload["response_url"].startswith("https://hooks.slack.com/actions/")
+
+    for _ in range(2):  # the broker is down: nothing is lost, tick after tick
+        assert await publish_pending(alerts, _send_to_a_dead_broker) == 0
+        assert [e.id for e in alerts.pending_feedback()] == [queued.id]
+
+    sent: list[Any] = []
+
+    async def broker_back(message: Any) -> None:
+        sent.append(message)
+
+    assert await publish_pending(alerts, broker_back) == 1
+    assert [m["verdict"] for m in sent] == ["compromised"] and alerts.pending_feedback() == []
+    store.close()
+
+
+async def test_a_press_while_the_database_is_down_is_refused_not_acknowledged(
+    tmp_path: Path,
+) -> None:
+    from worker.agents.feedback import accept_slack
+
+    store = KeyStore(f"sqlite:///{tmp_path / 'missing-dir' / 'kw.db'}", create=False)
+    body = form(block_actions("keywatch_benign", f"{ALERT['id']}|9f2a1c3e", slack_message(ALERT)))
+    status, answer, outcome = await accept_slack(SECRET, signed(body), body, AlertStore(store))
+    assert (status, outcome) == (503, "unavailable") and answer and "try again" in answer["error"]
+    store.close()

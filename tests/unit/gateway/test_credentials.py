@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from gateway.credentials import client_ip, extract, scrubbed_path
-from gateway.settings import parse_trusted
+from worker.ingest.ips import parse_trusted
 from worker.keystore.keyformat import generate_key
 
 KEY = generate_key().secret
@@ -66,7 +66,12 @@ def test_oversized_key_is_not_kept() -> None:
     "trusted, peer, xff, expected",
     [
         ("0", "10.0.0.5", "198.51.100.9", "10.0.0.5"),  # nothing trusted: the peer
-        ("", "10.0.0.5", "198.51.100.9", "10.0.0.5"),
+        # the default, as for the worker: private and loopback peers are proxies
+        # (documentation ranges such as 198.51.100.0/24 are not public: real addresses here)
+        ("private", "10.0.0.5", "6.6.6.6, 9.9.9.9", "9.9.9.9"),
+        ("private", "127.0.0.1", "9.9.9.9, 10.0.0.4", "9.9.9.9"),
+        ("private", "8.8.4.4", "9.9.9.9", "8.8.4.4"),  # a public peer is the client itself
+        ("private", "testclient", "9.9.9.9", "testclient"),  # not an address: no proxy
         ("1", "10.0.0.5", "6.6.6.6, 198.51.100.9", "198.51.100.9"),  # not the left-most
         ("2", "10.0.0.5", "6.6.6.6, 198.51.100.9, 10.0.0.4", "198.51.100.9"),
         ("3", "10.0.0.5", "198.51.100.9", "198.51.100.9"),  # fewer hops than trusted
@@ -76,11 +81,11 @@ def test_oversized_key_is_not_kept() -> None:
         ("1", "10.0.0.5", "not-an-ip", "10.0.0.5"),
         ("1", "10.0.0.5", "198.51.100.9:4711", "198.51.100.9"),
         ("1", "10.0.0.5", "2001:db8::1", "2001:db8::1"),
+        ("1", "10.0.0.5", "", "10.0.0.5"),
     ],
 )
 def test_client_ip(trusted: str, peer: str, xff: str, expected: str) -> None:
-    proxies = parse_trusted(trusted) if trusted else parse_trusted("0")
-    assert client_ip(peer, xff, proxies) == expected
+    assert client_ip(peer, xff, parse_trusted(trusted)) == expected
 
 
 @pytest.mark.parametrize(

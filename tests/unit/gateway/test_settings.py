@@ -28,6 +28,10 @@ def test_defaults_and_values(tmp_path: Path) -> None:
     assert s.endpoints[0].matches("POST", "/v1/orders/7")
     assert not s.endpoints[0].matches("GET", "/v1/orders")
     assert s.throttle_limit is not None and s.throttle_limit.window_s == 1
+    default = GatewaySettings.from_env({}).default_limits
+    assert [(lim.limit, lim.window_s) for lim in default] == [(1000, 60)]
+    both = GatewaySettings.from_env({"KEYWATCH_GATEWAY_DEFAULT_LIMIT": "10/second, 500/hour"})
+    assert [(lim.limit, lim.window_s) for lim in both.default_limits] == [(10, 1), (500, 3600)]
 
 
 def test_bad_values_are_listed() -> None:
@@ -35,8 +39,10 @@ def test_bad_values_are_listed() -> None:
         GatewaySettings.from_env({
             "KEYWATCH_GATEWAY_FAIL_MODE": "maybe", "KEYWATCH_GATEWAY_LISTEN": "nowhere",
             "KEYWATCH_TRUSTED_PROXIES": "10.0.0.300/8",
+            "KEYWATCH_GATEWAY_DEFAULT_LIMIT": "0/minute",
         })  # fmt: skip
     text = str(exc.value)
+    assert "KEYWATCH_GATEWAY_DEFAULT_LIMIT" in text
     assert "KEYWATCH_GATEWAY_FAIL_MODE" in text and "KEYWATCH_GATEWAY_LISTEN" in text
     assert "KEYWATCH_TRUSTED_PROXIES" in text
 

@@ -62,3 +62,29 @@ def test_dashboard_and_finish_summary() -> None:
     assert any("keywatch keys show k2" in line for line in lines)
     assert lines[-1] == "The stack keeps running; Ctrl-C stops it."
     assert time.monotonic() - state.started < 60
+
+
+def test_http_answers_per_key_and_their_changes() -> None:
+    """The live HTTP panel: counts per key, the 200 -> 429/401 changes, the summary line."""
+    state = DemoState()
+    state.http.api_url = "http://127.0.0.1:8080"
+    state.http.done = False
+    state.published, state.events, state.published_all = 10, 10, True
+    assert not state.settled(quiet_s=0)  # live requests still due
+    for status, code in [(200, ""), (200, ""), (429, "api_key_throttled"), (429, "")]:
+        state.http.record("k1", status, code)
+    for status, code in [(200, ""), (401, "api_key_revoked")]:
+        state.http.record("k2", status, code)
+    state.http.done = True
+    assert state.settled(quiet_s=0)
+    assert state.http.changes == [("k1", 200, 429, "api_key_throttled", 2),
+                                  ("k2", 200, 401, "api_key_revoked", 1)]  # fmt: skip
+    assert state.http.total() == {200: 3, 429: 2, 401: 1}
+    console = Console(width=160, record=True)
+    console.print(render(state, {"k1": "acme", "k2": "globex"}))
+    text = console.export_text()
+    assert "HTTP through the gateway (http://127.0.0.1:8080)" in text
+    assert "200 -> 401 api_key_revoked after 1" in text
+    lines = finish_lines(state, {"k1": "acme", "k2": "globex"}, None)
+    assert "  HTTP through the gateway (http://127.0.0.1:8080): 3 x 200, 1 x 401, 2 x 429" in lines
+    assert "    k1 (acme): 200 -> 429 api_key_throttled after 2" in lines

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from operator import attrgetter
 
 from detectors import incidents
-from detectors.config import DetectorConfig, EvalContext, place_of
+from detectors.config import DetectorConfig, EvalContext, agent_family, place_of
 from detectors.model import AccessEvent, Alert, GeoInfo, KeyContext, Signal
 from detectors.policy import DefaultPolicy, Policy
 from detectors.profile import KeyProfile
@@ -65,13 +65,16 @@ class Analyzer:
         last_ip: str | None = None
         geo: GeoInfo | None = None
         place = ""
+        last_ua: str | None = None
+        agent, agent_day, observe_agent = "", -1, prof.observe_agent
         # A run: consecutive non-late events with the very GeoInfo object of the non-late event
         # before them (the resolver caches one object per IP). Their country/ASN/place counts
         # are added in one step when the run ends (``KeyProfile.add_geo_run``): nothing reads a
         # count meanwhile (only impossible travel does, and it stops early while the event's
         # place is the last location) and only ``observe_geo``, which ends the run, evicts.
+        # A run never crosses a UTC midnight: days-seen counts must not depend on batching.
         prev: GeoInfo | None = None
-        run_n, run_last = 0, 0.0
+        run_n, run_last, run_day = 0, 0.0, -1
         for ev in ordered:
             ts = ev.ts if ev.ts <= horizon else detected_at
             if ev.ip != last_ip:
@@ -79,9 +82,14 @@ class Analyzer:
                 geo = lookup(ev.ip) if lookup is not None else None
                 place = place_of(geo)
                 ctx.geo, ctx.place = geo, place
+            if ev.user_agent != last_ua:
+                last_ua = ev.user_agent
+                agent = ctx.agent = agent_family(last_ua)
+                agent_day = -1
             late = ctx.late = count_event(ts, cfg)
+            day = int(ts) // 86400
             ctx.hour_of_day = (int(ts) // 3600) % 24
-            same = geo is prev and geo is not None and not late
+            same = geo is prev and geo is not None and not late and day == run_day
             if run_n and not same:
                 prof.add_geo_run(prev, place_of(prev), run_n, int(run_last))  # type: ignore[arg-type]
                 run_n = 0
@@ -98,8 +106,11 @@ class Analyzer:
                     prof.loc_ts = ts
             elif geo is not None:
                 observe_geo(ts, geo, place, late)
-                run_last = 0.0
+                run_last, run_day = 0.0, day
             prev = None if late else geo
+            if agent and (day != agent_day or late):
+                observe_agent(ts, agent)
+                agent_day = -1 if late else day
             if signals:
                 alert = self._incident(key, prof, ev, ts, geo, signals, detected_at)
                 if alert is not None:

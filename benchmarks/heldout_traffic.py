@@ -207,9 +207,9 @@ WEIGHTS = (25, 18, 10, 8, 8, 6, 6, 6, 4, 9)
 def _attack(k: HeldKey, name: str, rnd: random.Random, days: int) -> None:
     home = k.home or HOME[0]
     ua = rnd.choice(ATTACK_UAS)
-    day0 = START + rnd.randint(days - 6, days - 2) * DAY
+    day0 = START + rnd.randint(days - 8, days - 4) * DAY  # ends inside the data (3-day attacks)
     while local(home, day0 + 12 * HOUR)[1] >= 5:
-        day0 += DAY
+        day0 -= DAY
     work = day0 + (12 - local(home, day0 + 12 * HOUR)[0] + 12) % 24 * HOUR  # local noon
     night = work - rnd.uniform(8.5, 10.5) * HOUR
     foreign = rnd.choice([s for s in AWAY if s.country != home.country])

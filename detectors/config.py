@@ -110,4 +110,4 @@ def agent_family(user_agent: str) -> str:
     """The product part of a user agent ("python-requests/2.31" -> "python-requests")."""
     if not user_agent:
         return ""
-    return user_agent.split("/", 1)[0].split(" ", 1)[0].strip().lower()[:40]
+    return user_agent.split("/", 1)[0].split(" ", 1)[0].strip().lower()[:32]

@@ -1,9 +1,8 @@
 """``geo.new_country``: the key is used from a country it has not established.
 
-"medium" the first time a country is seen, "low" while it is seen but not yet on enough distinct
-days to be established (a traveller's second day; an attacker who probed days before). A first
-sighting by the key's own established client (its SDK, its CLI: a traveller, a new office) is
-"low" too; a new client as well makes it "medium" through the policy's location + client pair.
+A country is established once seen on enough distinct days (a probe days before an attack does
+not establish it). "medium" when the client is not the key's own established one (or unknown),
+"low" when it is (the owner's SDK or CLI abroad: a traveller, a new office).
 Keys that already use several countries (CI fleets, multi-region services) are judged by their
 country set as a whole: one more country is news for them only with a new client ("low"), and
 ``network.spread`` watches many at once.
@@ -40,5 +39,5 @@ def evaluate(event: AccessEvent, profile: KeyProfile, ctx: EvalContext) -> list[
         evidence["city"] = geo.city
     if geo.asn is not None:
         evidence["asn"] = geo.asn
-    severity = "medium" if state == UNSEEN and not own_client and not spread_key else "low"
+    severity = "low" if own_client or spread_key else "medium"
     return [Signal(TYPE, severity, evidence)]  # type: ignore[arg-type]

@@ -38,8 +38,8 @@ MAX_COUNTRIES = 8
 MAX_PLACES = 8
 MAX_ASNS = 8
 MAX_AGENTS = 4
-MAX_HOUR_NEW = 16
-RING = 8  # per-minute slots kept; >= any volume window
+MAX_HOUR_NEW = 8  # network.spread is critical at 8
+RING = 16  # per-minute slots kept: the 5-minute window and duty cycles of up to 15 minutes
 KNOWN_BYTES = 64  # 512-bit hashed set of established entries
 # 1970-01-01 was a Thursday: shift absolute hours so that Monday 00:00 UTC is bucket 0.
 _WEEK_OFFSET_H = 72
@@ -64,6 +64,15 @@ def _dequantize(raw: bytes) -> list[float]:
     arr = array("H")
     arr.frombytes(raw)
     return [_UNKNOWN if q == 0 else math.expm1((q - 1) / _Q) for q in arr]
+
+
+def _resize_ring(old: list[int], minute: int) -> list[int]:
+    """A ring of another size (version 1 kept 8 minutes) re-indexed to ``RING`` slots."""
+    ring = [0] * RING
+    if minute >= 0:
+        for m in range(minute - min(len(old), RING) + 1, minute + 1):
+            ring[m % RING] = old[m % len(old)]
+    return ring
 
 
 def _bits(name: str) -> tuple[int, int]:
@@ -619,9 +628,8 @@ class KeyProfile:
         slots = array("H")
         slots.frombytes(b.hour_slots)
         p.hour_slots = list(slots)
-        p.cur_hour, p.cur_count, p.ring_minute, p.ring = (
-            b.cur_hour, b.cur_count, b.ring_minute, b.ring,
-        )  # fmt: skip
+        p.cur_hour, p.cur_count, p.ring_minute = b.cur_hour, b.cur_count, b.ring_minute
+        p.ring = b.ring if len(b.ring) == RING else _resize_ring(b.ring, b.ring_minute)  # fmt: skip
         if b.loc is not None:
             ms, lat, lon, p.loc_acc, p.loc_country, p.loc_key = b.loc
             p.loc_ts = ms / 1000.0

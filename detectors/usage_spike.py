@@ -7,8 +7,10 @@ the profile, so per event this is three integer comparisons. The 5-minute and ho
 the volume, so a flood that pauses (2 minutes in every 5) is caught as well as a steady one.
 A signal is raised when a window crosses its threshold (once per window, not per request).
 Alone it is "low": a first weekly batch looks the same. It becomes "medium" once the key's
-volume incident has lasted ``volume_escalate_s``, and combined with a new place, network or a
-sudden spread it is compromise evidence (see the policy).
+volume incident has lasted ``volume_escalate_s``, or at once when the flood is intermittent (a
+hot minute, a quiet one, a hot one again within the ring's 16 minutes: a duty-cycled flood),
+and combined with a new place, network or a sudden spread it is compromise evidence (see the
+policy).
 """
 
 from __future__ import annotations
@@ -18,6 +20,18 @@ from detectors.model import AccessEvent, Signal
 from detectors.profile import RING, KeyProfile
 
 TYPE = "usage.spike"
+
+
+def _resumed(ring: list[int], minute: int, hot: int) -> bool:
+    """A hot minute, then a quiet one (under a quarter of the threshold), then this hot one."""
+    quiet = False
+    for k in range(1, RING):
+        n = ring[(minute - k) % RING]
+        if n <= hot // 4:
+            quiet = True
+        elif n >= hot and quiet:
+            return True
+    return False
 
 
 def evaluate(event: AccessEvent, profile: KeyProfile, ctx: EvalContext) -> list[Signal]:
@@ -42,6 +56,9 @@ def evaluate(event: AccessEvent, profile: KeyProfile, ctx: EvalContext) -> list[
     inc = profile.incidents.get(TYPE)
     if inc is not None and event.ts - inc.opened >= cfg.volume_escalate_s:
         severity = "medium"  # it persists: notify someone
+    elif m1 == profile.t1 and _resumed(profile.ring, minute, profile.t1):
+        severity = "medium"  # a flood that pauses and resumes is not a batch job
+        windows.append("intermittent")
     evidence = {
         "observed_per_minute": m1,
         "observed_per_5min": m5,

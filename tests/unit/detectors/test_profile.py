@@ -91,7 +91,7 @@ def test_busy_key_stays_under_two_kilobytes() -> None:
         prof.incidents[t] = Incident(
             "critical", T0, T0, 99999, "01JD0000000000000000000000", 44, "x" * 60
         )
-    prof.hour_new = [f"C{i:02d}" for i in range(16)]
+    prof.hour_new = [f"C{i:02d}" for i in range(8)]
     assert len(prof.countries) == MAX_COUNTRIES
     assert len(prof.to_bytes()) <= 2048
 

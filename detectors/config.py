@@ -38,7 +38,10 @@ class DetectorConfig:
     peak_decay: float = 0.98
     peak_floor: tuple[float, float, float] = (3.0, 8.0, 30.0)
     volume_floor: tuple[int, int, int] = (20, 40, 150)
-    volume_strong_ratio: float = 10.0
+    # Hourly volume while the event comes from a place or country the key has not established
+    # is also tested against level_ratio x the key's typical busy hour (its EWMA level): a key
+    # whose weekly batch set a high peak is still flooded from a new place.
+    level_ratio: float = 10.0
     volume_escalate_s: float = 3600.0
 
     # network.spread: countries the key has not established, seen within one clock hour.

@@ -2,7 +2,8 @@
 
 Logged on its own (people move within a country); it is location evidence for escalation: a
 cloud VM in another city of the victim's country that also floods is a compromise. Keys already
-used from several places are judged by their country set instead.
+used from several places are judged by their country set instead: for them a new city is news
+only when a new client comes with it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ def evaluate(event: AccessEvent, profile: KeyProfile, ctx: EvalContext) -> list[
     if not place or geo is None or geo.country is None or not profile.learned:
         return []
     if profile.est_places >= ctx.config.spread_key_places:
-        return []
+        own_client = bool(ctx.agent) and profile.agent_state(ctx.agent) == ESTABLISHED
+        if own_client or not ctx.agent:
+            return []  # a fleet's new runner city: news only with a new client
     if profile.place_state(place) == ESTABLISHED:
         return []
     if profile.country_state(geo.country) != ESTABLISHED:

@@ -162,6 +162,7 @@ class KeyProfile:
         "t1",
         "t5",
         "t60",
+        "t_level",
         "total_events",
         "usual_hours",
     )
@@ -200,9 +201,10 @@ class KeyProfile:
         self.loc_key = ""
         self.incidents: dict[str, Incident] = {}
         # Derived (not serialized): sum of the 4 minutes before the current one, the volume
-        # thresholds (per minute, per 5 minutes, per hour) and the usual-hours mask.
+        # thresholds (per minute, per 5 minutes, per hour, per hour from a new place) and the
+        # usual-hours mask.
         self.base5 = 0
-        self.t1 = self.t5 = self.t60 = 1 << 30
+        self.t1 = self.t5 = self.t60 = self.t_level = 1 << 30
         self.usual_hours = (1 << 24) - 1
 
     # ---- rate bookkeeping (hot path) -------------------------------------------------------
@@ -338,6 +340,9 @@ class KeyProfile:
         self.t1 = max(math.ceil(r * max(pk[0], cfg.peak_floor[0])), cfg.volume_floor[0])
         self.t5 = max(math.ceil(r * max(pk[1], cfg.peak_floor[1])), cfg.volume_floor[1])
         self.t60 = max(math.ceil(r * max(pk[2], cfg.peak_floor[2])), cfg.volume_floor[2])
+        # The typical busy hour (EWMA level), which rare batch hours barely move: traffic from a
+        # place the key has not established is judged against it, not against batch peaks.
+        self.t_level = max(math.ceil(cfg.level_ratio * self.level), cfg.volume_floor[2])
         slots = self.hour_slots
         if sum(slots) < cfg.off_hours_min_active_slots:
             self.usual_hours = (1 << 24) - 1

@@ -10,16 +10,28 @@ Alone it is "low": a first weekly batch looks the same. It becomes "medium" once
 volume incident has lasted ``volume_escalate_s``, or at once when the flood is intermittent (a
 hot minute, a quiet one, a hot one again within the ring's 16 minutes: a duty-cycled flood),
 and combined with a new place, network or a sudden spread it is compromise evidence (see the
-policy).
+policy). Traffic from a place the key has not established is also tested hourly against the
+key's typical busy hour (not its batch peaks): a key whose weekly batch runs at 10k/hour is
+still flooded when a new country sends it 1k/hour.
 """
 
 from __future__ import annotations
 
 from detectors.config import EvalContext
 from detectors.model import AccessEvent, Signal
-from detectors.profile import RING, KeyProfile
+from detectors.profile import ESTABLISHED, RING, KeyProfile
 
 TYPE = "usage.spike"
+
+
+def _from_new_place(profile: KeyProfile, ctx: EvalContext) -> bool:
+    """Whether the event comes from a country or place the key has not established."""
+    geo = ctx.geo
+    if geo is None or geo.country is None:
+        return False
+    if profile.country_state(geo.country) != ESTABLISHED:
+        return True
+    return bool(ctx.place) and profile.place_state(ctx.place) != ESTABLISHED
 
 
 def _resumed(ring: list[int], minute: int, hot: int) -> bool:
@@ -41,17 +53,21 @@ def evaluate(event: AccessEvent, profile: KeyProfile, ctx: EvalContext) -> list[
     m5 = m1 + profile.base5
     h = profile.cur_count
     if m1 != profile.t1 and m5 != profile.t5 and h != profile.t60:
-        return []
+        if h != profile.t_level or not _from_new_place(profile, ctx):
+            return []
     if not profile.learned or ctx.late or minute != profile.ring_minute:
         return []
     cfg, pk = ctx.config, profile.peaks
-    ratios = (
+    ratios = [
         m1 / max(pk[0], cfg.peak_floor[0]),
         m5 / max(pk[1], cfg.peak_floor[1]),
         h / max(pk[2], cfg.peak_floor[2]),
-    )
+    ]
     windows = [w for w, hit in (("1m", m1 >= profile.t1), ("5m", m5 >= profile.t5),
                                 ("1h", h >= profile.t60)) if hit]  # fmt: skip
+    if not windows:
+        windows.append("1h_vs_typical_hour")
+        ratios.append(h / max(profile.level, 1.0))
     severity = "low"
     inc = profile.incidents.get(TYPE)
     if inc is not None and event.ts - inc.opened >= cfg.volume_escalate_s:

@@ -76,7 +76,8 @@ def _write_labels(sim: Generated, path: str) -> None:
     with open(path, "wb") as f:
         if isinstance(sim, Traffic):  # one label per key: its benign shape, and any attack
             for tl in sim.labels:
-                row = {"key_id": tl.key_id, "shape": tl.shape, "attack": tl.attack}
+                row: dict[str, object] = {"key_id": tl.key_id, "shape": tl.shape}
+                row["attack"] = tl.attack
                 if tl.attack is not None:
                     row.update(start=tl.start, end=tl.end)
                 f.write(orjson.dumps(row) + b"\n")

@@ -283,6 +283,32 @@ def test_usage_spike_that_persists_becomes_medium(trained: Factory) -> None:
     assert "medium" in _feed(prof, start, 10, 6, DetectorConfig())
 
 
+@pytest.mark.parametrize(
+    "ip, per_minute, fires",
+    [
+        (MOSCOW, 20, True),  # 1,200/h from a new country: 40x the typical hour (30)
+        (LONDON, 20, False),  # the same from home: within the weekly batch's peak
+        (MOSCOW, 3, False),  # a traveller at an ordinary rate (180/h): 6x, under 10x
+    ],
+)
+def test_volume_from_a_new_place_ignores_batch_peaks(
+    geo: GeoResolver, trained: Factory, ip: str, per_minute: int, fires: bool
+) -> None:
+    """A key whose weekly batch ran at 10k/hour is still flooded from a new place at 1.2k/hour."""
+    prof = _peaks(trained(), 200, 900, 10000)
+    cfg, fired = DetectorConfig(), []
+    start = MONDAY + 10 * HOUR
+    ctx = EvalContext(cfg).set(start, geo.lookup(ip))
+    for m in range(60):
+        for i in range(per_minute):
+            ts = start + m * 60 + i * (60 / per_minute)
+            ctx.late = prof.count_event(ts, cfg)
+            fired += usage_spike.evaluate(AccessEvent(ts, "k1", ip), prof, ctx)
+    assert bool(fired) == fires
+    if fired:
+        assert fired[0].evidence["windows"] == ["1h_vs_typical_hour"]
+
+
 def test_spike_floor_for_tiny_keys() -> None:
     """A key at 2 requests/hour does not alarm at 60 requests/hour."""
     cfg = DetectorConfig()

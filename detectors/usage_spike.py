@@ -52,9 +52,9 @@ def evaluate(event: AccessEvent, profile: KeyProfile, ctx: EvalContext) -> list[
     m1 = profile.ring[minute % RING]
     m5 = m1 + profile.base5
     h = profile.cur_count
-    if m1 != profile.t1 and m5 != profile.t5 and h != profile.t60:
-        if h != profile.t_level or not _from_new_place(profile, ctx):
-            return []
+    crossed = m1 == profile.t1 or m5 == profile.t5 or h == profile.t60
+    if not crossed and (h != profile.t_level or not _from_new_place(profile, ctx)):
+        return []
     if not profile.learned or ctx.late or minute != profile.ring_minute:
         return []
     cfg, pk = ctx.config, profile.peaks

@@ -79,13 +79,10 @@ def variants(geo: GeoResolver, breakdown: bool) -> dict[str, Analyzer]:
     """The analyzer, and with ``breakdown`` the same with parts switched off (cost by part)."""
     out = {"full": Analyzer(geo)}
     if breakdown:
-        core = out["no detectors"] = Analyzer(geo)
-        core._evaluators = ()
-        bare = out["no detectors, no geo"] = Analyzer(None)
-        bare._evaluators = ()
+        out["no detectors"] = Analyzer(geo, detectors=())
+        out["no detectors, no geo"] = Analyzer(None, detectors=())
         for name, fn in DETECTORS:
-            one = out[f"only {name}"] = Analyzer(geo)
-            one._evaluators = (fn,)
+            out[f"only {name}"] = Analyzer(geo, detectors=((name, fn),))
     return out
 
 

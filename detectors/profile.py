@@ -165,6 +165,7 @@ class KeyProfile:
         "t_level",
         "total_events",
         "usual_hours",
+        "vol_hit",
     )
 
     def __init__(self) -> None:
@@ -205,6 +206,7 @@ class KeyProfile:
         # usual-hours mask.
         self.base5 = 0
         self.t1 = self.t5 = self.t60 = self.t_level = 1 << 30
+        self.vol_hit = False  # the last counted event made a volume window cross
         self.usual_hours = (1 << 24) - 1
 
     # ---- rate bookkeeping (hot path) -------------------------------------------------------
@@ -224,9 +226,9 @@ class KeyProfile:
         ):
             self.last_ts = ts
             self.total_events += 1
-            self.cur_count += 1
-            self.ring[minute % RING] += 1
+            self._count(minute % RING)
             return False
+        self.vol_hit = False
         if ts < self.last_ts:
             if minute // 60 == self.cur_hour:
                 self.cur_count += 1
@@ -240,24 +242,37 @@ class KeyProfile:
         self.total_events += 1
         if minute != self.ring_minute:
             self._advance_minute(minute, ts, cfg)
-        self.cur_count += 1
-        self.ring[minute % RING] += 1
+        self._count(minute % RING)
         return False
+
+    def _count(self, slot: int) -> None:
+        """One more event in this minute and hour; note whether a volume window just crossed."""
+        ring = self.ring
+        c = ring[slot] = ring[slot] + 1
+        h = self.cur_count = self.cur_count + 1
+        self.vol_hit = (
+            c == self.t1 or c + self.base5 == self.t5 or h == self.t60 or h == self.t_level
+        )
 
     def _advance_minute(self, minute: int, ts: float, cfg: DetectorConfig) -> None:
         ring = self.ring
         prev = self.ring_minute
         if prev >= 0 and prev // 60 == self.cur_hour:  # close the minute: this hour's maxima
-            five = sum(ring[(prev - k) % RING] for k in range(5))
-            self.hour_max1 = max(self.hour_max1, ring[prev % RING])
-            self.hour_max5 = max(self.hour_max5, five)
+            last = ring[prev % RING]
+            five = (last + ring[(prev - 1) % RING] + ring[(prev - 2) % RING]
+                    + ring[(prev - 3) % RING] + ring[(prev - 4) % RING])  # fmt: skip
+            if last > self.hour_max1:
+                self.hour_max1 = last
+            if five > self.hour_max5:
+                self.hour_max5 = five
         hour = minute // 60
         if hour != self.cur_hour:
             self.advance_hour(hour, ts, cfg)
         for m in range(max(prev + 1, minute - RING + 1), minute + 1):
             ring[m % RING] = 0
         self.ring_minute = minute
-        self.base5 = sum(ring[(minute - k) % RING] for k in range(1, 5))
+        self.base5 = (ring[(minute - 1) % RING] + ring[(minute - 2) % RING]
+                      + ring[(minute - 3) % RING] + ring[(minute - 4) % RING])  # fmt: skip
 
     def advance_hour(self, hour: int, ts: float, cfg: DetectorConfig) -> None:
         """Close the current hour (and learn the empty ones since), then derive thresholds."""
@@ -443,6 +458,10 @@ class KeyProfile:
             if e is None:
                 _evict(self.countries, MAX_COUNTRIES, 2)
                 e = self.countries[c] = [1, its, 1]
+            elif its // 86400 == e[1] // 86400:  # same day: the common case, inlined
+                e[0] += 1
+                if its > e[1]:
+                    e[1] = its
             elif self._touch(e, its, 1, 2, "c:" + c):
                 self.est_countries += 1
             new = self.hour_new
@@ -467,6 +486,10 @@ class KeyProfile:
         if p is None:
             _evict(self.places, MAX_PLACES, 4)
             self.places[place] = [1, its, round(geo.lat, 2), round(geo.lon, 2), 1]
+        elif its // 86400 == p[1] // 86400:
+            p[0] += 1
+            if its > p[1]:
+                p[1] = its
         elif self._touch(p, its, 1, 4, "p:" + place):
             self.est_places += 1
         if not late:

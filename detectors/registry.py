@@ -41,6 +41,13 @@ DETECTORS: tuple[tuple[str, Evaluate], ...] = (
 OTHER_TYPES: tuple[str, ...] = ("leak.public_code",)
 
 
+# Detectors whose result depends on the single event (its count in the rate windows, its
+# query string). Every other detector depends only on the event's location, client and clock
+# hour, and on profile state that changes per day or hour; the analyzer skips them for an event
+# that repeats the context of one for which they all returned nothing.
+PER_EVENT_TYPES = frozenset({key_in_query.TYPE, usage_spike.TYPE})
+
+
 def detector_types() -> list[str]:
     """The stable signal types of every registered detector."""
     return [t for t, _ in DETECTORS]

@@ -48,6 +48,8 @@ def _resumed(ring: list[int], minute: int, hot: int) -> bool:
 
 def evaluate(event: AccessEvent, profile: KeyProfile, ctx: EvalContext) -> list[Signal]:
     """Signal when this event makes one of the three windows cross its threshold."""
+    if not profile.vol_hit:  # computed while counting: the common case costs nothing here
+        return []
     minute = int(event.ts) // 60
     m1 = profile.ring[minute % RING]
     m5 = m1 + profile.base5

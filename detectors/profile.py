@@ -343,7 +343,10 @@ class KeyProfile:
         how[w] = n if how[w] < 0 else how[w] + cfg.ewma_week * (n - how[w])
         hod[d] = n if hod[d] < 0 else hod[d] + cfg.ewma_day * (n - hod[d])
         if n > 0:
-            self.level = n if self.level <= 0 else self.level + cfg.ewma_level * (n - self.level)
+            # A robust level: one hour moves it as if it were at most 3x the level, so a rare
+            # batch hour does not inflate the typical hour (sustained growth still lifts it).
+            lv = self.level
+            self.level = n if lv <= 0 else lv + cfg.ewma_level * (min(n, 3.0 * lv) - lv)
             # Decaying maxima, decayed per active hour (a quiet weekend does not shrink them).
             pk, decay = self.peaks, cfg.peak_decay
             pk[0] = max(pk[0] * decay, float(self.hour_max1))

@@ -10,9 +10,9 @@ Alone it is "low": a first weekly batch looks the same. It becomes "medium" once
 volume incident has lasted ``volume_escalate_s``, or at once when the flood is intermittent (a
 hot minute, a quiet one, a hot one again within the ring's 16 minutes: a duty-cycled flood),
 and combined with a new place, network or a sudden spread it is compromise evidence (see the
-policy). Traffic from a place the key has not established is also tested hourly against the
-key's typical busy hour (not its batch peaks): a key whose weekly batch runs at 10k/hour is
-still flooded when a new country sends it 1k/hour.
+policy). Traffic from a place the key has not established, by a client that is not the key's
+own, is also tested hourly against the key's typical busy hour (not its batch peaks): a key
+whose weekly batch runs at 10k/hour is still flooded when a new country sends it 1k/hour.
 """
 
 from __future__ import annotations
@@ -25,9 +25,15 @@ TYPE = "usage.spike"
 
 
 def _from_new_place(profile: KeyProfile, ctx: EvalContext) -> bool:
-    """Whether the event comes from a country or place the key has not established."""
+    """Whether a client other than the key's own comes from a place the key has not established.
+
+    The owner's own client abroad is a traveller, whose sessions are judged by the key's
+    burstiness only (the 1-minute, 5-minute and hour maxima).
+    """
     geo = ctx.geo
     if geo is None or geo.country is None:
+        return False
+    if ctx.agent and profile.agent_state(ctx.agent) == ESTABLISHED:
         return False
     if profile.country_state(geo.country) != ESTABLISHED:
         return True

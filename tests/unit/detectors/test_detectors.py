@@ -289,6 +289,7 @@ def test_usage_spike_that_persists_becomes_medium(trained: Factory) -> None:
         (MOSCOW, 20, True),  # 1,200/h from a new country: 40x the typical hour (30)
         (LONDON, 20, False),  # the same from home: within the weekly batch's peak
         (MOSCOW, 3, False),  # a traveller at an ordinary rate (180/h): 6x, under 10x
+        ("own-client", 20, False),  # the owner's own SDK abroad: only its own maxima count
     ],
 )
 def test_volume_from_a_new_place_ignores_batch_peaks(
@@ -296,9 +297,13 @@ def test_volume_from_a_new_place_ignores_batch_peaks(
 ) -> None:
     """A key whose weekly batch ran at 10k/hour is still flooded from a new place at 1.2k/hour."""
     prof = _peaks(trained(), 200, 900, 10000)
+    ua = ""
+    if ip == "own-client":
+        ip, ua = MOSCOW, "acme-sdk/2.0"
+        with_agent(prof)
     cfg, fired = DetectorConfig(), []
     start = MONDAY + 10 * HOUR
-    ctx = EvalContext(cfg).set(start, geo.lookup(ip))
+    ctx = EvalContext(cfg).set(start, geo.lookup(ip), user_agent=ua)
     for m in range(60):
         for i in range(per_minute):
             ts = start + m * 60 + i * (60 / per_minute)

@@ -250,8 +250,13 @@ class KeyProfile:
         ring = self.ring
         c = ring[slot] = ring[slot] + 1
         h = self.cur_count = self.cur_count + 1
+        # The typical-hour test is retried every 8th event past its threshold: it applies only
+        # to events from a new place, and the crossing event may be the owner's own.
         self.vol_hit = (
-            c == self.t1 or c + self.base5 == self.t5 or h == self.t60 or h == self.t_level
+            c == self.t1
+            or c + self.base5 == self.t5
+            or h == self.t60
+            or (h >= self.t_level and not (h - self.t_level) & 7)
         )
 
     def _advance_minute(self, minute: int, ts: float, cfg: DetectorConfig) -> None:
@@ -393,6 +398,10 @@ class KeyProfile:
 
     # ---- established places, networks, clients ---------------------------------------------
 
+    def _under_suspicion(self) -> bool:
+        """An open incident was escalated to a throttle or more (an attacker's third day)."""
+        return any(inc.alert_rank >= _THROTTLE_RANK for inc in self.incidents.values())
+
     def _is_known(self, name: str) -> bool:
         a, b = _bits(name)
         k = self.known
@@ -446,8 +455,10 @@ class KeyProfile:
         """Count ``n`` uses at ``its``; a new UTC day adds a day. True when newly established."""
         entry[0] += n
         if its // 86400 > entry[1] // 86400:
-            entry[days_at] += 1
             entry[1] = its
+            if entry[days_at] + 1 >= ESTABLISHED_DAYS and self._under_suspicion():
+                return False  # nothing becomes normal while the key is throttled or revoked
+            entry[days_at] += 1
             return entry[days_at] == ESTABLISHED_DAYS and self._remember(name)
         entry[1] = max(entry[1], its)
         return False
@@ -531,7 +542,10 @@ class KeyProfile:
             _evict(self.agents, MAX_AGENTS, 1)
             self.agents[family] = [day, 1]
         elif day > e[0]:
-            e[0], e[1] = day, e[1] + 1
+            e[0] = day
+            if e[1] + 1 >= ESTABLISHED_DAYS and self._under_suspicion():
+                return
+            e[1] += 1
             if e[1] == ESTABLISHED_DAYS:
                 self._remember("u:" + family)
 

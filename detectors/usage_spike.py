@@ -61,7 +61,7 @@ def evaluate(event: AccessEvent, profile: KeyProfile, ctx: EvalContext) -> list[
     m5 = m1 + profile.base5
     h = profile.cur_count
     crossed = m1 == profile.t1 or m5 == profile.t5 or h == profile.t60
-    if not crossed and (h != profile.t_level or not _from_new_place(profile, ctx)):
+    if not crossed and (h < profile.t_level or not _from_new_place(profile, ctx)):
         return []
     if not profile.learned or ctx.late or minute != profile.ring_minute:
         return []

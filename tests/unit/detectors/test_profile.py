@@ -186,6 +186,21 @@ def test_places_are_established_by_days_not_counts() -> None:
     assert prof.country_state("ZZ") == UNSEEN
 
 
+def test_nothing_is_established_while_the_key_is_throttled() -> None:
+    """A prober's third day, under a throttle-level incident, does not make its country normal."""
+    prof = KeyProfile()
+    geo = GeoInfo("RU", "Moscow", 55.75, 37.62, 20.0)
+    for d in (0, 1):
+        prof.observe_geo(T0 + d * DAY, geo, "RU/Moscow", False)
+    prof.incidents["geo.impossible_travel"] = Incident("high", T0 + 2 * DAY, T0 + 2 * DAY,
+                                                       alert_rank=33)  # fmt: skip
+    prof.observe_geo(T0 + 2 * DAY + 60, geo, "RU/Moscow", False)
+    assert prof.country_state("RU") == SEEN
+    del prof.incidents["geo.impossible_travel"]
+    prof.observe_geo(T0 + 3 * DAY, geo, "RU/Moscow", False)
+    assert prof.country_state("RU") == ESTABLISHED
+
+
 @pytest.mark.parametrize(
     "signal_type, evidence, check",
     [

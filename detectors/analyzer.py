@@ -136,6 +136,12 @@ class Analyzer:
                         signals = found if signals is None else signals + found
                 if signals is before and not late:
                     quiet_geo, quiet_agent, quiet_hour = geo, agent, hour
+            # Incidents before observing: an escalated incident must stop this very event from
+            # establishing its place or client (an attacker's third day).
+            if signals:
+                alert = self._incident(key, prof, ev, ts, geo, signals, detected_at)
+                if alert is not None:
+                    alerts.append(alert)
             if same:
                 run_n += 1
                 if ts > run_last:  # int() is monotonic: take it once, at the end
@@ -149,10 +155,6 @@ class Analyzer:
             if agent and (day != agent_day or late):
                 observe_agent(ts, agent)
                 agent_day = -1 if late else day
-            if signals:
-                alert = self._incident(key, prof, ev, ts, geo, signals, detected_at)
-                if alert is not None:
-                    alerts.append(alert)
         if run_n:
             prof.add_geo_run(prev, place, run_n, int(run_last))  # type: ignore[arg-type]
         return prof, alerts

@@ -241,7 +241,11 @@ def kong(ev: dict[str, Any]) -> dict[str, Any]:
         "started_at": ms,
         "client_ip": ev["ip"],
         "authenticated_entity": {"id": ev["key_id"]},
-        "request": {"method": ev["method"], "uri": ev["path"], "headers": {}},
+        "request": {
+            "method": ev["method"],
+            "uri": ev["path"],
+            "headers": {"user-agent": ev["user_agent"]},
+        },
         "response": {"status": ev["status"]},
     }
 

@@ -99,7 +99,7 @@ async def _apply(settings: Settings, alerts: list[Alert], ttl_s: float) -> list[
     done: list[str] = []
     try:
         for alert in alerts:
-            plan = plan_action(alert.to_dict())
+            plan = plan_action(alert)
             if plan is None:
                 continue
             try:

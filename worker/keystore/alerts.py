@@ -29,6 +29,7 @@ from worker.keystore.models import (
     PagerDutyOpen,
 )
 from worker.keystore.store import KeyStore, utcnow
+from worker.messages import feedback_from_dict, to_dict
 from worker.redaction import redact_obj, redact_text
 
 VERDICTS = ("benign", "compromised")
@@ -369,8 +370,8 @@ def feedback_message(
     res: Resolution, actor: str, note: str | None, now: datetime
 ) -> dict[str, Any]:
     """The ``keywatch.feedback`` message for a resolution (keyed by key id)."""
-    return {
+    return to_dict(feedback_from_dict({
         "type": "resolution", "alert_id": res.alert_id, "incident_id": res.incident_id,
         "key_id": res.key_id, "verdict": res.verdict, "actor": actor, "note": note,
         "ts": _iso(now), "signals": res.signals,
-    }  # fmt: skip
+    }))  # fmt: skip

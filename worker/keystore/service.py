@@ -23,6 +23,7 @@ from worker.errors import KeyStoreUnavailable
 from worker.keystore.models import OutboxEntry
 from worker.keystore.redis_view import RedisView
 from worker.keystore.store import Change, KeyStore
+from worker.messages import key_action_from_dict, to_dict
 
 log = structlog.get_logger("keywatch.keystore")
 
@@ -34,12 +35,10 @@ class _Claimed(Exception):
     """Another process holds the entry's announcement claim: not ours to announce."""
 
 
-ANNOUNCED_FIELDS = ("key_id", "action", "reason", "ts", "ttl_s", "alert_id", "expires_at")
-
-
 def announcement(payload: dict[str, Any]) -> dict[str, Any]:
-    """The ``keywatch.key-actions`` message for an outbox payload (contract fields only)."""
-    return {k: payload[k] for k in ANNOUNCED_FIELDS if k in payload}
+    """The ``keywatch.key-actions`` message for an outbox payload (``KeyAction``'s fields only:
+    the Redis view the payload also carries stays out)."""
+    return to_dict(key_action_from_dict(payload))
 
 
 class KafkaAnnouncer:

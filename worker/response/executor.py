@@ -18,10 +18,12 @@ from typing import Any, Literal
 
 import structlog
 
+from detectors.model import Alert
 from worker.alerting.retry import Backoff, Sleep
 from worker.errors import InputError, KeyNotFound, KeyStoreError, KeyStoreUnavailable
 from worker.keystore.service import KeyService
 from worker.keystore.store import Change
+from worker.messages import alert_from_dict
 from worker.metrics import Metrics
 from worker.redaction import redact_text
 
@@ -54,33 +56,25 @@ class Outcome:
     detail: str = ""
 
 
-def plan_action(alert: Mapping[str, Any]) -> ActionPlan | None:
-    """The key action an alert asks for (None for log/notify); ``InputError`` when malformed."""
-    if not isinstance(alert, Mapping):
-        raise InputError("alert is not a JSON object", reason="bad_alert")
-    action = alert.get("action")
-    if action not in ACTIONS:
-        raise InputError(f"alert action {action!r} is not one of {ACTIONS}", reason="bad_alert")
-    if action not in KEY_ACTIONS:
+def plan_action(alert: Alert) -> ActionPlan | None:
+    """The key action an alert asks for (None for log/notify); ``InputError`` when unusable."""
+    if alert.action not in KEY_ACTIONS:
         return None
-    key_id, alert_id = alert.get("key_id"), alert.get("id")
-    if not isinstance(key_id, str) or not key_id:
-        raise InputError(f"{action} alert without a key_id", reason="bad_alert")
-    if not isinstance(alert_id, str) or not alert_id:
-        raise InputError(f"{action} alert without an id", reason="bad_alert")
-    return ActionPlan(action, key_id, alert_id, action_reason(alert))
+    if not alert.key_id:
+        raise InputError(f"{alert.action} alert without a key_id", reason="bad_alert")
+    if not alert.id:
+        raise InputError(f"{alert.action} alert without an id", reason="bad_alert")
+    action: Literal["throttle", "revoke"] = "revoke" if alert.action == "revoke" else "throttle"
+    return ActionPlan(action, alert.key_id, alert.id, action_reason(alert))
 
 
-def action_reason(alert: Mapping[str, Any]) -> str:
+def action_reason(alert: Alert) -> str:
     """A reason naming the alert's kind, severity, signal types and id (redacted, bounded)."""
-    signals = alert.get("signals")
-    types = sorted(
-        {str(s.get("type")) for s in signals if isinstance(s, Mapping)}
-        if isinstance(signals, list)
-        else set()
+    types = sorted({s.type for s in alert.signals})
+    text = (
+        f"keywatch {alert.severity} {alert.kind}: {'+'.join(types) or 'no signals'} "
+        f"(alert {alert.id})"
     )
-    kind, severity = alert.get("kind", "anomaly"), alert.get("severity", "?")
-    text = f"keywatch {severity} {kind}: {'+'.join(types) or 'no signals'} (alert {alert['id']})"
     return redact_text(text)[:MAX_REASON]
 
 
@@ -109,16 +103,25 @@ class Executor:
         # checked again here, from SQL, before anything is done to the key.
         self.test_max_action = test_max_action
 
-    async def execute(self, alert: Mapping[str, Any]) -> Outcome:
-        """Apply the alert's action; returns only when it is done (or dead-lettered)."""
+    async def execute(self, message: Mapping[str, Any]) -> Outcome:
+        """Apply the alert message's action; returns only when it is done (or dead-lettered)."""
+        try:
+            alert = alert_from_dict(message)
+        except InputError as exc:
+            await self.dead_letter(exc.reason, "response", _payload(message), str(exc))
+            return Outcome("dead_letter", detail=exc.reason)
+        return await self.apply(alert, message)
+
+    async def apply(self, alert: Alert, message: Mapping[str, Any]) -> Outcome:
+        """Apply a decoded alert's action (``message``: its JSON object, for dead letters)."""
         try:
             plan = plan_action(alert)
         except InputError as exc:
-            await self.dead_letter(exc.reason, "response", dict(alert), str(exc))
+            await self.dead_letter(exc.reason, "response", dict(message), str(exc))
             return Outcome("dead_letter", detail=exc.reason)
         if plan is None:
-            return Outcome("skipped", action=str(alert.get("action")))
-        return await self._run(plan, alert)
+            return Outcome("skipped", action=alert.action)
+        return await self._run(plan, message)
 
     async def _run(self, plan: ActionPlan, alert: Mapping[str, Any]) -> Outcome:
         changed, attempt = False, 0
@@ -172,3 +175,8 @@ class Executor:
             plan.key_id, self.throttle_ttl_s, plan.reason,
             actor="keywatch-response", alert_id=plan.alert_id,
         )  # fmt: skip
+
+
+def _payload(message: Any) -> Any:
+    """The dead letter's copy of a message (a mapping copied, anything else as it came)."""
+    return dict(message) if isinstance(message, Mapping) else message

@@ -18,6 +18,7 @@ from worker.keystore.keyformat import NewKey
 from worker.keystore.redis_view import CACHE_KEY, REVOKED_SET, THROTTLE_KEY, RedisView
 from worker.keystore.service import KeyService
 from worker.keystore.store import KeyRecord, KeyStore
+from worker.messages import alert_from_dict
 from worker.metrics import Metrics
 from worker.response.executor import Executor, action_reason
 
@@ -213,8 +214,9 @@ async def test_malformed_alerts_are_dead_lettered(
 
 def test_reason_is_redacted_and_bounded() -> None:
     a = alert("k1")
-    a["signals"] = [{"type": "sk_live_" + "A" * 40}] + [{"type": f"t{i}" * 40} for i in range(40)]
-    reason = action_reason(a)
+    types = ["sk_live_" + "A" * 40] + [f"t{i}" * 40 for i in range(40)]
+    a["signals"] = [{"type": t, "severity": "low"} for t in types]
+    reason = action_reason(alert_from_dict(a))
     assert len(reason) <= 500 and "A" * 10 not in reason
 
 

@@ -15,8 +15,9 @@ from urllib.parse import quote
 
 import httpx
 
+from core.retry import RetryPolicy
 from scanners.fetch import MAX_FILE_BYTES, FileChange, RawFile, change_of
-from scanners.fetch.http import ApiClient, FetchRefused, RetryPolicy, next_link, path_part
+from scanners.fetch.http import ApiClient, FetchRefused, next_link, path_part
 from scanners.push import CodePush
 from worker.errors import FetchError
 

@@ -27,18 +27,19 @@ import orjson
 import structlog
 from faust.web import Request, Response, View
 
+from core.retry import RetryPolicy
 from detectors.feedback import apply_benign
-from detectors.policy import DeliveryConfig
 from worker.agents.profiles import live_profile
 from worker.alerting import interactions
 from worker.alerting.http import client, post
 from worker.alerting.pagerduty import PagerDutySink
-from worker.alerting.retry import Backoff, with_retries
+from worker.alerting.retry import with_retries
 from worker.errors import DeliveryError, InputError, InvalidTransition, KeyStoreUnavailable
 from worker.keystore.alerts import AlertNotFound, AlertStore, Resolution
 from worker.keystore.resolution import Resolver
 from worker.messages import Feedback, feedback_from_dict, is_alert, loads, to_dict
 from worker.partitioning import partition_for
+from worker.response.executor import STORE_RETRY
 
 if TYPE_CHECKING:
     from faust import StreamT
@@ -49,9 +50,9 @@ log = structlog.get_logger("keywatch.feedback")
 T = TypeVar("T")
 MAX_INTERACTION_BYTES = 256 * 1024
 # A PagerDuty outage must not hold the key's verdicts for long: a few tries, then a log line.
-PAGERDUTY_RETRIES = DeliveryConfig(max_attempts=3, base_delay_s=0.5, max_delay_s=5.0,
-                                   max_total_s=15.0)  # fmt: skip
-UNRECORDED_RETRIES = 8  # an answer may outrun its alert's recording by a few seconds, not more
+PAGERDUTY_RETRY = RetryPolicy(attempts=3, base_delay_s=0.5, max_delay_s=5.0, timeout_s=15.0)
+# an answer may outrun its alert's recording by a few seconds, not more
+UNRECORDED_RETRY = RetryPolicy(attempts=9, base_delay_s=0.25, max_delay_s=5.0)
 
 
 def check_resolution(msg: Mapping[str, Any]) -> Feedback:
@@ -66,19 +67,15 @@ def check_resolution(msg: Mapping[str, Any]) -> Feedback:
 
 
 async def until_stored(
-    fn: Callable[[], Awaitable[T]], what: str, backoff: Backoff | None = None
+    fn: Callable[[], Awaitable[T]], what: str, retry: RetryPolicy = STORE_RETRY
 ) -> T:
     """Await ``fn`` until the database answers (as the executor does for key actions)."""
-    backoff, attempt = backoff or Backoff(0.5, 30.0), 0
-    while True:
-        try:
-            return await fn()
-        except KeyStoreUnavailable as exc:
-            wait = backoff.delay(attempt)
-            attempt += 1
-            log.warning("store_retry", what=what, attempt=attempt, retry_in=round(wait, 2),
-                        error=str(exc))  # fmt: skip
-            await asyncio.sleep(wait)
+
+    async def waiting(attempt: int, exc: BaseException) -> None:
+        log.warning("store_retry", what=what, attempt=attempt, error=str(exc))
+
+    result, _ = await retry.call(fn, KeyStoreUnavailable, on_retry=waiting)
+    return result
 
 
 class FeedbackHandler:
@@ -116,16 +113,12 @@ class FeedbackHandler:
         return res.verdict
 
     async def _resolve(self, fb: Feedback) -> Resolution:
-        for attempt in range(UNRECORDED_RETRIES + 1):
-            try:
-                return await until_stored(lambda: self.resolver.resolve(
-                    fb.alert_id, fb.verdict, fb.actor, fb.note, publish=False),
-                    "resolution")  # fmt: skip
-            except AlertNotFound:
-                if attempt == UNRECORDED_RETRIES:
-                    raise
-                await asyncio.sleep(min(0.25 * 2**attempt, 5.0))
-        raise AssertionError("unreachable")
+        """The verdict in SQL; an answer may outrun its alert's recording by a few seconds."""
+        resolution, _ = await UNRECORDED_RETRY.call(lambda: until_stored(
+            lambda: self.resolver.resolve(fb.alert_id, fb.verdict, fb.actor, fb.note,
+                                          publish=False), "resolution"),
+            AlertNotFound)  # fmt: skip
+        return resolution
 
     def _teach(self, res: Resolution) -> None:
         table = self.kapp.profiles
@@ -152,7 +145,7 @@ class FeedbackHandler:
             dedup = (await asyncio.to_thread(self.resolver.alerts.pagerduty_open)).get(key_id)
             if dedup is not None:
                 pd.open[key_id] = dedup
-                await with_retries(lambda: pd.resolve(key_id), PAGERDUTY_RETRIES)
+                await with_retries(lambda: pd.resolve(key_id), PAGERDUTY_RETRY)
         except (KeyStoreUnavailable, DeliveryError) as exc:
             log.warning("pagerduty_resolve_failed", key_id=key_id, error=str(exc))
 

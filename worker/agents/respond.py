@@ -16,8 +16,8 @@ from typing import Any
 import structlog
 from faust import StreamT
 
+from core.retry import RetryPolicy
 from detectors.policy import load_policy
-from worker.alerting.retry import Sleep
 from worker.alerting.router import Router, build_router
 from worker.app import WorkerApp
 from worker.errors import InputError
@@ -29,22 +29,20 @@ DELIVERY_CONCURRENCY = 4
 log = structlog.get_logger("keywatch.response")
 
 
+# Any error: a broker error from a dead letter or an announcement must neither stop the
+# agent nor skip the alert (actions are idempotent, so the retry is safe).
+HANDLING_RETRY = RetryPolicy(base_delay_s=0.5, max_delay_s=30.0)
+
+
 async def until_done(
-    fn: Callable[[Any], Awaitable[None]], value: Any, sleep: Sleep = asyncio.sleep
+    fn: Callable[[Any], Awaitable[None]], value: Any, retry: RetryPolicy = HANDLING_RETRY
 ) -> None:
-    """``fn(value)``, retried with backoff on any error: a broker error from a dead letter or
-    an announcement must neither stop the agent nor skip the alert (actions are idempotent)."""
-    delay = 0.5
-    while True:
-        try:
-            await fn(value)
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.error("action_retry", error=repr(exc), retry_in=delay)
-            await sleep(delay)
-            delay = min(delay * 2, 30.0)
+    """``fn(value)``, retried with backoff on any error until it succeeds."""
+
+    async def failed(attempt: int, exc: BaseException) -> None:
+        log.error("action_retry", error=repr(exc), attempt=attempt)
+
+    await retry.call(lambda: fn(value), Exception, on_retry=failed)
 
 
 def register(app: WorkerApp) -> None:

@@ -3,7 +3,7 @@
 ``KeyService`` is what the CLI, the response agent and the scanner call. The SQL change commits
 with an outbox entry; ``drain`` then applies pending entries to Redis and announces them on
 ``keywatch.key-actions``. If Redis or the broker is down the entry stays pending and the
-reconciler (``run_reconciler``) applies it when they return, in order: at-least-once, and every
+worker's reconciler timer (``worker.base``) applies it when they return, in order: at-least-once, and every
 step is idempotent.
 """
 
@@ -201,17 +201,3 @@ class KeyService:
     async def redis_needs_repair(self) -> bool:
         """Whether Redis lost the view since the last repair (cheap: one EXISTS)."""
         return self.redis is not None and await self.redis.needs_repair()
-
-    async def run_reconciler(self, interval_s: float = 5.0, repair_every: int = 60) -> None:
-        """Forever: expire what is due, drain the outbox, now and then repair Redis in full."""
-        tick = 0
-        while True:
-            try:
-                await asyncio.to_thread(self.store.expire_due)
-                await self.drain()
-                if tick % repair_every == 0 or await self.redis_needs_repair():
-                    await self.repair_redis()
-            except KeyStoreUnavailable as exc:
-                log.warning("reconciler_retry", error=str(exc))
-            tick += 1
-            await asyncio.sleep(interval_s)

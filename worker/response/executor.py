@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 import structlog
 
+from core.retry import OnRetry, RetryPolicy
 from detectors.model import Alert
-from worker.alerting.retry import Backoff, Sleep
 from worker.errors import InputError, KeyNotFound, KeyStoreError, KeyStoreUnavailable
 from worker.keystore.service import KeyService
 from worker.keystore.store import Change
@@ -33,6 +33,7 @@ DeadLetter = Callable[[str, str, Any, str], Awaitable[None]]
 Status = Literal["applied", "unchanged", "skipped", "dead_letter"]
 KEY_ACTIONS = ("throttle", "revoke")
 ACTIONS = ("log", "notify", "throttle", "revoke")
+STORE_RETRY = RetryPolicy(base_delay_s=0.5, max_delay_s=30.0)  # until the database answers
 MAX_REASON = 500  # the store's reason column holds 512 characters
 
 
@@ -88,16 +89,16 @@ class Executor:
         throttle_ttl_s: float,
         dead_letter: DeadLetter,
         metrics: Metrics | None = None,
-        backoff: Backoff | None = None,
-        sleep: Sleep = asyncio.sleep,
+        retry: RetryPolicy = STORE_RETRY,
+        on_retry: OnRetry | None = None,
         test_max_action: str = "notify",
     ) -> None:
         self.keys = keys
         self.throttle_ttl_s = throttle_ttl_s
         self.dead_letter = dead_letter
         self.metrics = metrics
-        self.backoff = backoff or Backoff(0.5, 30.0)
-        self.sleep = sleep
+        self.retry = retry  # no attempt limit: the action waits for the database
+        self.on_retry = on_retry
         # The alert's action was decided with the key's context as the profile stage saw it,
         # which is a "live" default when the key store was down then: the environment is
         # checked again here, from SQL, before anything is done to the key.
@@ -124,34 +125,38 @@ class Executor:
         return await self._run(plan, message)
 
     async def _run(self, plan: ActionPlan, alert: Mapping[str, Any]) -> Outcome:
-        changed, attempt = False, 0
-        while True:
-            attempt += 1
-            try:
-                # the SQL change and its outbox entry commit together; KeyService drains the
-                # outbox quietly and the reconciler retries what Redis or the broker refused
-                capped = await self._capped(plan)
-                if capped is None:
-                    return Outcome("skipped", plan.action, attempt, "not a live key")
-                changed = (await self._apply(capped)).changed or changed
-                plan = capped
-                break
-            except KeyNotFound as exc:
-                await self.dead_letter("unknown_key", "response", dict(alert), str(exc))
-                return Outcome("dead_letter", plan.action, attempt, "unknown_key")
-            except KeyStoreUnavailable as exc:
-                wait = self.backoff.delay(attempt - 1)
-                log.warning("action_retry", action=plan.action, key_id=plan.key_id,
-                            attempt=attempt, retry_in=round(wait, 3), error=str(exc))  # fmt: skip
-                await self.sleep(wait)
-            except KeyStoreError as exc:
-                await self.dead_letter("action_failed", "response", dict(alert), str(exc))
-                return Outcome("dead_letter", plan.action, attempt, str(exc))
+        attempts = 0
+
+        async def once() -> tuple[ActionPlan | None, bool]:
+            nonlocal attempts
+            attempts += 1
+            # the SQL change and its outbox entry commit together; KeyService drains the
+            # outbox quietly and the reconciler retries what Redis or the broker refused
+            capped = await self._capped(plan)
+            return capped, capped is not None and (await self._apply(capped)).changed
+
+        async def retrying(attempt: int, exc: BaseException) -> None:
+            log.warning("action_retry", action=plan.action, key_id=plan.key_id,
+                        attempt=attempt, error=str(exc))  # fmt: skip
+            if self.on_retry is not None:
+                await self.on_retry(attempt, exc)
+
+        try:
+            (capped, changed), _ = await self.retry.call(once, KeyStoreUnavailable,
+                                                         on_retry=retrying)  # fmt: skip
+        except KeyNotFound as exc:
+            await self.dead_letter("unknown_key", "response", dict(alert), str(exc))
+            return Outcome("dead_letter", plan.action, attempts, "unknown_key")
+        except KeyStoreError as exc:
+            await self.dead_letter("action_failed", "response", dict(alert), str(exc))
+            return Outcome("dead_letter", plan.action, attempts, str(exc))
+        if capped is None:
+            return Outcome("skipped", plan.action, attempts, "not a live key")
         if changed and self.metrics is not None:
-            self.metrics.actions.labels(action=plan.action).inc()
-        log.info("key_action", action=plan.action, key_id=plan.key_id, alert_id=plan.alert_id,
-                 changed=changed, attempts=attempt)  # fmt: skip
-        return Outcome("applied" if changed else "unchanged", plan.action, attempt)
+            self.metrics.actions.labels(action=capped.action).inc()
+        log.info("key_action", action=capped.action, key_id=capped.key_id,
+                 alert_id=capped.alert_id, changed=changed, attempts=attempts)  # fmt: skip
+        return Outcome("applied" if changed else "unchanged", capped.action, attempts)
 
     async def _capped(self, plan: ActionPlan) -> ActionPlan | None:
         """The plan allowed for the key's environment: a key not known to be live gets at most

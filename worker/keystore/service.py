@@ -3,8 +3,8 @@
 ``KeyService`` is what the CLI, the response agent and the scanner call. The SQL change commits
 with an outbox entry; ``drain`` then applies pending entries to Redis and announces them on
 ``keywatch.key-actions``. If Redis or the broker is down the entry stays pending and the
-worker's reconciler timer (``worker.base``) applies it when they return, in order: at-least-once, and every
-step is idempotent.
+worker's reconciler timer (``worker.base``) applies it when they return, in order:
+at-least-once, and every step is idempotent.
 """
 
 from __future__ import annotations

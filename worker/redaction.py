@@ -12,10 +12,10 @@ import re
 from typing import Any, Final
 
 from scanners.decoders import DecodeLimits, decode, encoded_keywords, span_around
-from worker.keystore.keyformat import redact_key
+from worker.keystore.keyformat import KNOWN_PREFIXES, PREFIX_PATTERN, redact_key
 
 _SECRET_PATTERNS: Final = re.compile(
-    r"(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9_\-]{6,}"  # ours, with or without checksum
+    PREFIX_PATTERN + r"[A-Za-z0-9_\-]{6,}"  # ours, with or without checksum
     r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"  # GitHub
     r"|xox[abposr]-[A-Za-z0-9\-]{10,}"  # Slack
     r"|whsec_[A-Za-z0-9+/=]{10,}"  # Standard Webhooks secrets
@@ -23,7 +23,7 @@ _SECRET_PATTERNS: Final = re.compile(
 _BEARER: Final = re.compile(r"(?i)\b(bearer|basic|apikey|token)\s+([A-Za-z0-9._~+/=\-]{12,})")
 
 
-_OUR_KEY: Final = re.compile(r"(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9_\-]{6,}")
+_OUR_KEY: Final = re.compile(PREFIX_PATTERN + r"[A-Za-z0-9_\-]{6,}")
 
 
 def find_key(text: str) -> str | None:
@@ -33,7 +33,7 @@ def find_key(text: str) -> str | None:
 
 
 _LIMITS: Final = DecodeLimits()  # the scanner's defaults: base64 nested twice
-_KEYWORDS: Final = {f"{p}_{e}_" for p in ("sk", "pk", "rk") for e in ("live", "test")}
+_KEYWORDS: Final = set(KNOWN_PREFIXES)
 _ENCODED: Final = encoded_keywords(_KEYWORDS, _LIMITS.max_depth)  # form -> encoding
 # percent-encoding applied twice (%255F): a proxy re-encoding a logged URL does that
 _ENCODED.update(

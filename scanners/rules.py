@@ -17,10 +17,10 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
+from core.errors import ConfigError
+from core.keyformat import KNOWN_PREFIXES, has_valid_checksum
+from core.redaction import redact_text
 from scanners.placeholders import is_placeholder
-from worker.errors import ConfigError
-from worker.keystore.keyformat import KNOWN_PREFIXES, has_valid_checksum
-from worker.redaction import redact_text
 
 DEFAULT_RULES_PATH: Final = Path(__file__).with_name("rules.toml")
 _PREFIX_TOKEN: Final = "<PREFIX>"  # noqa: S105 (a regex placeholder, not a password)

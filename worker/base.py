@@ -13,14 +13,14 @@ import orjson
 import structlog
 from faust.web import Request, Response, View
 
+from core.errors import KeyStoreUnavailable
+from core.redaction import redact_obj, redact_text
 from worker.engine import bound_fetch_wait
-from worker.errors import KeyStoreUnavailable
 from worker.keystore.redis_view import RedisView
 from worker.keystore.schema import ensure_schema
 from worker.keystore.service import KeyService
 from worker.keystore.store import KeyStore
 from worker.metrics import Metrics
-from worker.redaction import redact_obj, redact_text
 from worker.settings import Settings
 
 log = structlog.get_logger("keywatch")

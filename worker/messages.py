@@ -18,8 +18,8 @@ from typing import Any, Literal, TypeVar
 import msgspec
 import orjson
 
+from core.errors import InputError
 from detectors.model import Alert, Signal
-from worker.errors import InputError
 
 T = TypeVar("T")
 Severity = Literal["low", "medium", "high", "critical"]

@@ -18,9 +18,9 @@ from urllib.parse import quote, urlsplit
 import httpx
 import structlog
 
+from core.errors import FetchError
 from core.httpdate import retry_after
 from core.retry import RetryPolicy
-from worker.errors import FetchError
 
 log = structlog.get_logger("keywatch.fetch")
 

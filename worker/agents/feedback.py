@@ -27,6 +27,7 @@ import orjson
 import structlog
 from faust.web import Request, Response, View
 
+from core.errors import DeliveryError, InputError, InvalidTransition, KeyStoreUnavailable
 from core.retry import RetryPolicy
 from detectors.feedback import apply_benign
 from worker.agents.profiles import live_profile
@@ -34,7 +35,6 @@ from worker.alerting import interactions
 from worker.alerting.http import client, post
 from worker.alerting.pagerduty import PagerDutySink
 from worker.alerting.retry import with_retries
-from worker.errors import DeliveryError, InputError, InvalidTransition, KeyStoreUnavailable
 from worker.keystore.alerts import AlertNotFound, AlertStore, Resolution
 from worker.keystore.resolution import Resolver
 from worker.messages import Feedback, feedback_from_dict, is_alert, loads, to_dict

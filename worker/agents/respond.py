@@ -16,11 +16,11 @@ from typing import Any
 import structlog
 from faust import StreamT
 
+from core.errors import InputError
 from core.retry import RetryPolicy
 from detectors.policy import load_policy
 from worker.alerting.router import Router, build_router
 from worker.app import WorkerApp
-from worker.errors import InputError
 from worker.keystore.alerts import AlertStore
 from worker.messages import KeyAction, alert_from_dict, is_alert, key_action_from_dict, loads
 from worker.response.executor import KEY_ACTIONS, Executor

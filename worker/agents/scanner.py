@@ -25,17 +25,18 @@ import orjson
 import structlog
 from faust.web import Request, Response, View
 
+from core.errors import FetchError, InputError, KeyStoreUnavailable
+from core.redaction import redact_obj
 from scanners.fetch import Fetcher, FileChange
 from scanners.fetch.github import GitHubFetcher
 from scanners.fetch.gitlab import GitLabFetcher
 from scanners.fetch.http import FetchRefused
 from scanners.intake import BodyTooLarge, DeliveryDedupe, Reply, WebhookIntake, check_content_length
 from scanners.push import CodePush, decode_code_push
-from scanners.response import Finding, LeakResponder
+from scanners.response import Finding
 from scanners.signatures import SecretScanningKeys
 from scanners.verify import PushScanner
-from worker.errors import FetchError, InputError, KeyStoreUnavailable
-from worker.redaction import redact_obj
+from worker.response.leaks import LeakResponder
 
 if TYPE_CHECKING:
     from worker.scanner_app import ScannerApp

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 
 import httpx
 
+from core.errors import DeliveryError, DeliveryGaveUp
 from core.httpdate import retry_after
-from worker.errors import DeliveryError, DeliveryGaveUp
 
 
 def client(

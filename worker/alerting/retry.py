@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from core.errors import DeliveryError, DeliveryGaveUp
 from core.retry import RetryPolicy
 from detectors.policy import DeliveryConfig
-from worker.errors import DeliveryError, DeliveryGaveUp
 
 
 def delivery_policy(config: DeliveryConfig) -> RetryPolicy:

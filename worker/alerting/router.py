@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import httpx
 import structlog
 
+from core.errors import DeliveryGaveUp
 from core.retry import RetryPolicy
 from detectors.policy import RulesPolicy
 from worker.alerting.http import client
@@ -22,7 +23,6 @@ from worker.alerting.render import at_least
 from worker.alerting.retry import delivery_policy, with_retries
 from worker.alerting.slack import SlackSink
 from worker.alerting.webhook import WebhookSink
-from worker.errors import DeliveryGaveUp
 from worker.metrics import Metrics
 from worker.settings import Settings
 

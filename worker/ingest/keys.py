@@ -12,9 +12,9 @@ import binascii
 from typing import Any, Final
 from urllib.parse import unquote_plus
 
+from core.keyformat import ENVIRONMENT_MARKS, hash_key
+from core.redaction import find_key, redact_text
 from worker.ingest.model import Rejected
-from worker.keystore.keyformat import ENVIRONMENT_MARKS, hash_key
-from worker.redaction import find_key, redact_text
 
 # Query parameter names compared lower-cased (apiKey -> apikey).
 QUERY_KEY_PARAMS: Final = frozenset({"api_key", "apikey", "api-key", "key", "access_token"})

@@ -18,8 +18,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from core.errors import InputError, InvalidTransition, KeyStoreError
+from core.redaction import redact_obj, redact_text
 from detectors.model import SEVERITY_RANK
-from worker.errors import InputError, InvalidTransition, KeyStoreError
 from worker.keystore.models import (
     AlertRecord,
     ApiKey,
@@ -30,7 +31,6 @@ from worker.keystore.models import (
 )
 from worker.keystore.store import KeyStore, utcnow
 from worker.messages import feedback_from_dict, to_dict
-from worker.redaction import redact_obj, redact_text
 
 VERDICTS = ("benign", "compromised")
 INCIDENT_STATUSES = ("open", "benign", "compromised", "expired")

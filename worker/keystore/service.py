@@ -19,7 +19,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from worker.errors import KeyStoreUnavailable
+from core.errors import KeyStoreUnavailable
 from worker.keystore.models import OutboxEntry
 from worker.keystore.redis_view import RedisView
 from worker.keystore.store import Change, KeyStore

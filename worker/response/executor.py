@@ -18,14 +18,14 @@ from typing import Any, Literal
 
 import structlog
 
+from core.errors import InputError, KeyNotFound, KeyStoreError, KeyStoreUnavailable
+from core.redaction import redact_text
 from core.retry import OnRetry, RetryPolicy
 from detectors.model import Alert
-from worker.errors import InputError, KeyNotFound, KeyStoreError, KeyStoreUnavailable
 from worker.keystore.service import KeyService
 from worker.keystore.store import Change
 from worker.messages import alert_from_dict
 from worker.metrics import Metrics
-from worker.redaction import redact_text
 
 log = structlog.get_logger("keywatch.response")
 

@@ -15,7 +15,9 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from core.errors import DeliveryError, DeliveryGaveUp
 from core.httpdate import retry_after
+from core.keyformat import generate_key
 from core.retry import RetryPolicy
 from detectors.policy import DeliveryConfig, load_policy
 from tests.unit.alerting.receiver import Receiver, serving
@@ -26,8 +28,6 @@ from worker.alerting.retry import delivery_policy, with_retries
 from worker.alerting.router import Router, build_router
 from worker.alerting.slack import SlackSink
 from worker.alerting.webhook import WebhookSink
-from worker.errors import DeliveryError, DeliveryGaveUp
-from worker.keystore.keyformat import generate_key
 from worker.metrics import Metrics
 from worker.settings import Settings
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from worker.keystore.keyformat import (
+from core.keyformat import (
     BODY_LEN,
     CHECKSUM_LEN,
     environment_of,
@@ -65,9 +65,9 @@ def test_key_ids_are_long_enough_not_to_collide() -> None:
 
 def test_every_copy_of_the_prefixes_agrees_with_the_key_format() -> None:
     """The prefixes are defined once (keyformat); what spells them out must agree."""
+    from core.keyformat import ENVIRONMENT_MARKS, KNOWN_PREFIXES, PREFIX_PATTERN
+    from core.redaction import find_key, redact_text
     from worker.ingest.keys import _RAW_MARKS
-    from worker.keystore.keyformat import ENVIRONMENT_MARKS, KNOWN_PREFIXES, PREFIX_PATTERN
-    from worker.redaction import find_key, redact_text
 
     assert KNOWN_PREFIXES == ("pk_live_", "pk_test_", "rk_live_", "rk_test_", "sk_live_",
                               "sk_test_")  # fmt: skip

@@ -11,10 +11,10 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis.asyncio as aioredis
 
+from core.keyformat import NewKey
 from core.retry import RetryPolicy
 from tests.unit.response.proxy import TcpProxy
 from worker.devstack import free_port
-from worker.keystore.keyformat import NewKey
 from worker.keystore.redis_view import CACHE_KEY, REVOKED_SET, THROTTLE_KEY, RedisView
 from worker.keystore.service import KeyService
 from worker.keystore.store import KeyRecord, KeyStore
@@ -305,7 +305,7 @@ async def test_a_broker_error_from_the_announcement_does_not_escape(sqlite_url: 
     """The worker announces through its Faust producer, which raises KafkaTimeoutError."""
     from aiokafka.errors import KafkaTimeoutError
 
-    from worker.errors import KeyStoreUnavailable
+    from core.errors import KeyStoreUnavailable
 
     async def failing(message: dict[str, Any]) -> None:
         raise KafkaTimeoutError()

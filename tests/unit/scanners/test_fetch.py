@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
+from core.errors import FetchError
 from core.retry import RetryPolicy
 from scanners.fetch.github import GitHubFetcher
 from scanners.fetch.gitlab import GitLabFetcher
@@ -23,7 +24,6 @@ from tests.unit.scanners.codehosts import (
     rate_limited_403,
     serve,
 )
-from worker.errors import FetchError
 
 FAST = RetryPolicy(attempts=4, base_delay_s=0.01, max_delay_s=0.2)
 A, B = "a" * 40, "b" * 40
@@ -271,9 +271,9 @@ async def test_gitlab_rate_limit_then_success(gl: Any) -> None:
 
 
 async def test_gitlab_commit_messages_beyond_the_payload_are_scanned(gl: Any) -> None:
+    from core.keyformat import generate_key, hash_key
     from scanners.engine import Engine
     from scanners.verify import scan_changes
-    from worker.keystore.keyformat import generate_key, hash_key
 
     state, _server, fetcher = gl
     key = generate_key("live").secret

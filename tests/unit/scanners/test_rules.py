@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ConfigError
+from core.keyformat import KNOWN_PREFIXES, PREFIXES, generate_key
 from scanners.engine import Engine
 from scanners.rules import DEFAULT_RULES_PATH, load_rules, parse_rules
-from worker.errors import ConfigError
-from worker.keystore.keyformat import KNOWN_PREFIXES, PREFIXES, generate_key
 
 RULES = load_rules().rules
 SAMPLES = [(r.id, s, True) for r in RULES for s in r.samples_match] + [

@@ -13,15 +13,16 @@ from urllib.parse import quote
 import pytest
 from aiohttp.test_utils import TestServer
 
+from core.keyformat import generate_key
 from core.retry import RetryPolicy
 from scanners.fetch.github import GitHubFetcher
 from scanners.push import CodePush
-from scanners.response import Finding, LeakResponder
+from scanners.response import Finding
 from scanners.verify import PushScanner
 from tests.unit.scanners.codehosts import HostState, github_app, serve
-from worker.keystore.keyformat import generate_key
 from worker.keystore.service import KeyService
 from worker.keystore.store import KeyStore
+from worker.response.leaks import LeakResponder
 
 A, B = "a" * 40, "b" * 40
 CONTEXTS = {

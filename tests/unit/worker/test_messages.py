@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from worker.errors import InputError
+from core.errors import InputError
 from worker.keystore.service import announcement
 from worker.messages import (
     alert_from_dict,

@@ -3,7 +3,7 @@
 Anything shaped like one of our keys (``sk_live_…`` and friends), a bearer credential or a
 well-known third-party token is cut to a short recognisable stub. Our keys are also found in the
 encodings the leak scanner decodes (percent-encoding, JSON ``\\u`` escapes, base64 and base64 of
-base64, with ``scanners.decoders``): the whole encoded span becomes ``[REDACTED <encoding>]``.
+base64, with ``core.decoders``): the whole encoded span becomes ``[REDACTED <encoding>]``.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from scanners.decoders import DecodeLimits, decode, encoded_keywords, span_around
-from worker.keystore.keyformat import KNOWN_PREFIXES, PREFIX_PATTERN, redact_key
+from core.decoders import DecodeLimits, decode, encoded_keywords, span_around
+from core.keyformat import KNOWN_PREFIXES, PREFIX_PATTERN, redact_key
 
 _SECRET_PATTERNS: Final = re.compile(
     PREFIX_PATTERN + r"[A-Za-z0-9_\-]{6,}"  # ours, with or without checksum

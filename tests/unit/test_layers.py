@@ -1,6 +1,5 @@
 """The layers hold: core imports no other keywatch package; scanners/ and geoip/ import core
-and the pure detectors (shared value types),
-never the worker."""
+and the pure detectors (shared value types), never the worker."""
 
 from __future__ import annotations
 

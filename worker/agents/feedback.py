@@ -37,9 +37,9 @@ from worker.alerting.pagerduty import PagerDutySink
 from worker.alerting.retry import with_retries
 from worker.keystore.alerts import AlertNotFound, AlertStore, Resolution
 from worker.keystore.resolution import Resolver
+from worker.keystore.service import STORE_RETRY
 from worker.messages import Feedback, feedback_from_dict, is_alert, loads, to_dict
 from worker.partitioning import partition_for
-from worker.response.executor import STORE_RETRY
 
 if TYPE_CHECKING:
     from faust import StreamT

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from core.errors import KeyStoreUnavailable
+from core.retry import RetryPolicy
 from worker.keystore.models import OutboxEntry
 from worker.keystore.redis_view import RedisView
 from worker.keystore.store import Change, KeyStore
@@ -28,6 +29,8 @@ from worker.messages import key_action_from_dict, to_dict
 log = structlog.get_logger("keywatch.keystore")
 
 Announce = Callable[[dict[str, Any]], Awaitable[None]]
+# Waiting for the database: no attempt limit, the caller's offset does not pass the message.
+STORE_RETRY = RetryPolicy(base_delay_s=0.5, max_delay_s=30.0)
 CLAIM_S = 30.0  # an announcing process that dies holds its claim this long at most
 
 

@@ -22,7 +22,7 @@ from core.errors import InputError, KeyNotFound, KeyStoreError, KeyStoreUnavaila
 from core.redaction import redact_text
 from core.retry import OnRetry, RetryPolicy
 from detectors.model import Alert
-from worker.keystore.service import KeyService
+from worker.keystore.service import STORE_RETRY, KeyService
 from worker.keystore.store import Change
 from worker.messages import alert_from_dict
 from worker.metrics import Metrics
@@ -33,7 +33,6 @@ DeadLetter = Callable[[str, str, Any, str], Awaitable[None]]
 Status = Literal["applied", "unchanged", "skipped", "dead_letter"]
 KEY_ACTIONS = ("throttle", "revoke")
 ACTIONS = ("log", "notify", "throttle", "revoke")
-STORE_RETRY = RetryPolicy(base_delay_s=0.5, max_delay_s=30.0)  # until the database answers
 MAX_REASON = 500  # the store's reason column holds 512 characters
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from worker.errors import ConfigError, KeyStoreError
+from core.errors import ConfigError, KeyStoreError
 from worker.ingest.ips import TrustedProxies
 from worker.keystore.ratelimits import RateLimit, parse_limits
 from worker.settings import Settings

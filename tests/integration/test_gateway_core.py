@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import redis
 
+from core.keyformat import checksum, generate_key, hash_key
 from gateway.core import GatewayCore
 from tests.support.faults import ServiceSwitch, wait_for
 from tests.support.gateway import ask, core_for
-from worker.keystore.keyformat import checksum, generate_key, hash_key
 from worker.keystore.redis_view import CACHE_KEY, THROTTLE_KEY, RedisView
 from worker.keystore.service import KeyService
 from worker.keystore.store import KeyStore, utcnow

@@ -11,10 +11,10 @@ import orjson
 import pytest
 from click.testing import CliRunner, Result
 
+from core.errors import ConfigError
+from core.keyformat import NewKey
 from detectors.model import Alert, Signal
 from worker.commands.replay import command
-from worker.errors import ConfigError
-from worker.keystore.keyformat import NewKey
 from worker.keystore.store import KeyStore
 from worker.replay import Stats, summary_lines
 from worker.simulate import Simulation, simulate

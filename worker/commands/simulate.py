@@ -19,7 +19,7 @@ from typing import Any
 import click
 import orjson
 
-from worker.errors import ConfigError
+from core.errors import ConfigError
 from worker.outputs import check_writable
 from worker.settings import Settings
 from worker.simulate import ATTACKS, DEFAULT_START, Simulation, simulate

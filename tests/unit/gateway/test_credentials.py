@@ -6,9 +6,9 @@ import base64
 
 import pytest
 
+from core.keyformat import generate_key
 from gateway.credentials import client_ip, extract, scrubbed_path
 from worker.ingest.ips import parse_trusted
-from worker.keystore.keyformat import generate_key
 
 KEY = generate_key().secret
 OTHER = generate_key().secret

@@ -56,7 +56,9 @@ class GatewayCore:
         self._script: Any = None
         if base.redis_url:
             self.redis = aioredis.Redis.from_url(
-                base.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
+                base.redis_url,
+                socket_timeout=settings.redis_timeout_s,
+                socket_connect_timeout=settings.redis_timeout_s,
             )
             self._script = self.redis.register_script(ratelimit.SCRIPT)
         self.publisher = Publisher(

@@ -28,6 +28,8 @@ from worker.simulate import ATTACK_SITES, DAY, HOUR, Simulation, Site, _dist, ra
 
 LIVE_AT_H = 3  # "now" is this hour (UTC) of the day after the simulated history
 BENIGN_EVERY_S, ATTACK_EVERY_S = 1.5, 0.2
+# The keys' own client (the simulated history's user agent) and the attackers' tool.
+OWN_AGENT, ATTACKER_AGENT = "kw-sim/1.0", "python-requests/2.32.3"
 THROTTLE_AT_S, REVOKE_AT_S = 2.0, 6.0  # seconds into the live phase
 LINGER_S, LIVE_MAX_S = 4.0, 60.0  # after both refusals were seen; at most this long
 
@@ -74,6 +76,7 @@ class Client:
     ip: str
     every_s: float
     start_s: float = 0.0
+    agent: str = OWN_AGENT
 
 
 @dataclass
@@ -103,15 +106,20 @@ def plan_live(sim: Simulation, ids: dict[str, str], secrets: dict[str, str]) -> 
         Client(ids[p.key_id], secrets[ids[p.key_id]], p.sites[0].ip(0), BENIGN_EVERY_S)
         for p in busy
     ]
+    # The first attacker is as slow as the key's own callers: a new place reached impossibly
+    # fast by a new client is throttled; with no abuse of volume it stays a throttle.
     far = max(ATTACK_SITES, key=lambda s: _dist(server.sites[0], s))
-    clients.append(_attacker(ids[server.key_id], secrets, far, THROTTLE_AT_S))
+    clients.append(_attacker(ids[server.key_id], secrets, far, THROTTLE_AT_S, BENIGN_EVERY_S))
+    # The second floods a quiet office key at night from a new country: revoked.
     foreign = next(s for s in ATTACK_SITES if s.country not in {x.country for x in office.sites})
-    clients.append(_attacker(ids[office.key_id], secrets, foreign, REVOKE_AT_S))
+    clients.append(_attacker(ids[office.key_id], secrets, foreign, REVOKE_AT_S, ATTACK_EVERY_S))
     return LivePlan(time.time() - live_t, clients, ids[server.key_id], ids[office.key_id])
 
 
-def _attacker(key_id: str, secrets: dict[str, str], site: Site, start_s: float) -> Client:
-    return Client(key_id, secrets[key_id], site.ip(1), ATTACK_EVERY_S, start_s)
+def _attacker(
+    key_id: str, secrets: dict[str, str], site: Site, start_s: float, every_s: float
+) -> Client:
+    return Client(key_id, secrets[key_id], site.ip(1), every_s, start_s, ATTACKER_AGENT)
 
 
 async def run_live(plan: LivePlan, stats: HttpStats, ready: asyncio.Event) -> None:
@@ -143,7 +151,7 @@ async def run_live(plan: LivePlan, stats: HttpStats, ready: asyncio.Event) -> No
 async def _client(http: httpx.AsyncClient, c: Client, stats: HttpStats, started: float) -> None:
     await asyncio.sleep(max(0.0, c.start_s - (time.monotonic() - started)))
     headers = {"Authorization": f"Bearer {c.secret}", "X-Forwarded-For": c.ip,
-               "User-Agent": "keywatch-demo/1.0"}  # fmt: skip
+               "User-Agent": c.agent}  # fmt: skip
     n = 0
     while True:
         n += 1

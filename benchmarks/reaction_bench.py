@@ -113,8 +113,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=50)
     ap.add_argument("--background-keys", type=int, default=100)
+    ap.add_argument("--redis", default=REDIS_URL, help=f"flushed first (default {REDIS_URL})")
     args = ap.parse_args()
-    r = redis.Redis.from_url(REDIS_URL)
+    r = redis.Redis.from_url(args.redis)
     r.flushdb()
     with tempfile.TemporaryDirectory() as tmpdir, EmbeddedBroker() as broker:
         tmp = Path(tmpdir)
@@ -123,7 +124,7 @@ def main() -> None:
         trial_keys = [store.create("bench", "live")[1] for _ in range(args.trials)]
         bg_keys = [store.create("bench-bg", "live")[1].key_id for _ in range(args.background_keys)]
         store.close()
-        env = keywatch_env(broker.url, db_url, tmp, REDIS_URL, KEYWATCH_LOG_LEVEL="WARNING")
+        env = keywatch_env(broker.url, db_url, tmp, args.redis, KEYWATCH_LOG_LEVEL="WARNING")
         topic = env["KEYWATCH_TOPIC_ACCESS"] = "bench.access"
         with running(["worker"], env, tmp / "worker.log") as proc:
             values = history([k.key_id for k in trial_keys] + bg_keys, time.time())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -32,6 +33,7 @@ def _run(kind: str, loglevel: str) -> None:
         if stale:
             structlog.get_logger("keywatch").warning("geoip_database_stale", detail=stale)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    use_event_loop(settings.event_loop)
     if kind == "worker":
         from worker.app import WorkerApp
 
@@ -46,15 +48,38 @@ def _run(kind: str, loglevel: str) -> None:
     ).execute_from_commandline()
 
 
+def use_event_loop(choice: str) -> None:
+    """Install uvloop's event loop policy when asked (before Faust creates its loop)."""
+    if choice == "asyncio":
+        return
+    try:
+        import uvloop
+    except ImportError:  # auto: the standard loop
+        if choice == "uvloop":
+            raise click.ClickException(
+                "KEYWATCH_EVENT_LOOP=uvloop: uvloop is not installed"
+            ) from None
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 # A stop that has not finished by then is abandoned: with the broker gone, Faust's consumer keeps
 # retrying its final commit and fetch for minutes. Nothing is lost: uncommitted input is replayed.
 STOP_DEADLINE_S = 8.0
 
 
 def worker_class(base: Any) -> Any:
-    """``base`` (faust.Worker) whose SIGTERM/SIGINT also arm a hard stop after the deadline."""
+    """``base`` (faust.Worker) whose SIGTERM/SIGINT also arm a hard stop after the deadline,
+    without the progress spinner."""
 
     class Worker(base):  # type: ignore[misc]
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            # At WARNING or ERROR, Faust's progress spinner sets the root logger to DEBUG, so
+            # every debug record (one per message sent, with its value) was built and redacted:
+            # 39% of the worker's CPU in benchmarks/worker_bench.py (py-spy).
+            self.spinner = None
+            super().on_setup_root_logger(logger, level)
+
         def _on_sigterm(self) -> None:
             arm_stop_deadline(STOP_DEADLINE_S)
             super()._on_sigterm()
@@ -106,9 +131,30 @@ def tune_gc() -> None:
 @click.option(
     "--loglevel", default=None, help="DEBUG, INFO, WARNING, ERROR (default KEYWATCH_LOG_LEVEL)."
 )
-def worker_command(loglevel: str | None) -> None:
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes on this host (default KEYWATCH_WORKER_PROCESSES, else one per core).",
+)
+def worker_command(loglevel: str | None, processes: int | None) -> None:
     """Run the anomaly worker (Faust) against KEYWATCH_BROKER."""
-    _run("worker", loglevel or Settings.from_env().log_level)
+    settings = Settings.from_env()
+    level = loglevel or settings.log_level
+    from worker.supervisor import default_processes
+
+    n = processes or default_processes(settings)
+    if n == 1:
+        _run("worker", level)
+        return
+    from worker import logs
+    from worker.brokerwait import wait_for_broker
+    from worker.supervisor import supervise
+
+    # once here, not once per child: an unreachable broker is one line, not N
+    wait_for_broker(settings.broker_urls, settings.broker_wait_s, settings.broker)
+    logs.configure(level)
+    sys.exit(supervise(settings, n, level))
 
 
 @click.command("scanner")

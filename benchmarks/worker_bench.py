@@ -28,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import ceiling, create_topic, messages, produce, wait_for
+from common import ceiling, cpu_seconds, create_topic, messages, produce, wait_for
 
 from tests.support.procs import keywatch_env, running
 from worker.devstack import EmbeddedBroker
@@ -44,7 +44,7 @@ def run_case(
     keys: int,
     per_message: int,
     processes: int,
-    loop: str = "",
+    code: str = "",
 ) -> dict:
     """One input shape through a fresh worker, then the ceiling on the same topic."""
     topic = f"bench-access-{per_message}-{secrets.token_hex(3)}"
@@ -58,16 +58,17 @@ def run_case(
         KEYWATCH_TOPIC_EVENTS_BY_KEY=f"{topic}-events", KEYWATCH_TOPIC_ALERTS=f"{topic}-alerts",
         KEYWATCH_WORKER_PROCESSES=str(processes),
     )  # fmt: skip
-    if loop:
-        env["KEYWATCH_EVENT_LOOP"] = loop
+    if code:  # another checkout's code first on the path (a baseline in the same run)
+        env["PYTHONPATH"] = code + os.pathsep + env["PYTHONPATH"]
     out: dict = {"per_message": per_message, "messages": len(values), "processes": processes,
-                 "loop": loop, "load": os.getloadavg()[0]}  # fmt: skip
+                 "code": code, "load": os.getloadavg()[0]}  # fmt: skip
     with running(["worker"], env, tmp / f"{topic}.log") as proc:
         asyncio.run(produce(broker.bootstrap, topic, warm))
         wait_for(proc, "keywatch_events_analyzed_total", 1, 60)
         proc.wait_healthy()  # every process has its partitions (the supervisor's /health)
         time.sleep(2.0)  # let a rebalance that is still settling finish
         took: list[float] = []
+        cpu0 = cpu_seconds(proc.proc.pid)
         t0 = time.perf_counter()
         sender = threading.Thread(
             target=lambda: took.append(asyncio.run(produce(broker.bootstrap, topic, values)))
@@ -75,11 +76,14 @@ def run_case(
         sender.start()
         t_parsed = wait_for(proc, "keywatch_events_total", n + 1, 600)
         t_done = wait_for(proc, "keywatch_events_analyzed_total", n + 1, 600)
+        out["cpu_us"] = (cpu_seconds(proc.proc.pid) - cpu0) / n * 1e6
         sender.join()
         out["producer_s"] = took[0]
         out["parsed_eps"] = n / (t_parsed - t0)
         out["worker_eps"] = n / (t_done - t0)
+    cpu0 = time.process_time()
     out["ceiling_eps"] = n / asyncio.run(ceiling(broker.bootstrap, topic, n + 1))
+    out["ceiling_cpu_us"] = (time.process_time() - cpu0) / n * 1e6
     if per_message == 1:
         out["plain_faust_eps"] = plain_faust(broker, topic, tmp, min(n, PLAIN_MESSAGES))
     return out
@@ -106,24 +110,31 @@ def main() -> None:
     ap.add_argument("--keys", type=int, default=2000)
     ap.add_argument("--single-events", type=int, default=None, help="N for 1 event/message")
     ap.add_argument("--processes", default="1,0,4", help="worker processes per batched run "
-                    "(0: the default, one per core), each optionally :asyncio or :uvloop "
-                    "(KEYWATCH_EVENT_LOOP)")  # fmt: skip
+                    "(0: the default, one per core)")  # fmt: skip
+    ap.add_argument("--baseline", default="", help="a checkout of earlier code (`git archive`"
+                    "): its worker runs first, batched, one process")  # fmt: skip
     args = ap.parse_args()
-    specs = [(int(p.partition(":")[0]), p.partition(":")[2]) for p in args.processes.split(",")]
+    counts = [int(p) for p in args.processes.split(",")]
     with tempfile.TemporaryDirectory() as d, EmbeddedBroker(log_path=Path(d) / "b.log") as b:
-        rows = [run_case(b, Path(d), args.events, args.keys, 200, p, lp) for p, lp in specs]
+        rows = []
+        if args.baseline:
+            base = str(Path(args.baseline).resolve())
+            rows.append(run_case(b, Path(d), args.events, args.keys, 200, 1, code=base))
+        rows += [run_case(b, Path(d), args.events, args.keys, 200, p) for p in counts]
         rows.append(run_case(b, Path(d), args.single_events or args.events, args.keys, 1, 0))
     cores = len(os.sched_getaffinity(0))
     print(f"{'input':<16}{'processes':>16}{'worker ev/s':>12}{'parsed ev/s':>12}"
-          f"{'ceiling ev/s':>13}{'ratio':>7}{'producer s':>11}{'load':>6}")  # fmt: skip
+          f"{'ceiling ev/s':>13}{'ratio':>7}{'producer s':>11}{'load':>6}"
+          f"{'CPU us/ev':>10}{'ceiling':>8}")  # fmt: skip
     for r in rows:
         label = f"{r['per_message']} ev/message"
         procs = f"{r['processes']}" if r["processes"] else f"{cores} (dflt)"
-        procs += f" {r['loop']}" if r["loop"] else ""
+        procs = "baseline" if r["code"] else procs
         print(
             f"{label:<16}{procs:>16}{r['worker_eps']:>12,.0f}{r['parsed_eps']:>12,.0f}"
             f"{r['ceiling_eps']:>13,.0f}{r['worker_eps'] / r['ceiling_eps']:>7.2f}"
-            f"{r['producer_s']:>11.1f}{r['load']:>6.1f}"
+            f"{r['producer_s']:>11.1f}{r['load']:>6.1f}{r['cpu_us']:>10.1f}"
+            f"{r['ceiling_cpu_us']:>8.1f}"
         )
     single, plain = rows[-1]["worker_eps"], rows[-1]["plain_faust_eps"]
     print(

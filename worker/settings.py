@@ -123,13 +123,6 @@ def _seal_mode(value: str) -> str:
     return low
 
 
-def _event_loop(value: str) -> str:
-    low = value.strip().lower()
-    if low not in ("auto", "asyncio", "uvloop"):
-        raise ValueError("must be auto, asyncio or uvloop")
-    return low
-
-
 def _whsec(value: str) -> str:
     if not value.startswith("whsec_"):
         raise ValueError("must be a Standard Webhooks secret (whsec_…)")
@@ -167,7 +160,6 @@ _ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("batch_max_events", "KEYWATCH_BATCH_MAX_EVENTS", _positive_int),
     ("standby_replicas", "KEYWATCH_STANDBY_REPLICAS", _count),
     ("worker_processes", "KEYWATCH_WORKER_PROCESSES", _count),
-    ("event_loop", "KEYWATCH_EVENT_LOOP", _event_loop),
     ("data_dir", "KEYWATCH_DATA_DIR", Path),
     ("session_timeout_s", "KEYWATCH_SESSION_TIMEOUT_S", _positive_float),
     ("fetch_max_wait_ms", "KEYWATCH_FETCH_MAX_WAIT_MS", _positive_int),
@@ -220,7 +212,6 @@ class Settings:
     batch_max_events: int = 2000
     standby_replicas: int = 1  # Faust's default: each table partition kept warm on one more worker
     worker_processes: int = 0  # processes of `keywatch worker`; 0: one per core (worker.supervisor)
-    event_loop: str = "asyncio"  # uvloop, or auto (uvloop when installed): worker.commands.run
     data_dir: Path = Path(".keywatch")
     session_timeout_s: float = 10.0
     # Long-poll bound of every consumer. Kafka answers a fetch as soon as data arrives; the

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import os
@@ -33,7 +32,6 @@ def _run(kind: str, loglevel: str) -> None:
         if stale:
             structlog.get_logger("keywatch").warning("geoip_database_stale", detail=stale)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    use_event_loop(settings.event_loop)
     if kind == "worker":
         from worker.app import WorkerApp
 
@@ -46,21 +44,6 @@ def _run(kind: str, loglevel: str) -> None:
     worker_class(faust.Worker)(
         kapp, loglevel=loglevel.lower(), quiet=True, redirect_stdouts=False
     ).execute_from_commandline()
-
-
-def use_event_loop(choice: str) -> None:
-    """Install uvloop's event loop policy when asked (before Faust creates its loop)."""
-    if choice == "asyncio":
-        return
-    try:
-        import uvloop
-    except ImportError:  # auto: the standard loop
-        if choice == "uvloop":
-            raise click.ClickException(
-                "KEYWATCH_EVENT_LOOP=uvloop: uvloop is not installed"
-            ) from None
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 # A stop that has not finished by then is abandoned: with the broker gone, Faust's consumer keeps

@@ -21,6 +21,7 @@ import asyncio
 import os
 import re
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -136,6 +137,14 @@ def main() -> None:
             f"{r['producer_s']:>11.1f}{r['load']:>6.1f}{r['cpu_us']:>10.1f}"
             f"{r['ceiling_cpu_us']:>8.1f}"
         )
+    # The ceiling swings with the shared machine's load (110-300k in one run): also compare
+    # with the run's median ceiling, and CPU with CPU, which the load does not change.
+    mid = statistics.median(r["ceiling_eps"] for r in rows[:-1])
+    for r in rows[:-1]:
+        who = "baseline" if r["code"] else f"{r['processes'] or cores} process(es)"
+        print(f"batched, {who}: {r['worker_eps'] / mid:.2f}x the run's median ceiling "
+              f"({mid:,.0f} ev/s); CPU per event {r['cpu_us'] / r['ceiling_cpu_us']:.1f}x "
+              f"the ceiling's")  # fmt: skip
     single, plain = rows[-1]["worker_eps"], rows[-1]["plain_faust_eps"]
     print(
         f"one event/message: worker {single:,.0f} ev/s vs a plain Faust agent {plain:,.0f} "

@@ -55,7 +55,7 @@ def run_case(
     env = keywatch_env(
         broker.url, f"sqlite:///{tmp / (topic + '.db')}", tmp,
         KEYWATCH_TOPIC_ACCESS=topic, KEYWATCH_PARTITIONS=str(PARTITIONS),
-        KEYWATCH_LOG_LEVEL="WARNING", KEYWATCH_SESSION_TIMEOUT_S="6",
+        KEYWATCH_LOG_LEVEL="INFO", KEYWATCH_SESSION_TIMEOUT_S="6",  # the default
         KEYWATCH_TOPIC_EVENTS_BY_KEY=f"{topic}-events", KEYWATCH_TOPIC_ALERTS=f"{topic}-alerts",
         KEYWATCH_WORKER_PROCESSES=str(processes),
     )  # fmt: skip

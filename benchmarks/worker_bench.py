@@ -70,6 +70,7 @@ def run_case(
         time.sleep(2.0)  # let a rebalance that is still settling finish
         took: list[float] = []
         cpu0 = cpu_seconds(proc.proc.pid)
+        broker0 = cpu_seconds(broker._proc.pid) if broker._proc else 0.0
         t0 = time.perf_counter()
         sender = threading.Thread(
             target=lambda: took.append(asyncio.run(produce(broker.bootstrap, topic, values)))
@@ -78,6 +79,10 @@ def run_case(
         t_parsed = wait_for(proc, "keywatch_events_total", n + 1, 600)
         t_done = wait_for(proc, "keywatch_events_analyzed_total", n + 1, 600)
         out["cpu_us"] = (cpu_seconds(proc.proc.pid) - cpu0) / n * 1e6
+        # the broker's CPU meanwhile (the producer's and the worker's traffic): same cores
+        out["broker_us"] = (
+            ((cpu_seconds(broker._proc.pid) if broker._proc else 0.0) - broker0) / n * 1e6
+        )
         sender.join()
         out["producer_s"] = took[0]
         out["parsed_eps"] = n / (t_parsed - t0)
@@ -144,7 +149,7 @@ def main() -> None:
         who = "baseline" if r["code"] else f"{r['processes'] or cores} process(es)"
         print(f"batched, {who}: {r['worker_eps'] / mid:.2f}x the run's median ceiling "
               f"({mid:,.0f} ev/s); CPU per event {r['cpu_us'] / r['ceiling_cpu_us']:.1f}x "
-              f"the ceiling's")  # fmt: skip
+              f"the ceiling's; the broker meanwhile {r['broker_us']:.1f} us per event")  # fmt: skip
     single, plain = rows[-1]["worker_eps"], rows[-1]["plain_faust_eps"]
     print(
         f"one event/message: worker {single:,.0f} ev/s vs a plain Faust agent {plain:,.0f} "

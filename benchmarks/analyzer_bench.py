@@ -1,6 +1,7 @@
 """Analyzer hot path: µs per event for realistic per-key batches of simulated traffic.
 
-Run: ``python benchmarks/analyzer_bench.py [--keys 40 --days 8 --batch 200 --profile]``.
+Run: ``python benchmarks/analyzer_bench.py [--keys 40 --days 8 --batch 200 --profile]
+[--realistic]``.
 Events from ``worker.simulate`` are grouped per key into batches of ``--batch`` events (in
 event-time order, as the worker's per-partition flush would hand them over) and fed to
 ``Analyzer.analyze``; the first ``--warm-days`` days only warm the profiles (learning) and are
@@ -17,7 +18,9 @@ import pstats
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -27,23 +30,34 @@ from detectors.profile import KeyProfile
 from detectors.registry import DETECTORS
 from geoip.resolver import GeoResolver
 from worker.simulate import simulate
+from worker.traffic import realistic
 
 Batch = tuple[KeyContext, list[AccessEvent]]
 
 
+def _rows(
+    keys: int, days: int, seed: int, realistic_: bool
+) -> tuple[float, Iterator[tuple[Any, ...]]]:
+    if realistic_:  # worker.traffic: user agents, fleets, travellers... (>= 14 days)
+        traffic = realistic(keys, max(days, 14), 0, seed)
+        return traffic.start, traffic.rows()
+    sim = simulate(keys, days, 2, seed)
+    return sim.start, ((*r, "") for r in sim.rows())
+
+
 def batches(
-    keys: int, days: int, size: int, seed: int, warm_days: float
+    keys: int, days: int, size: int, seed: int, warm_days: float, realistic_: bool = False
 ) -> tuple[list[Batch], ...]:
     """Per-key batches of ``size`` events, split into (warm-up, timed) lists."""
-    sim = simulate(keys, days, 2, seed)
-    split = sim.start + warm_days * 86400
+    start, rows = _rows(keys, days, seed, realistic_)
+    split = start + warm_days * 86400
     pending: dict[str, list[AccessEvent]] = defaultdict(list)
     contexts: dict[str, KeyContext] = {}
     warm: list[Batch] = []
     timed: list[Batch] = []
-    for ts, key_id, ip, method, path, status, gw in sim.rows():
+    for ts, key_id, ip, method, path, status, gw, ua in rows:
         evs = pending[key_id]
-        evs.append(AccessEvent(ts, key_id, ip, method, path, status, gateway=gw))
+        evs.append(AccessEvent(ts, key_id, ip, method, path, status, ua, gateway=gw))
         if len(evs) >= size:
             ctx = contexts.setdefault(key_id, KeyContext(key_id, "acme"))
             (warm if ts < split else timed).append((ctx, evs))
@@ -65,13 +79,10 @@ def variants(geo: GeoResolver, breakdown: bool) -> dict[str, Analyzer]:
     """The analyzer, and with ``breakdown`` the same with parts switched off (cost by part)."""
     out = {"full": Analyzer(geo)}
     if breakdown:
-        core = out["no detectors"] = Analyzer(geo)
-        core._evaluators = ()
-        bare = out["no detectors, no geo"] = Analyzer(None)
-        bare._evaluators = ()
+        out["no detectors"] = Analyzer(geo, detectors=())
+        out["no detectors, no geo"] = Analyzer(None, detectors=())
         for name, fn in DETECTORS:
-            one = out[f"only {name}"] = Analyzer(geo)
-            one._evaluators = (fn,)
+            out[f"only {name}"] = Analyzer(geo, detectors=((name, fn),))
     return out
 
 
@@ -86,8 +97,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--profile", action="store_true", help="print a cProfile of the timed part")
     ap.add_argument("--breakdown", action="store_true", help="also time parts switched off")
+    ap.add_argument("--realistic", action="store_true", help="worker.traffic's key shapes")
     args = ap.parse_args()
-    warm, timed = batches(args.keys, args.days, args.batch, args.seed, args.warm_days)
+    warm, timed = batches(
+        args.keys, args.days, args.batch, args.seed, args.warm_days, args.realistic
+    )
     n = sum(len(evs) for _, evs in timed)
     with GeoResolver() as geo:
         profiles: dict[str, KeyProfile] = {}

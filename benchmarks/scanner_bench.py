@@ -32,11 +32,11 @@ from urllib.parse import quote
 
 import ahocorasick
 
-from scanners import decoders
+from core import decoders
+from core.keyformat import BASE62, KNOWN_PREFIXES, checksum, hash_key
 from scanners.diff import iter_added_lines
 from scanners.engine import Engine
 from scanners.prefilter import hyperscan_available
-from worker.keystore.keyformat import BASE62, KNOWN_PREFIXES, checksum, hash_key
 
 SEED = 20261122
 

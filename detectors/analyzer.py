@@ -12,16 +12,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from operator import attrgetter
 
-from detectors import incidents
-from detectors.config import DetectorConfig, EvalContext, place_of
+from detectors import incidents, key_in_query, second_key, usage_spike
+from detectors.config import DetectorConfig, EvalContext, agent_family, place_of
 from detectors.model import AccessEvent, Alert, GeoInfo, KeyContext, Signal
 from detectors.policy import DefaultPolicy, Policy
 from detectors.profile import KeyProfile
-from detectors.registry import DETECTORS
+from detectors.registry import DETECTORS, PER_EVENT_TYPES, Evaluate
 from detectors.summary import summarize
 from geoip.resolver import GeoResolver
 
 _BY_TS = attrgetter("ts")
+
+
+def _same_where(a: GeoInfo | None, b: GeoInfo | None) -> bool:
+    """Same location for the context detectors: country, city, coordinates, network."""
+    if a is None or b is None:
+        return False
+    return a.city == b.city and a.country == b.country and a.asn == b.asn and a.lat == b.lat
 
 
 class Analyzer:
@@ -32,11 +39,19 @@ class Analyzer:
         geo: GeoResolver | None,
         policy: Policy | None = None,
         config: DetectorConfig | None = None,
+        detectors: Sequence[tuple[str, Evaluate]] | None = None,
     ) -> None:
         self.geo = geo
         self.policy: Policy = policy or DefaultPolicy()
         self.config = config or DetectorConfig()
-        self._evaluators = tuple(fn for _, fn in DETECTORS)
+        chosen = DETECTORS if detectors is None else detectors
+        # The per-event detectors have a trigger checked inline (a volume window crossed while
+        # counting; the key in the query string; a second key), which saves a call per event.
+        by_type = dict(chosen)
+        self._spike = by_type.get(usage_spike.TYPE)
+        self._in_query = by_type.get(key_in_query.TYPE)
+        self._second_key = by_type.get(second_key.TYPE)
+        self._per_context = tuple(fn for t, fn in chosen if t not in PER_EVENT_TYPES)
 
     def analyze(
         self,
@@ -58,20 +73,31 @@ class Analyzer:
             return prof, alerts
         cfg, ctx = self.config, EvalContext(self.config)
         lookup = self.geo.lookup if self.geo is not None else None
-        evaluators = self._evaluators
+        spike, in_query, per_context = self._spike, self._in_query, self._per_context
+        second = self._second_key
+        # Context detectors depend on the event's location (country, place, network), client
+        # and clock hour only, and on profile state that changes at most per day or hour: after
+        # an event for which they all returned nothing, an event with the same location, client
+        # and hour gets nothing from them either, so they are skipped (the hot path's main
+        # saving). Impossible travel agrees: the previous event left the key at this place.
+        quiet_geo: GeoInfo | None = None
+        quiet_agent, quiet_hour = "", -1
         count_event, observe_geo = prof.count_event, prof.observe_geo
         horizon = detected_at + cfg.max_future_skew_s
         ordered = sorted(events, key=_BY_TS) if len(events) > 1 else events
         last_ip: str | None = None
         geo: GeoInfo | None = None
         place = ""
+        last_ua: str | None = None
+        agent, agent_day, observe_agent = "", -1, prof.observe_agent
         # A run: consecutive non-late events with the very GeoInfo object of the non-late event
         # before them (the resolver caches one object per IP). Their country/ASN/place counts
         # are added in one step when the run ends (``KeyProfile.add_geo_run``): nothing reads a
         # count meanwhile (only impossible travel does, and it stops early while the event's
         # place is the last location) and only ``observe_geo``, which ends the run, evicts.
+        # A run never crosses a UTC midnight: days-seen counts must not depend on batching.
         prev: GeoInfo | None = None
-        run_n, run_last = 0, 0.0
+        run_n, run_last, run_day = 0, 0.0, -1
         for ev in ordered:
             ts = ev.ts if ev.ts <= horizon else detected_at
             if ev.ip != last_ip:
@@ -79,17 +105,49 @@ class Analyzer:
                 geo = lookup(ev.ip) if lookup is not None else None
                 place = place_of(geo)
                 ctx.geo, ctx.place = geo, place
+            if ev.user_agent != last_ua:
+                last_ua = ev.user_agent
+                agent = ctx.agent = agent_family(last_ua)
+                agent_day = -1
             late = ctx.late = count_event(ts, cfg)
-            ctx.hour_of_day = (int(ts) // 3600) % 24
-            same = geo is prev and geo is not None and not late
+            its = int(ts)
+            day, hour = its // 86400, its // 3600
+            ctx.hour_of_day = hour % 24
+            same = geo is prev and geo is not None and not late and day == run_day
             if run_n and not same:
                 prof.add_geo_run(prev, place_of(prev), run_n, int(run_last))  # type: ignore[arg-type]
                 run_n = 0
             signals: list[Signal] | None = None
-            for evaluate in evaluators:
-                found = evaluate(ev, prof, ctx)
+            if prof.vol_hit and spike is not None:
+                signals = spike(ev, prof, ctx) or None
+            if ev.key_in_query and in_query is not None:
+                found = in_query(ev, prof, ctx)
                 if found:
                     signals = found if signals is None else signals + found
+            if ev.extra_key_hash is not None and second is not None:
+                found = second(ev, prof, ctx)
+                if found:
+                    signals = found if signals is None else signals + found
+            if (
+                late
+                or hour != quiet_hour
+                or agent != quiet_agent
+                or (geo is not quiet_geo and not _same_where(geo, quiet_geo))
+            ) and prof.learned:  # every context detector is silent while the key learns
+                quiet_hour = -1
+                before = signals
+                for evaluate in per_context:
+                    found = evaluate(ev, prof, ctx)
+                    if found:
+                        signals = found if signals is None else signals + found
+                if signals is before and not late:
+                    quiet_geo, quiet_agent, quiet_hour = geo, agent, hour
+            # Incidents before observing: an escalated incident must stop this very event from
+            # establishing its place or client (an attacker's third day).
+            if signals:
+                alert = self._incident(key, prof, ev, ts, geo, signals, detected_at)
+                if alert is not None:
+                    alerts.append(alert)
             if same:
                 run_n += 1
                 if ts > run_last:  # int() is monotonic: take it once, at the end
@@ -98,12 +156,11 @@ class Analyzer:
                     prof.loc_ts = ts
             elif geo is not None:
                 observe_geo(ts, geo, place, late)
-                run_last = 0.0
+                run_last, run_day = 0.0, day
             prev = None if late else geo
-            if signals:
-                alert = self._incident(key, prof, ev, ts, geo, signals, detected_at)
-                if alert is not None:
-                    alerts.append(alert)
+            if agent and (day != agent_day or late):
+                observe_agent(ts, agent)
+                agent_day = -1 if late else day
         if run_n:
             prof.add_geo_run(prev, place, run_n, int(run_last))  # type: ignore[arg-type]
         return prof, alerts

@@ -28,24 +28,35 @@ class DetectorConfig:
     # Incidents: one per key and signal type while evidence keeps arriving within the cooldown.
     cooldown_s: float = 6 * HOUR
 
-    # usage.spike: a minute is "hot" at >= ratio x the hour-of-week baseline (and >= the floor);
-    # a spike is min_hot_minutes hot minutes within the last window_minutes.
-    spike_ratio: float = 10.0
-    spike_floor_per_hour: float = 240.0
-    spike_window_minutes: int = 5
-    spike_min_hot_minutes: int = 3
-    # The baseline never falls below this fraction of the key's typical busy-hour rate, so
-    # an ordinary rate at an unusual hour is off-hours (low), not a spike (high).
-    spike_level_fraction: float = 0.3
+    # usage.spike: volume against the key's own burstiness. The profile keeps decaying maxima of
+    # its busiest minute, 5 minutes and hour (decay per active hour: half-life ~35 active hours);
+    # a window is abnormal at >= volume_ratio x its maximum (each maximum at least peak_floor)
+    # and at least volume_floor requests. Alone, volume is "low" (logged: a first weekly batch
+    # looks like this); it becomes "medium" (notify) when it persists volume_escalate_s, and
+    # together with a new place, network or a sudden spread it is compromise evidence.
+    volume_ratio: float = 3.0
+    peak_decay: float = 0.98
+    peak_floor: tuple[float, float, float] = (3.0, 8.0, 30.0)
+    volume_floor: tuple[int, int, int] = (20, 40, 150)
+    # Hourly volume while the event comes from a place or country the key has not established
+    # is also tested against level_ratio x the key's typical busy hour (its EWMA level): a key
+    # whose weekly batch set a high peak is still flooded from a new place.
+    level_ratio: float = 10.0
+    volume_escalate_s: float = 3600.0
+
+    # network.spread: countries the key has not established, seen within one clock hour.
+    spread_min_countries: int = 4
+    spread_critical_countries: int = 8
+    # Keys with this many established places/countries are "spread" (fleets, multi-region):
+    # judged by their country set; a new city, or a move between places, is not news for them.
+    spread_key_places: int = 3
+    spread_key_countries: int = 3
 
     # geo.impossible_travel.
     # ref: Panther's impossible-travel helper flags > 900 km/h (airliner cruise speed); Datadog
     # Cloud SIEM's impossible-travel detection uses ~1000 km/h and ignores short distances.
     travel_max_kmh: float = 1000.0
     travel_min_km: float = 500.0
-    # A location seen this many times is "known": moves between known locations (multi-region
-    # deployments) are not travel.
-    travel_known_min_count: int = 20
 
     # time.off_hours: an hour of day (UTC) is usual when the key was active in it, or in the hour
     # before or after (one hour of tolerance absorbs DST shifts of local-time office keys), and
@@ -53,7 +64,8 @@ class DetectorConfig:
     off_hours_min_active_slots: int = 24
     off_hours_tolerance_h: int = 1
 
-    # Hours closed while an incident is open are not learned (an attacker must not train it).
+    # Hours are always learned (off-hours is never evidence on its own). Volume baselines are not
+    # learned from hours a young volume incident touched (an attacker must not train them).
     # EWMA weights: hour-of-week buckets adapt week over week, hour-of-day day over day.
     ewma_week: float = 0.4
     ewma_day: float = 0.2
@@ -70,7 +82,7 @@ class EvalContext:
     the hot path allocates nothing for it.
     """
 
-    __slots__ = ("config", "geo", "hour_of_day", "late", "place")
+    __slots__ = ("agent", "config", "geo", "hour_of_day", "late", "place")
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         self.config = config or DetectorConfig()
@@ -78,10 +90,13 @@ class EvalContext:
         self.place = ""  # "CC/City" of geo, "" when unknown
         self.late = False  # older than the newest event already seen for the key
         self.hour_of_day = 0  # UTC
+        self.agent = ""  # user-agent family ("python-requests"), "" when none
 
-    def set(self, ts: float, geo: GeoInfo | None, late: bool = False) -> EvalContext:
+    def set(
+        self, ts: float, geo: GeoInfo | None, late: bool = False, user_agent: str = ""
+    ) -> EvalContext:
         """Fill in the facts for one event (tests use this; the analyzer inlines it)."""
-        self.geo, self.late = geo, late
+        self.geo, self.late, self.agent = geo, late, agent_family(user_agent)
         self.place = place_of(geo)
         self.hour_of_day = (int(ts) // 3600) % 24
         return self
@@ -92,3 +107,10 @@ def place_of(geo: GeoInfo | None) -> str:
     if geo is None or geo.lat is None or geo.lon is None:
         return ""
     return f"{geo.country or '??'}/{geo.city or ''}"
+
+
+def agent_family(user_agent: str) -> str:
+    """The product part of a user agent ("python-requests/2.31" -> "python-requests")."""
+    if not user_agent:
+        return ""
+    return user_agent.split("/", 1)[0].split(" ", 1)[0].strip().lower()[:32]

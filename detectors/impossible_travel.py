@@ -1,8 +1,9 @@
 """``geo.impossible_travel`` (high): consecutive locations too far apart for the time between.
 
 Distance is great-circle minus both GeoIP accuracy radii (a city-level guess can be off by its
-radius in either direction). Moves between two places the key uses routinely (a multi-region
-deployment) are not travel. Late (reordered) events are skipped: their order is unknown.
+radius in either direction). Moves between two places the key has established (a multi-region
+deployment), and any move of a key used from many places (a CI fleet), are not travel. Late
+(reordered) events are skipped: their order is unknown.
 # ref: Panther impossible travel: > 900 km/h; Datadog Cloud SIEM: ~1000 km/h and > 500 km.
 """
 
@@ -12,7 +13,7 @@ import math
 
 from detectors.config import EvalContext
 from detectors.model import AccessEvent, Signal
-from detectors.profile import KeyProfile
+from detectors.profile import ESTABLISHED, KeyProfile
 
 TYPE = "geo.impossible_travel"
 _EARTH_KM = 6371.0088
@@ -41,8 +42,12 @@ def evaluate(event: AccessEvent, profile: KeyProfile, ctx: EvalContext) -> list[
     speed = effective / elapsed * 3600.0
     if speed <= cfg.travel_max_kmh:
         return []
-    known = cfg.travel_known_min_count
-    if profile.place_count(ctx.place) >= known and profile.place_count(profile.loc_key) >= known:
+    if profile.est_places >= cfg.spread_key_places:
+        return []
+    if (
+        profile.place_state(ctx.place) == ESTABLISHED
+        and profile.place_state(profile.loc_key) == ESTABLISHED
+    ):
         return []
     evidence = {
         "from": {"place": profile.loc_key, "lat": profile.loc_lat, "lon": profile.loc_lon},

@@ -55,7 +55,12 @@ def record(profile: KeyProfile, signals: Sequence[Signal], ts: float, cooldown_s
         Signal(
             t,
             inc.severity,  # type: ignore[arg-type]
-            {"open_since": round(inc.opened), "count": inc.count, "summary": inc.note},
+            {
+                "open_since": round(inc.opened),
+                "last_seen": round(inc.last_seen),
+                "count": inc.count,
+                "summary": inc.note,
+            },
         )
         for _, t, inc in older
     ]

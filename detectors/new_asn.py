@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from detectors.config import EvalContext
 from detectors.model import AccessEvent, Signal
-from detectors.profile import KeyProfile
+from detectors.profile import ESTABLISHED, KeyProfile
 
 TYPE = "network.new_asn"
 
@@ -18,7 +18,12 @@ def evaluate(event: AccessEvent, profile: KeyProfile, ctx: EvalContext) -> list[
     geo = ctx.geo
     if geo is None or geo.asn is None or not profile.learned or not profile.asns:
         return []
-    if geo.asn in profile.asns or geo.country not in profile.countries:
+    if geo.asn in profile.asns or geo.country is None:
+        return []
+    if (
+        profile.asn_state(geo.asn) == ESTABLISHED
+        or profile.country_state(geo.country) != ESTABLISHED
+    ):
         return []
     evidence = {
         "asn": geo.asn,

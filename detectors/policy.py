@@ -26,24 +26,14 @@ from detectors.model import (
     Severity,
     Signal,
 )
+from detectors.registry import signal_types
 from worker.errors import ConfigError
 
 Mode = Literal["enforce", "log"]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# The contract's signal types (a new detector adds its type here and to policy_default.toml).
-KNOWN_SIGNAL_TYPES = frozenset(
-    {
-        "geo.new_country",
-        "geo.impossible_travel",
-        "usage.spike",
-        "time.off_hours",
-        "network.new_asn",
-        "transport.key_in_query",
-        "transport.second_key",
-        "leak.public_code",
-    }
-)
+# Every signal type keywatch raises, derived from the detector registry (one list, not two).
+KNOWN_SIGNAL_TYPES = signal_types()
 SINKS = ("slack", "webhook", "pagerduty")
 DEFAULT_POLICY_FILE = "policy_default.toml"
 
@@ -114,14 +104,22 @@ class AllowEntry:
         return False
 
 
+Pair = frozenset[str]
+
+
 @dataclass(frozen=True, slots=True)
 class CriticalRule:
-    """When a combination of signals is critical (see policy_default.toml)."""
+    """Which combinations of independent evidence raise the severity (see policy_default.toml)."""
 
-    min_independent: int = 2
-    anchor_severity: Severity = "high"
-    anchor_types: frozenset[str] = frozenset({"geo.new_country", "geo.impossible_travel"})
     always: frozenset[str] = frozenset({"leak.public_code"})
+    # Pairs of signal groups: both present (within window_s) -> at least that severity.
+    critical: tuple[Pair, ...] = (
+        frozenset({"location", "volume"}),
+        frozenset({"spread", "volume"}),
+        frozenset({"location", "spread"}),
+    )
+    high: tuple[Pair, ...] = (frozenset({"volume", "client"}),)
+    medium: tuple[Pair, ...] = (frozenset({"location", "client"}),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +158,11 @@ class RulesPolicy:
     ) -> Decision:
         """Severity from the counted signals, action from the severity, then the caps."""
         reasons: list[str] = []
-        counted = [s for s in signals if self._counts(key, s, event, geo, reasons)]
+        now = event.ts if event is not None else None
+        counted = [
+            s for s in signals
+            if self._fresh(s, now, reasons) and self._counts(key, s, event, geo, reasons)
+        ]  # fmt: skip
         if not counted:
             severity = _max_severity(signals)
             reasons.append("no signal counts: log only")
@@ -176,6 +178,14 @@ class RulesPolicy:
     def rule(self, signal_type: str) -> SignalRule:
         """The rule for a signal type; unknown (new) detectors start in log-only mode."""
         return self.signals.get(signal_type) or SignalRule("log", signal_type)
+
+    def _fresh(self, signal: Signal, now: float | None, reasons: list[str]) -> bool:
+        """An open incident whose last evidence is older than ``window_s`` no longer combines."""
+        last = signal.evidence.get("last_seen")
+        if now is None or not isinstance(last, (int, float)) or now - last <= self.window_s:
+            return True
+        reasons.append(f"{signal.type}: last seen {round(now - last)} s ago (> window_s)")
+        return False
 
     def _counts(
         self,
@@ -201,19 +211,14 @@ class RulesPolicy:
             if s.severity == "critical" or s.type in rule.always:
                 reasons.append(f"critical: {s.type}")
                 return "critical"
-        groups = sorted({self.rule(s.type).group or s.type for s in counted})
-        anchors = [
-            s.type
-            for s in counted
-            if SEVERITY_RANK[s.severity] >= SEVERITY_RANK[rule.anchor_severity]
-            or s.type in rule.anchor_types
-        ]
-        if len(groups) >= rule.min_independent and anchors:
-            reasons.append(
-                f"critical: {len(groups)} independent signals ({', '.join(groups)})"
-                f" including {anchors[0]}"
-            )
-            return "critical"
+        groups = {self.rule(s.type).group or s.type for s in counted}
+        for level, pairs in (("critical", rule.critical), ("high", rule.high),
+                             ("medium", rule.medium)):  # fmt: skip
+            for pair in pairs:
+                if pair <= groups:
+                    reasons.append(f"{level}: independent evidence ({' + '.join(sorted(pair))})")
+                    best = _max_severity(counted)
+                    return best if SEVERITY_RANK[best] > SEVERITY_RANK[level] else level  # type: ignore[return-value]
         severity = _max_severity(counted)
         reasons.append(f"{severity}: highest counted signal")
         return severity
@@ -381,19 +386,35 @@ def _parse_actions(r: _Reader) -> dict[str, Action]:
     return {sev: r.choice(sev, _ACTIONS, defaults[sev]) for sev in _SEVERITIES}
 
 
+_LEGACY_CRITICAL = frozenset({"min_independent", "anchor_severity", "anchor_types"})
+
+
+def _pairs(r: _Reader, name: str, default: tuple[Pair, ...]) -> tuple[Pair, ...]:
+    value = r.data.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, list) or not all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(g, str) and g for g in p)
+        for p in value
+    ):
+        raise r.fail(name, 'must be a list of group pairs, e.g. [["location", "volume"]]')
+    return tuple(frozenset(p) for p in value)
+
+
 def _parse_critical(r: _Reader) -> CriticalRule:
-    r.only(frozenset({"min_independent", "anchor_severity", "anchor_types", "always"}))
+    for name in r.data:
+        if name in _LEGACY_CRITICAL:
+            raise r.fail(
+                name, "replaced by pairs, high_pairs, medium_pairs (see the built-in policy)"
+            )
+    r.only(frozenset({"always", "pairs", "high_pairs", "medium_pairs"}))
     base = CriticalRule()
-    n = r.get("min_independent", int, base.min_independent)
-    if n < 1:
-        raise r.fail("min_independent", "must be >= 1")
-    anchors = r.strings("anchor_types") if "anchor_types" in r.data else base.anchor_types
     always = r.strings("always") if "always" in r.data else base.always
     return CriticalRule(
-        min_independent=n,
-        anchor_severity=r.choice("anchor_severity", _SEVERITIES, base.anchor_severity),
-        anchor_types=frozenset(_signal_type(r, "anchor_types", t) for t in anchors),
         always=frozenset(_signal_type(r, "always", t) for t in always),
+        critical=_pairs(r, "pairs", base.critical),
+        high=_pairs(r, "high_pairs", base.high),
+        medium=_pairs(r, "medium_pairs", base.medium),
     )
 
 

@@ -1,42 +1,53 @@
 """Per-key usage profile: where, when and how much a key is used, bounded and compact.
 
-What a profile holds (every collection capped, least-used entry evicted first):
+What a profile holds (every table capped, the least established entry evicted first):
 
-- countries (<= 8): count and last seen; places "CC/City" (<= 6) with coordinates; ASNs (<= 8);
-- a request-rate baseline: 168 hour-of-week EWMAs (UTC, Monday 00:00 = 0), 24 hour-of-day EWMAs
-  and a "busy-hour level" (EWMA of the key's non-empty hours), plus the current partial hour's
-  count and a ring of per-minute counts for spike detection;
+- countries (<= 8), places "CC/City" (<= 8, with coordinates), ASNs (<= 8), user-agent families
+  (<= 4), each with its count, last-seen time and the number of distinct days it was seen on.
+  An entry seen on ``ESTABLISHED_DAYS`` distinct days is *established* (normal for the key): a
+  place becomes known by being used over time, not by a burst of requests, so an attacker's
+  probe does not make its place known. Established entries also go into ``known``, a 512-bit
+  hashed set (two hash positions per entry) that outlives the bounded tables, so an evicted
+  country of a CI fleet does not come back as "new";
+- the key's spread: how many countries and places are established (keys used from many places
+  are judged at the level that is stable for them);
+- volume: a ring of per-minute counts, this hour's count, and decaying maxima of the key's busiest
+  minute, five minutes and hour (its own burstiness), which decay per *active* hour so quiet
+  weekends do not shrink them; 168 hour-of-week and 24 hour-of-day EWMAs (for reports);
 - per hour of day, the number of hour slots in which the key was active (off-hours detection);
-- the last location and its time (impossible travel);
-- learning state (see ``DetectorConfig``: learned after 3 days and 200 events, or 7 days);
-- open incidents per signal type.
+- the last location and its time (impossible travel); countries not established seen this hour
+  (spread); learning state (see ``DetectorConfig``); open incidents per signal type.
 
-Serialized with msgpack as a versioned array; rates are stored as log-quantized uint16
-(0.06 % resolution). A busy key with every collection full serializes to ~1.2 KB (measured
-in tests/unit/detectors/test_profile.py; the bound asserted there is 2 KB).
+Serialized as a typed, versioned ``detectors.record.ProfileRecord`` (msgpack, array-like, new
+fields appended with defaults; version 1 profiles decode and are migrated). A busy key with every
+table full serializes to ~1.4 KB (asserted <= 2 KB in tests/unit/detectors/test_profile.py).
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from array import array
 from typing import Any
 
-import msgpack
-
 from detectors.config import DetectorConfig
 from detectors.model import GeoInfo
+from detectors.record import ESTABLISHED_DAYS, VERSION, ProfileRecord, decode, encode
 
-VERSION = 1
 MAX_COUNTRIES = 8
-MAX_PLACES = 6
+MAX_PLACES = 8
 MAX_ASNS = 8
-RING = 8  # per-minute slots kept; >= any sensible spike window
+MAX_AGENTS = 4
+MAX_HOUR_NEW = 8  # network.spread is critical at 8
+RING = 16  # per-minute slots kept: the 5-minute window and duty cycles of up to 15 minutes
+KNOWN_BYTES = 64  # 512-bit hashed set of established entries
 # 1970-01-01 was a Thursday: shift absolute hours so that Monday 00:00 UTC is bucket 0.
 _WEEK_OFFSET_H = 72
 _Q = 1800.0  # log-quantization steps per e-fold
 _UNKNOWN = -1.0
-_NON_RATE_TYPES = frozenset({"transport.key_in_query", "transport.second_key"})
+_VOLUME = "usage.spike"
+_THROTTLE_RANK = 30  # incidents.rank of a "high" decision: an escalated incident is not learned
+UNSEEN, SEEN, ESTABLISHED = 0, 1, 2
 
 
 def hour_of_week(abs_hour: int) -> int:
@@ -55,10 +66,24 @@ def _dequantize(raw: bytes) -> list[float]:
     return [_UNKNOWN if q == 0 else math.expm1((q - 1) / _Q) for q in arr]
 
 
-def _evict(table: dict[Any, list[Any]], cap: int) -> None:
-    """Drop the least used entries (fewest uses, then oldest) until there is room for one more."""
+def _resize_ring(old: list[int], minute: int) -> list[int]:
+    """A ring of another size (version 1 kept 8 minutes) re-indexed to ``RING`` slots."""
+    ring = [0] * RING
+    if minute >= 0:
+        for m in range(minute - min(len(old), RING) + 1, minute + 1):
+            ring[m % RING] = old[m % len(old)]
+    return ring
+
+
+def _bits(name: str) -> tuple[int, int]:
+    h = zlib.crc32(name.encode())
+    return h % (KNOWN_BYTES * 8), (h >> 16) % (KNOWN_BYTES * 8)
+
+
+def _evict(table: dict[Any, list[Any]], cap: int, days_at: int) -> None:
+    """Drop the least established entries (fewest days, fewest uses, oldest) until one fits."""
     while len(table) >= cap:
-        victim = min(table, key=lambda k: (table[k][0], table[k][1]))
+        victim = min(table, key=lambda k: (table[k][days_at], table[k][0], table[k][1]))
         del table[victim]
 
 
@@ -102,15 +127,24 @@ class KeyProfile:
     """Everything keywatch remembers about one key (see the module docstring)."""
 
     __slots__ = (
+        "agents",
         "asns",
+        "base5",
         "countries",
         "cur_count",
         "cur_hour",
+        "est_countries",
+        "est_places",
         "first_ts",
+        "held",
         "hod",
+        "hour_max1",
+        "hour_max5",
+        "hour_new",
         "hour_slots",
         "how",
         "incidents",
+        "known",
         "last_ts",
         "learn_start",
         "learned",
@@ -121,13 +155,17 @@ class KeyProfile:
         "loc_lat",
         "loc_lon",
         "loc_ts",
+        "peaks",
         "places",
         "ring",
         "ring_minute",
-        "spike_baseline",
-        "spike_min_count",
+        "t1",
+        "t5",
+        "t60",
+        "t_level",
         "total_events",
         "usual_hours",
+        "vol_hit",
     )
 
     def __init__(self) -> None:
@@ -136,9 +174,14 @@ class KeyProfile:
         self.learn_start = -1.0
         self.learned = False
         self.total_events = 0
-        self.countries: dict[str, list[int]] = {}  # cc -> [count, last_seen_s]
-        self.places: dict[str, list[Any]] = {}  # "CC/City" -> [count, last_seen_s, lat, lon]
-        self.asns: dict[int, list[int]] = {}  # asn -> [count, last_seen_s]
+        self.countries: dict[str, list[int]] = {}  # cc -> [count, last_seen_s, days]
+        self.places: dict[str, list[Any]] = {}  # "CC/City" -> [count, last_s, lat, lon, days]
+        self.asns: dict[int, list[int]] = {}  # asn -> [count, last_seen_s, days]
+        self.agents: dict[str, list[int]] = {}  # user-agent family -> [last_seen_day, days]
+        self.known = bytearray(KNOWN_BYTES)
+        self.est_countries = 0
+        self.est_places = 0
+        self.hour_new: list[str] = []
         self.how: list[float] = [_UNKNOWN] * 168
         self.hod: list[float] = [_UNKNOWN] * 24
         self.level = 0.0
@@ -147,6 +190,10 @@ class KeyProfile:
         self.cur_count = 0
         self.ring: list[int] = [0] * RING
         self.ring_minute = -1
+        self.peaks: list[float] = [0.0, 0.0, 0.0]
+        self.held: list[float] = [0.0, 0.0, 0.0]  # volume seen during an open volume incident
+        self.hour_max1 = 0
+        self.hour_max5 = 0
         self.loc_ts = -1.0
         self.loc_lat = 0.0
         self.loc_lon = 0.0
@@ -154,9 +201,12 @@ class KeyProfile:
         self.loc_country = ""
         self.loc_key = ""
         self.incidents: dict[str, Incident] = {}
-        # Derived once per hour (not serialized): spike threshold and usual-hours mask.
-        self.spike_baseline = 0.0
-        self.spike_min_count = 1 << 30
+        # Derived (not serialized): sum of the 4 minutes before the current one, the volume
+        # thresholds (per minute, per 5 minutes, per hour, per hour from a new place) and the
+        # usual-hours mask.
+        self.base5 = 0
+        self.t1 = self.t5 = self.t60 = self.t_level = 1 << 30
+        self.vol_hit = False  # the last counted event made a volume window cross
         self.usual_hours = (1 << 24) - 1
 
     # ---- rate bookkeeping (hot path) -------------------------------------------------------
@@ -176,9 +226,9 @@ class KeyProfile:
         ):
             self.last_ts = ts
             self.total_events += 1
-            self.cur_count += 1
-            self.ring[minute % RING] += 1
+            self._count(minute % RING)
             return False
+        self.vol_hit = False
         if ts < self.last_ts:
             if minute // 60 == self.cur_hour:
                 self.cur_count += 1
@@ -191,19 +241,43 @@ class KeyProfile:
         self.last_ts = ts
         self.total_events += 1
         if minute != self.ring_minute:
-            hour = minute // 60
-            if hour != self.cur_hour:
-                self.advance_hour(hour, ts, cfg)
-            self._advance_minute(minute)
-        self.cur_count += 1
-        self.ring[minute % RING] += 1
+            self._advance_minute(minute, ts, cfg)
+        self._count(minute % RING)
         return False
 
-    def _advance_minute(self, minute: int) -> None:
+    def _count(self, slot: int) -> None:
+        """One more event in this minute and hour; note whether a volume window just crossed."""
         ring = self.ring
-        for m in range(max(self.ring_minute + 1, minute - RING + 1), minute + 1):
+        c = ring[slot] = ring[slot] + 1
+        h = self.cur_count = self.cur_count + 1
+        # The typical-hour test is retried every 8th event past its threshold: it applies only
+        # to events from a new place, and the crossing event may be the owner's own.
+        self.vol_hit = (
+            c == self.t1
+            or c + self.base5 == self.t5
+            or h == self.t60
+            or (h >= self.t_level and not (h - self.t_level) & 7)
+        )
+
+    def _advance_minute(self, minute: int, ts: float, cfg: DetectorConfig) -> None:
+        ring = self.ring
+        prev = self.ring_minute
+        if prev >= 0 and prev // 60 == self.cur_hour:  # close the minute: this hour's maxima
+            last = ring[prev % RING]
+            five = (last + ring[(prev - 1) % RING] + ring[(prev - 2) % RING]
+                    + ring[(prev - 3) % RING] + ring[(prev - 4) % RING])  # fmt: skip
+            if last > self.hour_max1:
+                self.hour_max1 = last
+            if five > self.hour_max5:
+                self.hour_max5 = five
+        hour = minute // 60
+        if hour != self.cur_hour:
+            self.advance_hour(hour, ts, cfg)
+        for m in range(max(prev + 1, minute - RING + 1), minute + 1):
             ring[m % RING] = 0
         self.ring_minute = minute
+        self.base5 = (ring[(minute - 1) % RING] + ring[(minute - 2) % RING]
+                      + ring[(minute - 3) % RING] + ring[(minute - 4) % RING])  # fmt: skip
 
     def advance_hour(self, hour: int, ts: float, cfg: DetectorConfig) -> None:
         """Close the current hour (and learn the empty ones since), then derive thresholds."""
@@ -211,35 +285,87 @@ class KeyProfile:
             self._learn_hour(self.cur_hour, self.cur_count, cfg)
             for h in range(self.cur_hour + 1, min(hour, self.cur_hour + 169)):
                 self._learn_hour(h, 0, cfg)
+        self._settle_volume(hour * 3600.0, cfg)
         self.cur_hour = hour
         self.cur_count = 0
+        self.hour_max1 = self.hour_max5 = 0
+        self.hour_new = []
         span = ts - self.learn_start
         if not self.learned and (
             span >= cfg.learn_max_days * 86400
             or (span >= cfg.learn_min_days * 86400 and self.total_events >= cfg.learn_min_events)
         ):
             self.learned = True
+            self._establish_all()
         self._derive(hour, cfg)
 
+    def _establish_all(self) -> None:
+        """Learning ends: what the key used while learning is its normal."""
+        for c, e in self.countries.items():
+            e[2] = max(e[2], ESTABLISHED_DAYS)
+            self.est_countries += self._remember("c:" + c)
+        for pl, e in self.places.items():
+            e[4] = max(e[4], ESTABLISHED_DAYS)
+            self.est_places += self._remember("p:" + pl)
+        for a, e in self.asns.items():
+            e[2] = max(e[2], ESTABLISHED_DAYS)
+            self._remember(f"a:{a}")
+        for u, e in self.agents.items():
+            e[1] = max(e[1], ESTABLISHED_DAYS)
+            self._remember("u:" + u)
+
+    def _settle_volume(self, now: float, cfg: DetectorConfig) -> None:
+        """A volume incident that ended without escalating was normal: learn its volume."""
+        inc = self.incidents.get(_VOLUME)
+        if inc is None or now - inc.last_seen <= cfg.cooldown_s:
+            return
+        if inc.alert_rank < _THROTTLE_RANK:
+            self.peaks = [max(p, h) for p, h in zip(self.peaks, self.held, strict=True)]
+        self.held = [0.0, 0.0, 0.0]
+        del self.incidents[_VOLUME]  # expired anyway: incidents.expire would drop it next
+
+    def _volume_frozen(self, start: float) -> bool:
+        """A young volume incident touched this hour: its traffic must not raise the baseline.
+
+        After ``volume_adapt_s`` of sustained volume (a launch, a new customer) it is learned.
+        """
+        inc = self.incidents.get(_VOLUME)
+        return inc is not None and inc.last_seen >= start and inc.last_seen - inc.opened < 86400
+
     def _learn_hour(self, hour: int, n: int, cfg: DetectorConfig) -> None:
-        start = hour * 3600
-        for t, inc in self.incidents.items():
-            if inc.last_seen >= start and t not in _NON_RATE_TYPES:
-                return  # an incident touched this hour: do not learn from it
-        w, d = hour_of_week(hour), hour % 24
+        d = hour % 24
+        if n > 0:  # hours are learned whatever is open: off-hours is never evidence alone
+            self.hour_slots[d] = min(self.hour_slots[d] + 1, 65535)
+        if self._volume_frozen(hour * 3600):
+            if n > 0:  # held back until the incident ends without escalation
+                hd = self.held
+                hd[0] = max(hd[0], float(self.hour_max1))
+                hd[1] = max(hd[1], float(self.hour_max5))
+                hd[2] = max(hd[2], float(n))
+            return
+        w = hour_of_week(hour)
         how, hod = self.how, self.hod
         how[w] = n if how[w] < 0 else how[w] + cfg.ewma_week * (n - how[w])
         hod[d] = n if hod[d] < 0 else hod[d] + cfg.ewma_day * (n - hod[d])
         if n > 0:
-            self.level = n if self.level <= 0 else self.level + cfg.ewma_level * (n - self.level)
-            self.hour_slots[d] = min(self.hour_slots[d] + 1, 65535)
+            # A robust level: one hour moves it as if it were at most 3x the level, so a rare
+            # batch hour does not inflate the typical hour (sustained growth still lifts it).
+            lv = self.level
+            self.level = n if lv <= 0 else lv + cfg.ewma_level * (min(n, 3.0 * lv) - lv)
+            # Decaying maxima, decayed per active hour (a quiet weekend does not shrink them).
+            pk, decay = self.peaks, cfg.peak_decay
+            pk[0] = max(pk[0] * decay, float(self.hour_max1))
+            pk[1] = max(pk[1] * decay, float(self.hour_max5))
+            pk[2] = max(pk[2] * decay, float(n))
 
     def _derive(self, hour: int, cfg: DetectorConfig) -> None:
-        base = max(self.how[hour_of_week(hour)], self.hod[hour % 24], 0.0)
-        base = max(base, self.level * cfg.spike_level_fraction)
-        self.spike_baseline = base
-        per_hour = max(cfg.spike_ratio * base, cfg.spike_floor_per_hour)
-        self.spike_min_count = max(1, math.ceil(per_hour / 60.0))
+        pk, r = self.peaks, cfg.volume_ratio
+        self.t1 = max(math.ceil(r * max(pk[0], cfg.peak_floor[0])), cfg.volume_floor[0])
+        self.t5 = max(math.ceil(r * max(pk[1], cfg.peak_floor[1])), cfg.volume_floor[1])
+        self.t60 = max(math.ceil(r * max(pk[2], cfg.peak_floor[2])), cfg.volume_floor[2])
+        # The typical busy hour (EWMA level), which rare batch hours barely move: traffic from a
+        # place the key has not established is judged against it, not against batch peaks.
+        self.t_level = max(math.ceil(cfg.level_ratio * self.level), cfg.volume_floor[2])
         slots = self.hour_slots
         if sum(slots) < cfg.off_hours_min_active_slots:
             self.usual_hours = (1 << 24) - 1
@@ -265,10 +391,77 @@ class KeyProfile:
         self.cur_count = 0
         self.ring = [0] * RING
         self.ring_minute = -1
+        self.peaks = [0.0, 0.0, 0.0]
+        self.hour_max1 = self.hour_max5 = 0
         self.loc_ts = -1.0
         self.loc_key = ""
 
-    # ---- places (after the detectors ran on the event) -------------------------------------
+    # ---- established places, networks, clients ---------------------------------------------
+
+    def _under_suspicion(self) -> bool:
+        """An open incident was escalated to a throttle or more (an attacker's third day)."""
+        return any(inc.alert_rank >= _THROTTLE_RANK for inc in self.incidents.values())
+
+    def _is_known(self, name: str) -> bool:
+        a, b = _bits(name)
+        k = self.known
+        return bool(k[a >> 3] & (1 << (a & 7)) and k[b >> 3] & (1 << (b & 7)))
+
+    def _remember(self, name: str) -> bool:
+        """Put an established entry in the hashed set; False when it was there already."""
+        if self._is_known(name):
+            return False
+        for bit in _bits(name):
+            self.known[bit >> 3] |= 1 << (bit & 7)
+        return True
+
+    def country_state(self, cc: str) -> int:
+        """UNSEEN, SEEN (not yet on enough distinct days) or ESTABLISHED."""
+        e = self.countries.get(cc)
+        if e is not None and e[2] >= ESTABLISHED_DAYS:
+            return ESTABLISHED
+        if self._is_known("c:" + cc):
+            return ESTABLISHED
+        return UNSEEN if e is None else SEEN
+
+    def place_state(self, place: str) -> int:
+        """Same for a place ("CC/City")."""
+        e = self.places.get(place)
+        if e is not None and e[4] >= ESTABLISHED_DAYS:
+            return ESTABLISHED
+        if self._is_known("p:" + place):
+            return ESTABLISHED
+        return UNSEEN if e is None else SEEN
+
+    def asn_state(self, asn: int) -> int:
+        """Same for a network (ASN)."""
+        e = self.asns.get(asn)
+        if e is not None and e[2] >= ESTABLISHED_DAYS:
+            return ESTABLISHED
+        if self._is_known(f"a:{asn}"):
+            return ESTABLISHED
+        return UNSEEN if e is None else SEEN
+
+    def agent_state(self, family: str) -> int:
+        """Same for a user-agent family."""
+        e = self.agents.get(family)
+        if e is not None and e[1] >= ESTABLISHED_DAYS:
+            return ESTABLISHED
+        if self._is_known("u:" + family):
+            return ESTABLISHED
+        return UNSEEN if e is None else SEEN
+
+    def _touch(self, entry: list[Any], its: int, n: int, days_at: int, name: str) -> bool:
+        """Count ``n`` uses at ``its``; a new UTC day adds a day. True when newly established."""
+        entry[0] += n
+        if its // 86400 > entry[1] // 86400:
+            entry[1] = its
+            if entry[days_at] + 1 >= ESTABLISHED_DAYS and self._under_suspicion():
+                return False  # nothing becomes normal while the key is throttled or revoked
+            entry[days_at] += 1
+            return entry[days_at] == ESTABLISHED_DAYS and self._remember(name)
+        entry[1] = max(entry[1], its)
+        return False
 
     def observe_geo(self, ts: float, geo: GeoInfo, place: str, late: bool) -> None:
         """Record where the event came from; late events do not move the last location."""
@@ -277,28 +470,42 @@ class KeyProfile:
         if c is not None:
             e = self.countries.get(c)
             if e is None:
-                _evict(self.countries, MAX_COUNTRIES)
-                self.countries[c] = [1, its]
-            else:
+                _evict(self.countries, MAX_COUNTRIES, 2)
+                e = self.countries[c] = [1, its, 1]
+            elif its // 86400 == e[1] // 86400:  # same day: the common case, inlined
                 e[0] += 1
-                e[1] = max(e[1], its)
+                if its > e[1]:
+                    e[1] = its
+            elif self._touch(e, its, 1, 2, "c:" + c):
+                self.est_countries += 1
+            new = self.hour_new
+            # (an evicted but established country is in the hashed set: not new)
+            if (
+                e[2] < ESTABLISHED_DAYS
+                and c not in new
+                and len(new) < MAX_HOUR_NEW
+                and not self._is_known("c:" + c)
+            ):
+                new.append(c)
         if geo.asn is not None:
             a = self.asns.get(geo.asn)
             if a is None:
-                _evict(self.asns, MAX_ASNS)
-                self.asns[geo.asn] = [1, its]
+                _evict(self.asns, MAX_ASNS, 2)
+                self.asns[geo.asn] = [1, its, 1]
             else:
-                a[0] += 1
-                a[1] = max(a[1], its)
+                self._touch(a, its, 1, 2, f"a:{geo.asn}")
         if geo.lat is None or geo.lon is None:
             return
         p = self.places.get(place)
         if p is None:
-            _evict(self.places, MAX_PLACES)
-            self.places[place] = [1, its, round(geo.lat, 2), round(geo.lon, 2)]
-        else:
+            _evict(self.places, MAX_PLACES, 4)
+            self.places[place] = [1, its, round(geo.lat, 2), round(geo.lon, 2), 1]
+        elif its // 86400 == p[1] // 86400:
             p[0] += 1
-            p[1] = max(p[1], its)
+            if its > p[1]:
+                p[1] = its
+        elif self._touch(p, its, 1, 4, "p:" + place):
+            self.est_places += 1
         if not late:
             self.loc_ts, self.loc_lat, self.loc_lon = ts, geo.lat, geo.lon
             self.loc_acc = geo.accuracy_km or 0.0
@@ -308,39 +515,108 @@ class KeyProfile:
         """Count ``n`` more events located at ``geo`` (latest at ``last_s``) in one step.
 
         Same result as ``observe_geo`` per event for events located exactly like one that was
-        just observed: its entries exist already, so only their counts and last-seen move.
+        just observed on the same UTC day (the analyzer ends a run at midnight): their entries
+        exist already, so only their counts and last-seen move.
         """
-        entries = (
-            self.countries.get(geo.country) if geo.country is not None else None,
-            self.asns.get(geo.asn) if geo.asn is not None else None,
-            self.places.get(place) if place else None,
-        )
-        for e in entries:
+        if geo.country is not None:
+            e = self.countries.get(geo.country)
             if e is not None:
                 e[0] += n
-                if last_s > e[1]:
-                    e[1] = last_s
+                e[1] = max(e[1], last_s)
+        if geo.asn is not None:
+            a = self.asns.get(geo.asn)
+            if a is not None:
+                a[0] += n
+                a[1] = max(a[1], last_s)
+        if place:
+            p = self.places.get(place)
+            if p is not None:
+                p[0] += n
+                p[1] = max(p[1], last_s)
+
+    def observe_agent(self, ts: float, family: str) -> None:
+        """Record the user-agent family of an event (called on a change of agent or day)."""
+        day = int(ts) // 86400  # day-granular, so how often it is called does not matter
+        e = self.agents.get(family)
+        if e is None:
+            _evict(self.agents, MAX_AGENTS, 1)
+            self.agents[family] = [day, 1]
+        elif day > e[0]:
+            e[0] = day
+            if e[1] + 1 >= ESTABLISHED_DAYS and self._under_suspicion():
+                return
+            e[1] += 1
+            if e[1] == ESTABLISHED_DAYS:
+                self._remember("u:" + family)
 
     def place_count(self, place: str) -> int:
         """How often the key was seen at a place ("CC/City")."""
         p = self.places.get(place)
         return 0 if p is None else int(p[0])
 
+    # ---- feedback ---------------------------------------------------------------------------
+
+    def learn_feedback(self, signal_type: str, evidence: dict[str, Any], ts: float) -> bool:
+        """An alert was resolved as benign: make what it was about normal for the key.
+
+        Establishes the country, place, network or user agent in the evidence, marks the hour as
+        usual, or lifts the volume maxima to the observed rate; closes the incident of that type.
+        Returns whether anything was learned. Pure: the caller persists the profile.
+        """
+        its, learned = int(ts), False
+        cc, place, asn = evidence.get("country"), evidence.get("place"), evidence.get("asn")
+        if isinstance(cc, str) and cc:
+            e = self.countries.setdefault(cc, [0, its, 0])
+            e[2] = max(e[2], ESTABLISHED_DAYS)
+            learned = True
+            if self._remember("c:" + cc):
+                self.est_countries += 1
+        if isinstance(place, str) and place and "/" in place:
+            if self._remember("p:" + place):
+                self.est_places += 1
+            learned = True
+        if isinstance(asn, int):
+            self._remember(f"a:{asn}")
+            learned = True
+        agent = evidence.get("agent")
+        if isinstance(agent, str) and agent:
+            self._remember("u:" + agent)
+            learned = True
+        hour = evidence.get("hour_utc")
+        if isinstance(hour, int) and 0 <= hour < 24:
+            self.hour_slots[hour] = max(self.hour_slots[hour], 1)
+            learned = True
+        for name, at in (
+            ("observed_per_minute", 0),
+            ("observed_per_5min", 1),
+            ("observed_per_hour", 2),
+        ):
+            v = evidence.get(name)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+                self.peaks[at] = max(self.peaks[at], float(v))
+                learned = True
+        self.incidents.pop(signal_type, None)
+        if learned and self.cur_hour >= 0:
+            self._derive(self.cur_hour, _DEFAULT_CFG)
+        return learned
+
     # ---- serialization --------------------------------------------------------------------
 
-    def to_bytes(self) -> bytes:
-        """Compact, versioned msgpack form (≤ 2 KB for any key)."""
+    def to_record(self) -> ProfileRecord:
+        """The typed record of this profile."""
         loc = None
-        if self.loc_ts >= 0:
+        if self.loc_ts >= 0:  # coordinates as integer thousandths (msgpack floats take 9 bytes)
             loc = [
                 round(self.loc_ts * 1000),
-                round(self.loc_lat, 3),
-                round(self.loc_lon, 3),
+                round(self.loc_lat * 1000),
+                round(self.loc_lon * 1000),
                 round(self.loc_acc),
                 self.loc_country,
                 self.loc_key,
             ]
-        body = [
+        places = {k: [v[0], v[1], round(v[2] * 100), round(v[3] * 100), v[4]]
+                  for k, v in self.places.items()}  # fmt: skip
+        return ProfileRecord(
             VERSION,
             round(self.first_ts),
             round(self.last_ts * 1000),
@@ -348,7 +624,7 @@ class KeyProfile:
             self.learned,
             self.total_events,
             self.countries,
-            self.places,
+            places,
             self.asns,
             _quantize(self.how),
             _quantize(self.hod),
@@ -360,31 +636,72 @@ class KeyProfile:
             self.ring,
             loc,
             {t: inc.to_list() for t, inc in self.incidents.items()},
-        ]
-        return msgpack.packb(body, use_bin_type=True, use_single_float=True)  # type: ignore[no-any-return]
+            peaks=list(self.peaks),
+            hour_max=[self.hour_max1, self.hour_max5],
+            known=bytes(self.known),
+            spread=[self.est_countries, self.est_places],
+            hour_new=self.hour_new,
+            agents=self.agents,
+            held=list(self.held),
+        )
+
+    def to_bytes(self) -> bytes:
+        """Compact, versioned form (≤ 2 KB for any key)."""
+        return encode(self.to_record())
 
     @classmethod
     def from_bytes(cls, raw: bytes, cfg: DetectorConfig | None = None) -> KeyProfile:
-        """Inverse of ``to_bytes``; raises ``ValueError`` on a corrupt or unknown version."""
-        try:
-            b = msgpack.unpackb(raw, raw=False, strict_map_key=False, use_list=True)
-        except (msgpack.UnpackException, ValueError, TypeError) as exc:
-            raise ValueError(f"corrupt key profile: {exc}") from exc
-        if not isinstance(b, list) or not b or b[0] != VERSION or len(b) != 19:
-            raise ValueError("unknown key profile version")
+        """Inverse of ``to_bytes`` (version 1 profiles are migrated); ``ValueError`` if corrupt."""
+        return cls.from_record(decode(raw), cfg)
+
+    @classmethod
+    def from_record(cls, b: ProfileRecord, cfg: DetectorConfig | None = None) -> KeyProfile:
+        """A live profile from its record."""
         p = cls()
-        p.first_ts, p.last_ts, p.learn_start = float(b[1]), b[2] / 1000.0, float(b[3])
-        p.learned, p.total_events = bool(b[4]), int(b[5])
-        p.countries, p.places, p.asns = b[6], b[7], b[8]
-        p.how, p.hod, p.level = _dequantize(b[9]), _dequantize(b[10]), float(b[11])
+        p.first_ts, p.last_ts, p.learn_start = (
+            float(b.first_ts),
+            b.last_ts_ms / 1000.0,
+            float(b.learn_start),
+        )
+        p.learned, p.total_events = b.learned, b.total_events
+        p.countries, p.asns, p.agents = b.countries, b.asns, b.agents
+        v2 = b.version >= 2 and len(b.known) == KNOWN_BYTES  # v1: float coordinates
+        p.places = b.places if not v2 else {
+            k: [v[0], v[1], v[2] / 100.0, v[3] / 100.0, v[4]] for k, v in b.places.items()
+        }  # fmt: skip
+        p.how, p.hod, p.level = _dequantize(b.how), _dequantize(b.hod), b.level
         slots = array("H")
-        slots.frombytes(b[12])
+        slots.frombytes(b.hour_slots)
         p.hour_slots = list(slots)
-        p.cur_hour, p.cur_count, p.ring_minute, p.ring = b[13], b[14], b[15], b[16]
-        if b[17] is not None:
-            ms, p.loc_lat, p.loc_lon, p.loc_acc, p.loc_country, p.loc_key = b[17]
+        p.cur_hour, p.cur_count, p.ring_minute = b.cur_hour, b.cur_count, b.ring_minute
+        p.ring = b.ring if len(b.ring) == RING else _resize_ring(b.ring, b.ring_minute)  # fmt: skip
+        if b.loc is not None:
+            ms, lat, lon, p.loc_acc, p.loc_country, p.loc_key = b.loc
             p.loc_ts = ms / 1000.0
-        p.incidents = {t: Incident(*v) for t, v in b[18].items()}
+            p.loc_lat, p.loc_lon = (lat / 1000.0, lon / 1000.0) if v2 else (lat, lon)
+        p.incidents = {t: Incident(*v) for t, v in b.incidents.items()}
+        p.hour_new = b.hour_new
+        if len(b.peaks) == 3:
+            p.peaks = list(b.peaks)
+        else:  # migrated v1: the busy-hour level is the best estimate of the busiest hour
+            p.peaks = [max(1.0, p.level / 30.0), max(1.0, p.level / 8.0), p.level]
+        if len(b.held) == 3:
+            p.held = list(b.held)
+        if len(b.hour_max) == 2:
+            p.hour_max1, p.hour_max5 = b.hour_max
+        if len(b.known) == KNOWN_BYTES:
+            p.known = bytearray(b.known)
+            p.est_countries, p.est_places = b.spread
+        else:  # migrated v1: what its tables held is established
+            p.est_countries = sum(p._remember("c:" + c) for c in p.countries)
+            p.est_places = sum(p._remember("p:" + c) for c in p.places)
+            for a in p.asns:
+                p._remember(f"a:{a}")
+        if p.ring_minute >= 0:
+            p.base5 = sum(p.ring[(p.ring_minute - k) % RING] for k in range(1, 5))
         if p.cur_hour >= 0:
-            p._derive(p.cur_hour, cfg or DetectorConfig())
+            p._derive(p.cur_hour, cfg or _DEFAULT_CFG)
         return p
+
+
+_DEFAULT_CFG = DetectorConfig()

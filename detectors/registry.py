@@ -10,8 +10,11 @@ from collections.abc import Callable
 from detectors import (
     impossible_travel,
     key_in_query,
+    network_spread,
+    new_agent,
     new_asn,
     new_country,
+    new_place,
     off_hours,
     second_key,
     usage_spike,
@@ -23,9 +26,12 @@ from detectors.profile import KeyProfile
 Evaluate = Callable[[AccessEvent, KeyProfile, EvalContext], list[Signal]]
 
 DETECTORS: tuple[tuple[str, Evaluate], ...] = (
+    (new_agent.TYPE, new_agent.evaluate),  # client.new_user_agent
     (impossible_travel.TYPE, impossible_travel.evaluate),  # geo.impossible_travel
     (new_country.TYPE, new_country.evaluate),  # geo.new_country
+    (new_place.TYPE, new_place.evaluate),  # geo.new_place
     (new_asn.TYPE, new_asn.evaluate),  # network.new_asn
+    (network_spread.TYPE, network_spread.evaluate),  # network.spread
     (off_hours.TYPE, off_hours.evaluate),  # time.off_hours
     (key_in_query.TYPE, key_in_query.evaluate),  # transport.key_in_query
     (second_key.TYPE, second_key.evaluate),  # transport.second_key
@@ -33,6 +39,22 @@ DETECTORS: tuple[tuple[str, Evaluate], ...] = (
 )
 
 
+# Signals raised outside the access-log detectors (the leak scanner).
+OTHER_TYPES: tuple[str, ...] = ("leak.public_code",)
+
+
+# Detectors whose result depends on the single event (its count in the rate windows, its
+# query string). Every other detector depends only on the event's location, client and clock
+# hour, and on profile state that changes per day or hour; the analyzer skips them for an event
+# that repeats the context of one for which they all returned nothing.
+PER_EVENT_TYPES = frozenset({key_in_query.TYPE, second_key.TYPE, usage_spike.TYPE})
+
+
 def detector_types() -> list[str]:
     """The stable signal types of every registered detector."""
     return [t for t, _ in DETECTORS]
+
+
+def signal_types() -> frozenset[str]:
+    """Every signal type keywatch can raise: the one list the policy validates against."""
+    return frozenset(detector_types()) | frozenset(OTHER_TYPES)

@@ -9,7 +9,21 @@ from detectors.model import Signal
 
 
 def _new_country(e: dict[str, Any]) -> str:
+    if e.get("seen_days"):
+        return f"from {e.get('country')} (seen on {e.get('seen_days')} day(s), not established)"
     return f"from {e.get('country')} (new)"
+
+
+def _new_place(e: dict[str, Any]) -> str:
+    return f"from {str(e.get('place', '?')).rstrip('/')} (new city)"
+
+
+def _spread(e: dict[str, Any]) -> str:
+    return f"from {e.get('countries_this_hour')} new countries within an hour"
+
+
+def _new_agent(e: dict[str, Any]) -> str:
+    return f"by a new client ({e.get('agent')})"
 
 
 def _travel(e: dict[str, Any]) -> str:
@@ -21,7 +35,7 @@ def _travel(e: dict[str, Any]) -> str:
 def _spike(e: dict[str, Any]) -> str:
     ratio = e.get("ratio")
     if ratio:
-        return f"at {ratio:g}x its usual rate"
+        return f"at {ratio:g}x its usual peak"
     return f"at {e.get('observed_per_hour')} requests/hour"
 
 
@@ -42,7 +56,10 @@ def _second_key(e: dict[str, Any]) -> str:
 
 
 _PHRASES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "client.new_user_agent": _new_agent,
     "geo.new_country": _new_country,
+    "geo.new_place": _new_place,
+    "network.spread": _spread,
     "geo.impossible_travel": _travel,
     "network.new_asn": _new_asn,
     "time.off_hours": _off_hours,

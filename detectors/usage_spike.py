@@ -1,38 +1,94 @@
-"""``usage.spike`` (high): a sustained rate of >= 10x the key's baseline for this hour of week.
+"""``usage.spike`` (low, medium when it persists): volume far above the key's own burstiness.
 
-The profile keeps per-minute counts; a minute is "hot" when its count reaches the threshold
-``max(ratio x baseline, floor) / 60`` (derived once per hour). A spike needs several hot minutes
-within a short window, so a one-minute burst does not alarm, and the absolute floor keeps a key
-at 2 requests/hour from alarming at 20. The signal fires when a minute turns hot (once per
-minute, not per request); the incident counts the hot minutes.
+Three windows are tested at once: the current minute, the last five minutes and the current
+clock hour, each against a decaying maximum of the key's busiest such window (its burstiness:
+a developer's paginations, a CI job, a nightly export); thresholds are derived once per hour by
+the profile, so per event this is three integer comparisons. The 5-minute and hour windows sum
+the volume, so a flood that pauses (2 minutes in every 5) is caught as well as a steady one.
+A signal is raised when a window crosses its threshold (once per window, not per request).
+Alone it is "low": a first weekly batch looks the same. It becomes "medium" once the key's
+volume incident has lasted ``volume_escalate_s``, or at once when the flood is intermittent (a
+hot minute, a quiet one, a hot one again within the ring's 16 minutes: a duty-cycled flood),
+and combined with a new place, network or a sudden spread it is compromise evidence (see the
+policy). Traffic from a place the key has not established, by a client that is not the key's
+own, is also tested hourly against the key's typical busy hour (not its batch peaks): a key
+whose weekly batch runs at 10k/hour is still flooded when a new country sends it 1k/hour.
 """
 
 from __future__ import annotations
 
 from detectors.config import EvalContext
 from detectors.model import AccessEvent, Signal
-from detectors.profile import RING, KeyProfile
+from detectors.profile import ESTABLISHED, RING, KeyProfile
 
 TYPE = "usage.spike"
 
 
+def _from_new_place(profile: KeyProfile, ctx: EvalContext) -> bool:
+    """Whether a client other than the key's own comes from a place the key has not established.
+
+    The owner's own client abroad is a traveller, whose sessions are judged by the key's
+    burstiness only (the 1-minute, 5-minute and hour maxima).
+    """
+    geo = ctx.geo
+    if geo is None or geo.country is None:
+        return False
+    if ctx.agent and profile.agent_state(ctx.agent) == ESTABLISHED:
+        return False
+    if profile.country_state(geo.country) != ESTABLISHED:
+        return True
+    return bool(ctx.place) and profile.place_state(ctx.place) != ESTABLISHED
+
+
+def _resumed(ring: list[int], minute: int, hot: int) -> bool:
+    """A hot minute, then a quiet one (under a quarter of the threshold), then this hot one."""
+    quiet = False
+    for k in range(1, RING):
+        n = ring[(minute - k) % RING]
+        if n <= hot // 4:
+            quiet = True
+        elif n >= hot and quiet:
+            return True
+    return False
+
+
 def evaluate(event: AccessEvent, profile: KeyProfile, ctx: EvalContext) -> list[Signal]:
-    """Signal when this event makes the current minute hot and enough recent minutes are hot."""
-    need = profile.spike_min_count
+    """Signal when this event makes one of the three windows cross its threshold."""
+    if not profile.vol_hit:  # computed while counting: the common case costs nothing here
+        return []
     minute = int(event.ts) // 60
-    if profile.ring[minute % RING] != need or not profile.learned or ctx.late:
+    m1 = profile.ring[minute % RING]
+    m5 = m1 + profile.base5
+    h = profile.cur_count
+    crossed = m1 == profile.t1 or m5 == profile.t5 or h == profile.t60
+    if not crossed and (h < profile.t_level or not _from_new_place(profile, ctx)):
         return []
-    cfg = ctx.config
-    window = [profile.ring[(minute - k) % RING] for k in range(cfg.spike_window_minutes)]
-    if sum(1 for c in window if c >= need) < cfg.spike_min_hot_minutes:
+    if not profile.learned or ctx.late or minute != profile.ring_minute:
         return []
-    observed = sum(window) * 60.0 / len(window)
-    base = profile.spike_baseline
+    cfg, pk = ctx.config, profile.peaks
+    ratios = [
+        m1 / max(pk[0], cfg.peak_floor[0]),
+        m5 / max(pk[1], cfg.peak_floor[1]),
+        h / max(pk[2], cfg.peak_floor[2]),
+    ]
+    windows = [w for w, hit in (("1m", m1 >= profile.t1), ("5m", m5 >= profile.t5),
+                                ("1h", h >= profile.t60)) if hit]  # fmt: skip
+    if not windows:
+        windows.append("1h_vs_typical_hour")
+        ratios.append(h / max(profile.level, 1.0))
+    severity = "low"
+    inc = profile.incidents.get(TYPE)
+    if inc is not None and event.ts - inc.opened >= cfg.volume_escalate_s:
+        severity = "medium"  # it persists: notify someone
+    elif m1 == profile.t1 and _resumed(profile.ring, minute, profile.t1):
+        severity = "medium"  # a flood that pauses and resumes is not a batch job
+        windows.append("intermittent")
     evidence = {
-        "observed_per_hour": round(observed),
-        "baseline_per_hour": round(base, 1),
-        "ratio": round(observed / base, 1) if base > 0 else None,
-        "window_minutes": len(window),
-        "threshold_per_minute": need,
+        "observed_per_minute": m1,
+        "observed_per_5min": m5,
+        "observed_per_hour": h,
+        "usual_max": [round(v, 1) for v in pk],
+        "ratio": round(max(ratios), 1),
+        "windows": windows,
     }
-    return [Signal(TYPE, "high", evidence)]
+    return [Signal(TYPE, severity, evidence)]  # type: ignore[arg-type]

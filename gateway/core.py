@@ -20,6 +20,8 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import NoScriptError, RedisError
 
+from core.errors import KeyStoreError
+from core.keyformat import has_valid_checksum, hash_key, hashes_equal
 from gateway import ratelimit
 from gateway.cache import KeyCache, KeyMeta
 from gateway.credentials import client_ip, extract, scrubbed_path
@@ -29,8 +31,6 @@ from gateway.metrics import GatewayMetrics
 from gateway.publisher import Publisher
 from gateway.ratelimit import LocalLimiter, Verdict, Window
 from gateway.settings import GatewaySettings
-from worker.errors import KeyStoreError
-from worker.keystore.keyformat import has_valid_checksum, hash_key, hashes_equal
 from worker.keystore.redis_view import CACHE_KEY, REVOKED_SET
 from worker.keystore.store import KeyStore
 
@@ -56,7 +56,9 @@ class GatewayCore:
         self._script: Any = None
         if base.redis_url:
             self.redis = aioredis.Redis.from_url(
-                base.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
+                base.redis_url,
+                socket_timeout=settings.redis_timeout_s,
+                socket_connect_timeout=settings.redis_timeout_s,
             )
             self._script = self.redis.register_script(ratelimit.SCRIPT)
         self.publisher = Publisher(

@@ -17,9 +17,14 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from core.retry import RetryPolicy
 from gateway.metrics import GatewayMetrics
 
 log = structlog.get_logger("keywatch.gateway")
+BROKER_ERRORS = (KafkaError, TimeoutError, OSError)
+# Each try sends the next batch (a failed one is dropped and counted): the backoff only paces
+# the tries while the broker is away.
+PUBLISH_RETRY = RetryPolicy(base_delay_s=0.5, max_delay_s=5.0)
 
 
 class Publisher:
@@ -74,29 +79,27 @@ class Publisher:
             self._producer = None
 
     async def _run(self) -> None:
-        backoff = 0.5
         while True:
             self._metrics.buffered.set(len(self._buf))
-            if not self._buf:
-                await asyncio.sleep(self._interval)
-                continue
-            try:
-                await self._send_batch()
-                backoff = 0.5
-            except (KafkaError, TimeoutError, OSError) as exc:
-                self._metrics.backend_errors.labels("broker").inc()
-                log.warning("gateway_publish_failed", error=repr(exc))
-                await self._reset_producer()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+            if self._buf:
+                await PUBLISH_RETRY.call(self._send_batch, BROKER_ERRORS,
+                                         on_retry=self._send_failed)  # fmt: skip
             if len(self._buf) < self._batch:
                 await asyncio.sleep(self._interval)
+
+    async def _send_failed(self, _attempt: int, exc: BaseException) -> None:
+        """A batch the broker did not take: count it, start a new producer, back off."""
+        self._metrics.backend_errors.labels("broker").inc()
+        log.warning("gateway_publish_failed", error=repr(exc))
+        await self._reset_producer()
 
     async def _flush_all(self) -> None:
         while self._buf:
             await self._send_batch()
 
     async def _send_batch(self) -> None:
+        if not self._buf:
+            return
         producer = await self._started()
         n = min(len(self._buf), self._batch)
         batch = [self._buf.popleft() for _ in range(n)]

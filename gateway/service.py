@@ -23,9 +23,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from core.errors import ConfigError
 from gateway.core import GatewayCore
 from gateway.settings import GatewaySettings, split_listen
-from worker.errors import ConfigError
 
 log = structlog.get_logger("keywatch.gateway")
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "CONNECT", "TRACE"]

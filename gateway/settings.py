@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from worker.errors import ConfigError, KeyStoreError
+from core.errors import ConfigError, KeyStoreError
 from worker.ingest.ips import TrustedProxies
 from worker.keystore.ratelimits import RateLimit, parse_limits
 from worker.settings import Settings
@@ -44,6 +44,9 @@ class GatewaySettings:
     listen: str = DEFAULT_LISTEN
     fail_mode: str = "closed"  # for keys that can be checked nowhere (no cache, Redis, SQL)
     cache_ttl_s: float = 5.0  # positive entries; pub/sub and key-actions evict sooner
+    # Past this a Redis call counts as down: the replica serves from its cache and counts limits
+    # on its own until Redis answers again (a request is never held longer than this).
+    redis_timeout_s: float = 0.5
     negative_ttl_s: float = 10.0  # unknown keys: a burst of bad keys costs one SQL query each
     cache_size: int = 100_000
     view_ttl_s: int = 300  # how long the gateway's apikey:{hash} copy lives in Redis
@@ -158,6 +161,7 @@ _ENV: tuple[tuple[str, str, Any], ...] = (
     ("KEYWATCH_GATEWAY_LISTEN", "listen", parse_listen),
     ("KEYWATCH_GATEWAY_FAIL_MODE", "fail_mode", _fail_mode),
     ("KEYWATCH_GATEWAY_CACHE_TTL_S", "cache_ttl_s", _positive),
+    ("KEYWATCH_GATEWAY_REDIS_TIMEOUT_S", "redis_timeout_s", _positive),
     ("KEYWATCH_GATEWAY_NEGATIVE_TTL_S", "negative_ttl_s", _positive),
     ("KEYWATCH_GATEWAY_THROTTLE_LIMIT", "throttle_limit", _throttle_limit),
     ("KEYWATCH_GATEWAY_DEFAULT_LIMIT", "default_limits", _default_limits),

@@ -27,8 +27,8 @@ from typing import Any
 
 import maxminddb
 
+from core.errors import ConfigError
 from detectors.model import GeoInfo
-from worker.errors import ConfigError
 
 log = logging.getLogger("keywatch.geoip")
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from typing import Final, NamedTuple
 
-from worker.errors import InputError
+from core.errors import InputError
 
 _HUNK: Final = re.compile(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _GIT_HEADER: Final = re.compile(r'diff --git (?:"?a/.*"?) "?b/(.*?)"?$')

@@ -2,7 +2,7 @@
 
 Pure: no I/O besides reading the rules file. The prefilter is an Aho-Corasick automaton over every
 rule keyword plus the percent/JSON-escaped forms of their punctuation; base64 signatures are looked
-for only inside base64 runs (see ``scanners.decoders``). On 43 MB of Python the automaton ran at
+for only inside base64 runs (see ``core.decoders``). On 43 MB of Python the automaton ran at
 106 MB/s against 65 MB/s for one combined regex of the same 33 keywords, and 25 against 2.4 MB/s
 with 345 keywords (benchmarks/SCANNER.md). A diff is scanned raw in one pass; only hits are mapped
 back to added lines, so a file without a hit costs no Python per line.
@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from scanners import decoders
-from scanners.decoders import DecodeLimits
+from core import decoders
+from core.decoders import DecodeLimits
+from core.errors import InputError
+from core.keyformat import environment_of, hash_key, redact_key
 from scanners.diff import (
     AddedLine,
     AddedLocator,
@@ -28,8 +30,6 @@ from scanners.diff import (
 )
 from scanners.prefilter import Prefilter, make_prefilter
 from scanners.rules import DEFAULT_RULES_PATH, Rule, RuleSet, load_rules
-from worker.errors import InputError
-from worker.keystore.keyformat import environment_of, hash_key, redact_key
 
 _LOOKBACK: Final = 64  # a rule's match may begin this far before its keyword
 _LOOKAHEAD: Final = 1024  # longer than any rule's longest match (the longest is ~270 chars)

@@ -24,7 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 import orjson
@@ -32,8 +32,10 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
+from core.errors import FetchError, InputError, KeyStoreUnavailable
+from core.keyformat import hash_key, redact_key, split_prefix
 from scanners.push import decode_code_push, encode_code_push
-from scanners.response import LeakContext, LeakResponder
+from scanners.response import LeakContext, Responder
 from scanners.signatures import (
     SIGNATURE_PREFIX,
     SecretScanningKeys,
@@ -41,9 +43,6 @@ from scanners.signatures import (
     verify_github_signature,
     verify_gitlab_token,
 )
-from worker.errors import FetchError, InputError, KeyStoreUnavailable
-from worker.keystore.keyformat import hash_key, redact_key, split_prefix
-from worker.metrics import Metrics
 
 log = structlog.get_logger("keywatch.intake")
 
@@ -141,6 +140,15 @@ class TokenCandidate:
                 "redacted": self.redacted, "path": self.path, "line": self.line}  # fmt: skip
 
 
+class WebhookMetrics(Protocol):
+    """The counter the intake reports to (``worker.metrics.Metrics`` has it)."""
+
+    @property
+    def webhooks(self) -> Any:
+        """``keywatch_webhooks_total`` (labels ``source``, ``outcome``)."""
+        ...
+
+
 class WebhookIntake:
     """Authenticates, deduplicates and publishes code-host webhooks."""
 
@@ -150,10 +158,10 @@ class WebhookIntake:
         github_secret: str | None,
         gitlab_secret: str | None,
         publish: PublishPush,
-        metrics: Metrics,
+        metrics: WebhookMetrics,
         dedupe: DeliveryDedupe,
         secret_scanning_keys: SecretScanningKeys | None = None,
-        responder: LeakResponder | None = None,
+        responder: Responder | None = None,
     ) -> None:
         self.github_secret, self.gitlab_secret = github_secret, gitlab_secret
         self.publish, self.metrics, self.dedupe = publish, metrics, dedupe

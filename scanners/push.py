@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import orjson
 
-from worker.errors import InputError
+from core.errors import InputError
 
 ZERO_SHA: Final = "0" * 40
 SOURCES: Final = ("github", "gitlab")

@@ -1,5 +1,6 @@
-"""Verification and response: a candidate's SHA-256 against the key store, then the one response
-its key deserves, once per key hash however many pushes repeat it.
+"""What a leak finding is and which response its key deserves (pure: the key store is the
+worker's, ``worker.response.leaks`` verifies and acts), once per key hash however many pushes
+repeat it.
 
 | key in the store            | status            | action  | severity |
 |-----------------------------|-------------------|---------|----------|
@@ -17,21 +18,14 @@ idempotent steps, never skips one (at-least-once).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import sqlalchemy as sa
-from sqlalchemy.orm import sessionmaker
-
 from detectors.model import Action, Alert, Severity, Signal
-from worker.keystore.models import LeakFinding
-from worker.keystore.service import KeyService
-from worker.keystore.store import KeyRecord
 
 SIGNAL_TYPE = "leak.public_code"
 EVIDENCE_FIELDS = ("repository", "commit", "path", "line", "rule_id", "redacted")
@@ -55,6 +49,21 @@ class CandidateLike(Protocol):
 
     def to_dict(self) -> dict[str, object]:
         """JSON form without the secret."""
+        ...
+
+
+class KeyRecordLike(Protocol):
+    """What a finding needs from the key store's record (``worker.keystore.store.KeyRecord``)."""
+
+    @property
+    def key_id(self) -> str: ...
+    @property
+    def account_id(self) -> str: ...
+    @property
+    def environment(self) -> str: ...
+
+    def status_at(self, now: datetime) -> str:
+        """The key's status at ``now``."""
         ...
 
 
@@ -89,7 +98,9 @@ class Finding:
         return self.alert.to_dict()
 
 
-def classify(kind: str, record: KeyRecord | None, now: datetime) -> tuple[str, Action, Severity]:
+def classify(
+    kind: str, record: KeyRecordLike | None, now: datetime
+) -> tuple[str, Action, Severity]:
     """(status, action, severity) for a candidate of ``kind`` whose key record is ``record``."""
     if kind != "platform":
         return "unverified", "notify", "high"
@@ -105,78 +116,6 @@ def classify(kind: str, record: KeyRecord | None, now: datetime) -> tuple[str, A
 def alert_id_for(key_hash: str) -> str:
     """A deterministic finding id per key hash: redeliveries repeat it, consumers dedupe on it."""
     return "leak-" + hashlib.sha256(b"keywatch-leak:" + key_hash.encode()).hexdigest()[:26]
-
-
-Publish = Callable[[Finding], Awaitable[None]]
-
-
-class LeakResponder:
-    """Verifies candidates by hash and applies the response (revocation only when ``act``)."""
-
-    def __init__(
-        self, keys: KeyService, *, act: bool = True, remember: bool = True,
-        publish: Publish | None = None, actor: str = "scanner",
-    ) -> None:  # fmt: skip
-        self.keys, self.act, self.publish, self.actor = keys, act, publish, actor
-        self.ledger = LeakLedger(keys.store.engine) if remember else None
-
-    async def respond(self, candidates: Sequence[CandidateLike], ctx: LeakContext) -> list[Finding]:
-        """One finding per candidate; the response (revoke, publish, record) once per hash."""
-        hashes = [c.key_hash for c in candidates if c.kind == "platform"]
-        records = await asyncio.to_thread(self.keys.store.find_many_by_hash, hashes)
-        findings: list[Finding] = []
-        done: set[str] = set()
-        for cand in candidates:
-            finding = self._finding(cand, records.get(cand.key_hash), ctx)
-            if cand.key_hash in done:
-                finding.first = False
-            else:
-                done.add(cand.key_hash)
-                await self._respond_once(finding, cand, ctx)
-            findings.append(finding)
-        return findings
-
-    def _finding(self, cand: CandidateLike, record: KeyRecord | None, ctx: LeakContext) -> Finding:
-        now = time.time()
-        status, action, severity = classify(cand.kind, record, datetime.now(UTC))
-        location = str(cand.to_dict().get("location") or "content")
-        where = describe_where(ctx, cand, location, short=True)
-        extra: dict[str, Any] = {
-            "repository": ctx.repository, "commit": ctx.commit, "path": cand.path,
-            "line": cand.line, "rule_id": cand.rule_id, "redacted": cand.redacted,
-            "status": status, "key_hash": cand.key_hash, "leak_kind": cand.kind,
-            "source": ctx.source, "url": ctx.url,
-            "environment": record.environment if record else None, "location": location,
-        }  # fmt: skip
-        evidence = {k: extra[k] for k in EVIDENCE_FIELDS}
-        who = f"key {record.key_id}" if record else f"{cand.kind} secret {cand.redacted}"
-        alert = Alert(
-            id=alert_id_for(cand.key_hash), kind="leak", key_id=record.key_id if record else None,
-            account_id=record.account_id if record else None, ts=now, detected_at=now,
-            severity=severity, action=action,
-            signals=[Signal(SIGNAL_TYPE, severity, evidence)],
-            summary=f"{who} ({status}) leaked in {where}", extra=extra,
-        )  # fmt: skip
-        return Finding(alert, status, action, candidate=cand.to_dict())
-
-    async def _respond_once(self, finding: Finding, cand: CandidateLike, ctx: LeakContext) -> None:
-        if self.ledger is not None and await asyncio.to_thread(self.ledger.seen, cand.key_hash):
-            finding.first = False
-            return
-        alert = finding.alert
-        if self.act and finding.action == "revoke" and alert.key_id:
-            location = str(alert.extra.get("location") or "content")
-            reason = f"leaked in public code: {describe_where(ctx, cand, location)}"
-            change = await self.keys.revoke(
-                alert.key_id, reason[:500], actor=self.actor, alert_id=alert.id
-            )
-            finding.applied = change.changed
-            alert.extra["revoked"] = True
-            alert.summary += "; revoked" if change.changed else "; already revoked"
-        if self.publish is not None:
-            await self.publish(finding)
-        if self.ledger is not None:
-            finding.first = await asyncio.to_thread(self.ledger.record, finding)
 
 
 def describe_where(
@@ -195,45 +134,34 @@ def describe_where(
     return f"{where} {place}" if place else where
 
 
-class LeakLedger:
-    """``kw_leak_findings``: the first response per key hash, and how often it was seen since."""
-
-    def __init__(self, engine: sa.Engine) -> None:
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
-
-    def seen(self, key_hash: str) -> bool:
-        """Whether this key hash was already responded to; counts the repeat."""
-        now = datetime.now(UTC)
-        with self._sessions() as s, s.begin():
-            n = s.execute(
-                sa.update(LeakFinding)
-                .where(LeakFinding.key_hash == key_hash)
-                .values(times_seen=LeakFinding.times_seen + 1, last_seen=now)
-            ).rowcount  # type: ignore[attr-defined]
-            return bool(n)
-
-    def record(self, finding: Finding) -> bool:
-        """Record the response; False when another process recorded it first."""
-        e, now = finding.alert.extra, datetime.now(UTC)
-        row = LeakFinding(
-            key_hash=e["key_hash"], key_id=finding.alert.key_id, status=finding.status,
-            action=finding.action, rule_id=str(e["rule_id"])[:64],
-            repository=_cut(e.get("repository"), 256), commit=_cut(e.get("commit"), 64),
-            path=_cut(e.get("path"), 1024), line=e.get("line"), alert_id=finding.alert.id,
-            first_seen=now, last_seen=now, times_seen=1,
-        )  # fmt: skip
-        try:
-            with self._sessions() as s, s.begin():
-                s.add(row)
-        except sa.exc.IntegrityError:
-            return False
-        return True
-
-    def get(self, key_hash: str) -> LeakFinding | None:
-        """The recorded response for a key hash."""
-        with self._sessions() as s:
-            return s.get(LeakFinding, key_hash)
+def build_finding(cand: CandidateLike, record: KeyRecordLike | None, ctx: LeakContext) -> Finding:
+    """The finding (alert with the leak fields) for a candidate whose key record is ``record``."""
+    now = time.time()
+    status, action, severity = classify(cand.kind, record, datetime.now(UTC))
+    location = str(cand.to_dict().get("location") or "content")
+    where = describe_where(ctx, cand, location, short=True)
+    extra: dict[str, Any] = {
+        "repository": ctx.repository, "commit": ctx.commit, "path": cand.path,
+        "line": cand.line, "rule_id": cand.rule_id, "redacted": cand.redacted,
+        "status": status, "key_hash": cand.key_hash, "leak_kind": cand.kind,
+        "source": ctx.source, "url": ctx.url,
+        "environment": record.environment if record else None, "location": location,
+    }  # fmt: skip
+    evidence = {k: extra[k] for k in EVIDENCE_FIELDS}
+    who = f"key {record.key_id}" if record else f"{cand.kind} secret {cand.redacted}"
+    alert = Alert(
+        id=alert_id_for(cand.key_hash), kind="leak", key_id=record.key_id if record else None,
+        account_id=record.account_id if record else None, ts=now, detected_at=now,
+        severity=severity, action=action,
+        signals=[Signal(SIGNAL_TYPE, severity, evidence)],
+        summary=f"{who} ({status}) leaked in {where}", extra=extra,
+    )  # fmt: skip
+    return Finding(alert, status, action, candidate=cand.to_dict())
 
 
-def _cut(value: Any, limit: int) -> str | None:
-    return str(value)[:limit] if value is not None else None
+class Responder(Protocol):
+    """Verifies candidates and responds (``worker.response.leaks.LeakResponder``)."""
+
+    async def respond(self, candidates: Sequence[CandidateLike], ctx: LeakContext) -> list[Finding]:
+        """One finding per candidate."""
+        ...

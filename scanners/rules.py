@@ -1,7 +1,9 @@
 """Scanner rules as data: ``rules.toml`` loaded once into frozen :class:`Rule` objects.
 
-Loading validates everything (fields, types, regexes, keywords, samples) and raises
-``ConfigError`` naming the rule and the problem, so a bad rules file stops the scanner at start.
+Loading validates everything against a typed schema (msgspec: fields and types), then regexes,
+keywords and samples, and raises ``ConfigError`` naming the failing path (``$.rules[2].kind``)
+and the problem, so a bad rules file stops the scanner at start. The platform's key prefixes
+default to the key format's (``KNOWN_PREFIXES``): one source for them.
 """
 
 from __future__ import annotations
@@ -11,17 +13,18 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Annotated, Final, Literal
 
+import msgspec
+
+from core.errors import ConfigError
+from core.keyformat import KNOWN_PREFIXES, has_valid_checksum
+from core.redaction import redact_text
 from scanners.placeholders import is_placeholder
-from worker.errors import ConfigError
-from worker.keystore.keyformat import has_valid_checksum
-from worker.redaction import redact_text
 
 DEFAULT_RULES_PATH: Final = Path(__file__).with_name("rules.toml")
-KINDS: Final = ("platform", "third_party")
-CHECKSUMS: Final = ("keywatch-crc32", "none")
 _PREFIX_TOKEN: Final = "<PREFIX>"  # noqa: S105 (a regex placeholder, not a password)
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,50 +86,68 @@ def load_rules(path: Path = DEFAULT_RULES_PATH) -> RuleSet:
     return parse_rules(data, str(path))
 
 
+class _RuleSpec(msgspec.Struct, kw_only=True):
+    """One ``[[rules]]`` table as written (the schema; ``_rule`` adds the checks across fields)."""
+
+    id: NonEmpty
+    description: NonEmpty
+    kind: Literal["platform", "third_party"]
+    regex: NonEmpty
+    keywords: Annotated[list[NonEmpty], msgspec.Meta(min_length=1)] | None = None
+    checksum: Literal["keywatch-crc32", "none"] = "none"
+    entropy_min: float | None = None
+    samples_match: list[str] = []
+    samples_nomatch: list[str] = []
+    keyword_at_start: bool = True
+
+
+class _PlatformSpec(msgspec.Struct):
+    """``[platform]``: this platform's key prefixes (default: the key format's)."""
+
+    prefixes: list[NonEmpty] = msgspec.field(default_factory=lambda: list(KNOWN_PREFIXES))
+
+
+class _RulesFile(msgspec.Struct):
+    """A rules file."""
+
+    rules: Annotated[list[_RuleSpec], msgspec.Meta(min_length=1)]
+    platform: _PlatformSpec = msgspec.field(default_factory=_PlatformSpec)
+
+
 def parse_rules(data: Mapping[str, object], source: str = "<rules>") -> RuleSet:
-    """Build a validated :class:`RuleSet` from parsed TOML data."""
-    platform = data.get("platform", {})
-    if not isinstance(platform, Mapping):
-        raise ConfigError(f"{source}: [platform] must be a table")
-    prefixes = _str_list(platform.get("prefixes", []), f"{source}: platform.prefixes")
-    raw_rules = data.get("rules")
-    if not isinstance(raw_rules, list) or not raw_rules:
-        raise ConfigError(f"{source}: no [[rules]]")
-    rules = tuple(_parse_rule(raw, prefixes, source) for raw in raw_rules)
+    """Build a validated :class:`RuleSet` from parsed TOML data; ``ConfigError`` names the
+    failing path (``$.rules[2].kind``) and the problem."""
+    try:
+        spec = msgspec.convert(data, _RulesFile)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+    prefixes = spec.platform.prefixes
+    rules = tuple(_rule(raw, n, prefixes, source) for n, raw in enumerate(spec.rules))
     ids = [r.id for r in rules]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{source}: duplicate rule ids in {ids}")
     return RuleSet(rules=rules, platform_prefixes=tuple(prefixes))
 
 
-def _parse_rule(raw: object, prefixes: Sequence[str], source: str) -> Rule:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{source}: each [[rules]] entry must be a table")
-    rid = raw.get("id")
-    where = f"{source}: rule {rid!r}"
-    if not isinstance(rid, str) or not rid:
-        raise ConfigError(f"{where}: missing field 'id'")
-    kind = _required_str(raw, "kind", where)
-    if kind not in KINDS:
-        raise ConfigError(f"{where}: kind must be one of {KINDS}, not {kind!r}")
-    checksum = raw.get("checksum", "none")
-    if checksum not in CHECKSUMS:
-        raise ConfigError(f"{where}: checksum must be one of {CHECKSUMS}, not {checksum!r}")
-    default_kw = list(prefixes) if kind == "platform" else None
-    keywords = _str_list(raw.get("keywords", default_kw), f"{where}: keywords")
-    if not keywords or any(not k for k in keywords):
-        raise ConfigError(f"{where}: keywords must be non-empty strings")
+def _rule(spec: _RuleSpec, n: int, prefixes: Sequence[str], source: str) -> Rule:
+    where = f"{source}: rule {spec.id!r} (at `$.rules[{n}]`)"
+    keywords = spec.keywords
+    if keywords is None:
+        if spec.kind != "platform" or not prefixes:
+            raise ConfigError(f"{where}: keywords are required (Object missing required field "
+                              f"`keywords` - at `$.rules[{n}]`)")  # fmt: skip
+        keywords = list(prefixes)
     rule = Rule(
-        id=rid,
-        description=_required_str(raw, "description", where),
-        kind=kind,
+        id=spec.id,
+        description=spec.description,
+        kind=spec.kind,
         keywords=tuple(keywords),
-        regex=_compile(_required_str(raw, "regex", where), prefixes, where),
-        checksum=None if checksum == "none" else str(checksum),
-        entropy_min=_optional_float(raw.get("entropy_min"), where),
-        samples_match=_samples(raw, "samples_match", where),
-        samples_nomatch=_samples(raw, "samples_nomatch", where),
-        keyword_at_start=_optional_bool(raw.get("keyword_at_start", True), where),
+        regex=_compile(spec.regex, prefixes, where),
+        checksum=None if spec.checksum == "none" else spec.checksum,
+        entropy_min=spec.entropy_min,
+        samples_match=tuple(spec.samples_match),
+        samples_nomatch=tuple(spec.samples_nomatch),
+        keyword_at_start=spec.keyword_at_start,
     )
     _check_samples(rule, where)
     return rule
@@ -162,34 +183,3 @@ def _check_samples(rule: Rule, where: str) -> None:
         if rule.find(sample):
             shown = redact_text(sample)[:60]
             raise ConfigError(f"{where}: sample that must not match does: {shown!r}")
-
-
-def _samples(raw: Mapping[str, object], name: str, where: str) -> tuple[str, ...]:
-    return tuple(_str_list(raw.get(name, []), f"{where}: {name}"))
-
-
-def _required_str(raw: Mapping[str, object], name: str, where: str) -> str:
-    value = raw.get(name)
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where}: missing or empty field {name!r}")
-    return value
-
-
-def _str_list(value: object, where: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where} must be a list of strings")
-    return [str(v) for v in value]
-
-
-def _optional_bool(value: object, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}: keyword_at_start must be true or false")
-    return value
-
-
-def _optional_float(value: object, where: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{where}: entropy_min must be a number")
-    return float(value)

@@ -3,7 +3,7 @@
 Built from finding dicts (never from secrets): ``rule_id``, ``path``, ``line``, ``column``,
 ``redacted``, ``status``, ``severity``, ``message`` and, when present, ``key_hash`` (used as the
 partial fingerprint so a tool tracks one leaked key across runs). Every string is passed through
-``worker.redaction.redact_text`` as a last guard.
+``core.redaction.redact_text`` as a last guard.
 ref: https://docs.oasis-open.org/sarif/sarif/v2.1.0/sarif-v2.1.0.html
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 from urllib.parse import quote
 
-from worker.redaction import redact_text
+from core.redaction import redact_text
 
 SARIF_VERSION: Final = "2.1.0"
 SARIF_SCHEMA: Final = "https://json.schemastore.org/sarif-2.1.0.json"

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from worker.errors import FetchError, InputError
+from core.errors import FetchError, InputError
 
 log = structlog.get_logger("keywatch.signatures")
 

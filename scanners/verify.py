@@ -18,10 +18,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from core.errors import InputError
 from scanners.fetch import Fetcher, FileChange
 from scanners.push import CodePush
-from scanners.response import CandidateLike, Finding, LeakContext, LeakResponder
-from worker.errors import InputError
+from scanners.response import CandidateLike, Finding, LeakContext, Responder
 
 DEFAULT_BUDGET_S = 30.0
 # Third-party tokens answered per push: a file of 250k random-looking AKIA ids must not become
@@ -122,7 +122,7 @@ class PushScanner:
         self,
         engine: ScanEngine,
         fetchers: Mapping[str, Fetcher],
-        responder: LeakResponder,
+        responder: Responder,
         *,
         budget_s: float = DEFAULT_BUDGET_S,
         on_deferred: Deferred | None = None,

@@ -14,14 +14,14 @@ import orjson
 import structlog
 from faust.web import Request, Response, View
 
+from core.errors import KeyStoreUnavailable
+from core.redaction import redact_obj, redact_text
 from worker.engine import bound_fetch_wait
-from worker.errors import KeyStoreUnavailable
 from worker.keystore.redis_view import RedisView
 from worker.keystore.schema import ensure_schema
-from worker.keystore.service import KeyService
+from worker.keystore.service import STORE_RETRY, KeyService
 from worker.keystore.store import KeyStore
 from worker.metrics import Metrics
-from worker.redaction import redact_obj, redact_text
 from worker.settings import Settings
 
 log = structlog.get_logger("keywatch")
@@ -105,18 +105,15 @@ class KeywatchApp:
 
     async def _prepare_store(self) -> None:
         """Create the schema, retrying while the database is down (detection runs meanwhile)."""
-        delay = 0.5
-        while True:
-            try:
-                await asyncio.to_thread(ensure_schema, self.store.engine)
-                self.store_ready.set()
-                self.store_error = None
-                return
-            except Exception as exc:
-                self.store_error = str(exc).splitlines()[0][:200]
-                log.warning("key_store_unavailable", error=str(exc), retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+
+        async def unavailable(attempt: int, exc: BaseException) -> None:
+            self.store_error = str(exc).splitlines()[0][:200]
+            log.warning("key_store_unavailable", error=str(exc), attempt=attempt)
+
+        await STORE_RETRY.call(lambda: asyncio.to_thread(ensure_schema, self.store.engine),
+                               Exception, on_retry=unavailable)  # fmt: skip
+        self.store_ready.set()
+        self.store_error = None
 
     async def _reconcile(self) -> None:
         """Lift ended throttles, expire keys, push pending key changes to Redis and Kafka."""

@@ -16,7 +16,7 @@ import time
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
-from worker.errors import ConfigError
+from core.errors import ConfigError
 
 RETRY_S = 1.0
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import click
 
+from core.errors import KeywatchError
 from worker import __version__
-from worker.errors import KeywatchError
 
 # name -> "module:attribute"; alphabetical.
 COMMANDS: dict[str, str] = {

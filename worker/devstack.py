@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from core.errors import ConfigError
 from worker import children, devenv
-from worker.errors import ConfigError
 
 
 def free_port() -> int:

@@ -18,8 +18,8 @@ from typing import Final
 
 import structlog
 
+from core.errors import KeyStoreUnavailable
 from detectors.model import KeyContext
-from worker.errors import KeyStoreUnavailable
 from worker.keystore.store import KeyRecord
 
 log = structlog.get_logger("keywatch.keycache")

@@ -9,8 +9,8 @@ from typing import Any
 
 import structlog
 
+from core.redaction import redact_obj
 from worker import brokerlog
-from worker.redaction import redact_obj
 
 
 def _redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from worker.errors import ConfigError
+from core.errors import ConfigError
 
 
 def check_writable(value: str | os.PathLike[str] | None, option: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from worker.errors import ConfigError
+from core.errors import ConfigError
 from worker.ingest.ips import TrustedProxies, parse_trusted
 
 DEFAULT_BROKER = "kafka://localhost:9092"

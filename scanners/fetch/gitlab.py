@@ -15,10 +15,11 @@ from urllib.parse import quote
 
 import httpx
 
+from core.errors import FetchError
+from core.retry import RetryPolicy
 from scanners.fetch import MAX_FILE_BYTES, FileChange, RawFile, change_of
-from scanners.fetch.http import ApiClient, FetchRefused, RetryPolicy, next_link, path_part
+from scanners.fetch.http import ApiClient, FetchRefused, next_link, path_part
 from scanners.push import CodePush
-from worker.errors import FetchError
 
 PER_PAGE = 100
 MAX_PAGES = 100

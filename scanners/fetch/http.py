@@ -4,7 +4,7 @@ rate limits honoured and transient failures retried with backoff.
 Rate limits (ref: GitHub REST "Rate limits for the REST API" and GitLab "Rate limits"):
 429, or 403 with ``x-ratelimit-remaining: 0`` or a ``Retry-After``, waits ``Retry-After`` seconds
 or until ``x-ratelimit-reset`` (epoch seconds); 5xx and transport errors back off exponentially.
-Other 4xx are permanent (``FetchRefused``). Waits are capped by ``RetryPolicy.max_delay_s``.
+Other 4xx are permanent (``FetchRefused``). Waits are capped by the policy's ``max_delay_s``.
 """
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
 import structlog
 
-from worker.errors import FetchError
+from core.errors import FetchError
+from core.httpdate import retry_after
+from core.retry import RetryPolicy
 
 log = structlog.get_logger("keywatch.fetch")
 
@@ -28,18 +29,17 @@ class FetchRefused(FetchError):
     """The code host refused the request for good (404, 401, 403 without a rate limit...)."""
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How many times and how long to wait (tests use tiny delays)."""
+# ref: GitHub REST "Best practices": back off on secondary rate limits; a minute at most per wait
+FETCH_RETRY = RetryPolicy(attempts=5, base_delay_s=1.0, max_delay_s=60.0)
+TIMEOUT_S = 20.0
 
-    attempts: int = 5
-    base_delay_s: float = 1.0
-    max_delay_s: float = 60.0
-    timeout_s: float = 20.0
 
-    def backoff(self, attempt: int) -> float:
-        """Exponential backoff for the ``attempt``-th retry (0-based)."""
-        return float(min(self.max_delay_s, self.base_delay_s * (2**attempt)))
+class _Transient(FetchError):
+    """A failure another try may cure; ``wait``: what the host asked for (None: backoff)."""
+
+    def __init__(self, message: str, wait: float | None = None) -> None:
+        super().__init__(message)
+        self.wait = wait
 
 
 class ApiClient:
@@ -52,15 +52,16 @@ class ApiClient:
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         max_bytes: int = 50 * 1024 * 1024,
+        timeout_s: float = TIMEOUT_S,
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         parts = urlsplit(self.base_url)
         self._origin = (parts.scheme, parts.netloc)
         self._base_path = parts.path
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or FETCH_RETRY
         self.max_bytes = max_bytes
         self._client = httpx.AsyncClient(
-            headers=dict(auth_headers), timeout=self.retry.timeout_s,
+            headers=dict(auth_headers), timeout=timeout_s,
             follow_redirects=False, transport=transport,
         )  # fmt: skip
         self._not_before = 0.0
@@ -136,8 +137,8 @@ class ApiClient:
         limit: int,
     ) -> tuple[httpx.Response, bytes, bool]:
         url = self.url(path_or_url)
-        last = "no attempt"
-        for attempt in range(self.retry.attempts):
+
+        async def once() -> tuple[httpx.Response, bytes, bool]:
             await self._respect_reset()
             try:
                 async with self._client.stream("GET", url, params=params, headers=headers) as resp:
@@ -146,20 +147,26 @@ class ApiClient:
                         data, truncated = await _read_up_to(resp, limit)
                         return resp, data, truncated
             except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                await self._sleep(self.retry.backoff(attempt), url, last)
-                continue
+                raise _Transient(f"{type(exc).__name__}: {exc}") from exc
             except (httpx.InvalidURL, ValueError) as exc:  # not HTTPError: a URL httpx refuses
                 raise FetchRefused(f"invalid request URL: {exc}") from exc
             wait = self._rate_limit_wait(resp)
-            last = f"HTTP {resp.status_code}"
             if wait is not None:
-                await self._sleep(wait, url, last + " (rate limited)")
-            elif resp.status_code >= 500:
-                await self._sleep(self.retry.backoff(attempt), url, last)
-            else:
-                raise FetchRefused(f"{last} for {shown_path(url)}")
-        raise FetchError(f"gave up after {self.retry.attempts} attempts: {last}")
+                raise _Transient(f"HTTP {resp.status_code} (rate limited)", wait)
+            if resp.status_code >= 500:
+                raise _Transient(f"HTTP {resp.status_code}")
+            raise FetchRefused(f"HTTP {resp.status_code} for {shown_path(url)}")
+
+        async def retrying(attempt: int, exc: BaseException) -> None:
+            log.info("fetch_retry", path=shown_path(url), why=str(exc), attempt=attempt)
+
+        try:
+            result, _ = await self.retry.call(
+                once, _Transient, wait_of=lambda e: getattr(e, "wait", None), on_retry=retrying
+            )
+        except _Transient as exc:
+            raise FetchError(f"gave up after {self.retry.attempts} attempts: {exc}") from exc
+        return result
 
     def _rate_limit_wait(self, resp: httpx.Response) -> float | None:
         """Seconds to wait when ``resp`` is a rate-limit answer, else None."""
@@ -170,7 +177,7 @@ class ApiClient:
         )
         if not limited:
             return None
-        wait = _float(h.get("retry-after"))
+        wait = retry_after(h.get("retry-after"))
         if wait is None:
             reset = _float(h.get("x-ratelimit-reset"))
             wait = reset - time.time() if reset is not None else self.retry.base_delay_s
@@ -187,10 +194,6 @@ class ApiClient:
         wait = self._not_before - time.time()
         if wait > 0:
             await asyncio.sleep(wait)
-
-    async def _sleep(self, seconds: float, url: str, why: str) -> None:
-        log.info("fetch_retry", path=shown_path(url), why=why, wait_s=round(seconds, 3))
-        await asyncio.sleep(seconds)
 
 
 async def _read_up_to(resp: httpx.Response, limit: int) -> tuple[bytes, bool]:

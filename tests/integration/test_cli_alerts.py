@@ -11,11 +11,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+from core.keyformat import generate_key
 from tests.integration.test_pipeline import publish
 from tests.support.procs import ROOT, keywatch_env
 from worker.devstack import EmbeddedBroker
 from worker.keystore.alerts import AlertStore
-from worker.keystore.keyformat import generate_key
 from worker.keystore.store import KeyStore
 
 pytestmark = pytest.mark.services

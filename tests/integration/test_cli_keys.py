@@ -6,8 +6,8 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from core.keyformat import hash_key
 from worker.cli import cli, main
-from worker.keystore.keyformat import hash_key
 
 
 @pytest.fixture

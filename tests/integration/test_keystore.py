@@ -10,9 +10,9 @@ import pytest
 import redis as redis_sync
 from aiokafka import AIOKafkaConsumer
 
+from core.errors import InvalidTransition, KeyNotFound, KeyStoreError, KeyStoreUnavailable
+from core.keyformat import hash_key
 from worker.devstack import EmbeddedBroker
-from worker.errors import InvalidTransition, KeyNotFound, KeyStoreError, KeyStoreUnavailable
-from worker.keystore.keyformat import hash_key
 from worker.keystore.redis_view import CACHE_KEY, REVOKED_SET, THROTTLE_KEY, RedisView
 from worker.keystore.service import KafkaAnnouncer, KeyService
 from worker.keystore.store import KeyStore, utcnow

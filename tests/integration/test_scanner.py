@@ -18,10 +18,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from core.keyformat import generate_key
 from scanners.signatures import github_signature
 from tests.support.procs import keywatch_env, running
 from worker.devstack import EmbeddedBroker
-from worker.keystore.keyformat import generate_key
 from worker.keystore.redis_view import RedisView
 from worker.keystore.store import KeyStore
 

@@ -22,6 +22,7 @@ import httpx
 import orjson
 import pytest
 
+from core.keyformat import NewKey, generate_key
 from tests.integration.test_faults_redis import revoke_alert
 from tests.integration.test_scanner import (
     AFTER,
@@ -34,7 +35,6 @@ from tests.integration.test_scanner import SECRET as SCANNER_SECRET
 from tests.support.faults import Sink, collect, publish, serving, topics_env, wait_for
 from tests.support.procs import keywatch_env, running
 from worker.devstack import EmbeddedBroker
-from worker.keystore.keyformat import NewKey, generate_key
 from worker.keystore.store import KeyStore
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]

@@ -11,10 +11,10 @@ import orjson
 import pytest
 from click.testing import CliRunner, Result
 
+from core.errors import ConfigError
+from core.keyformat import NewKey
 from detectors.model import Alert, Signal
 from worker.commands.replay import command
-from worker.errors import ConfigError
-from worker.keystore.keyformat import NewKey
 from worker.keystore.store import KeyStore
 from worker.replay import Stats, summary_lines
 from worker.simulate import Simulation, simulate
@@ -241,7 +241,11 @@ def kong(ev: dict[str, Any]) -> dict[str, Any]:
         "started_at": ms,
         "client_ip": ev["ip"],
         "authenticated_entity": {"id": ev["key_id"]},
-        "request": {"method": ev["method"], "uri": ev["path"], "headers": {}},
+        "request": {
+            "method": ev["method"],
+            "uri": ev["path"],
+            "headers": {"user-agent": ev["user_agent"]},
+        },
         "response": {"status": ev["status"]},
     }
 

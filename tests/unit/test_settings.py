@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.errors import ConfigError
+from core.errors import ConfigError
 from worker.settings import Settings
 
 

@@ -27,16 +27,18 @@ import orjson
 import structlog
 from faust.web import Request, Response, View
 
+from core.errors import DeliveryError, InputError, InvalidTransition, KeyStoreUnavailable
+from core.retry import RetryPolicy
 from detectors.feedback import apply_benign
-from detectors.policy import DeliveryConfig
 from worker.agents.profiles import live_profile
 from worker.alerting import interactions
 from worker.alerting.http import client, post
 from worker.alerting.pagerduty import PagerDutySink
-from worker.alerting.retry import Backoff, with_retries
-from worker.errors import DeliveryError, InputError, InvalidTransition, KeyStoreUnavailable
-from worker.keystore.alerts import VERDICTS, AlertNotFound, AlertStore, Resolution
+from worker.alerting.retry import with_retries
+from worker.keystore.alerts import AlertNotFound, AlertStore, Resolution
 from worker.keystore.resolution import Resolver
+from worker.keystore.service import STORE_RETRY
+from worker.messages import Feedback, feedback_from_dict, is_alert, loads, to_dict
 from worker.partitioning import partition_for
 
 if TYPE_CHECKING:
@@ -48,44 +50,32 @@ log = structlog.get_logger("keywatch.feedback")
 T = TypeVar("T")
 MAX_INTERACTION_BYTES = 256 * 1024
 # A PagerDuty outage must not hold the key's verdicts for long: a few tries, then a log line.
-PAGERDUTY_RETRIES = DeliveryConfig(max_attempts=3, base_delay_s=0.5, max_delay_s=5.0,
-                                   max_total_s=15.0)  # fmt: skip
-UNRECORDED_RETRIES = 8  # an answer may outrun its alert's recording by a few seconds, not more
+PAGERDUTY_RETRY = RetryPolicy(attempts=3, base_delay_s=0.5, max_delay_s=5.0, timeout_s=15.0)
+# an answer may outrun its alert's recording by a few seconds, not more
+UNRECORDED_RETRY = RetryPolicy(attempts=9, base_delay_s=0.25, max_delay_s=5.0)
 
 
-def decode(value: Any) -> dict[str, Any] | None:
-    """A JSON object, or None."""
-    try:
-        obj = orjson.loads(value)
-    except (orjson.JSONDecodeError, TypeError):
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
-def check_resolution(msg: Mapping[str, Any]) -> None:
-    """Raise ``InputError`` unless ``msg`` is a usable resolution message."""
+def check_resolution(msg: Mapping[str, Any]) -> Feedback:
+    """``msg`` as a resolution; ``InputError`` naming the field when it is not a usable one."""
+    feedback = feedback_from_dict(msg)
+    if feedback.type != "resolution":
+        raise InputError(f"feedback type {feedback.type!r} is not known", reason="bad_feedback")
     for name in ("alert_id", "key_id", "actor"):
-        if not isinstance(msg.get(name), str) or not msg[name]:
+        if not getattr(feedback, name):
             raise InputError(f"resolution without {name}", reason="bad_feedback")
-    if msg.get("verdict") not in VERDICTS:
-        raise InputError(f"verdict {msg.get('verdict')!r} is not one of {VERDICTS}",
-                         reason="bad_feedback")  # fmt: skip
+    return feedback
 
 
 async def until_stored(
-    fn: Callable[[], Awaitable[T]], what: str, backoff: Backoff | None = None
+    fn: Callable[[], Awaitable[T]], what: str, retry: RetryPolicy = STORE_RETRY
 ) -> T:
     """Await ``fn`` until the database answers (as the executor does for key actions)."""
-    backoff, attempt = backoff or Backoff(0.5, 30.0), 0
-    while True:
-        try:
-            return await fn()
-        except KeyStoreUnavailable as exc:
-            wait = backoff.delay(attempt)
-            attempt += 1
-            log.warning("store_retry", what=what, attempt=attempt, retry_in=round(wait, 2),
-                        error=str(exc))  # fmt: skip
-            await asyncio.sleep(wait)
+
+    async def waiting(attempt: int, exc: BaseException) -> None:
+        log.warning("store_retry", what=what, attempt=attempt, error=str(exc))
+
+    result, _ = await retry.call(fn, KeyStoreUnavailable, on_retry=waiting)
+    return result
 
 
 class FeedbackHandler:
@@ -100,41 +90,37 @@ class FeedbackHandler:
     async def handle(self, msg: dict[str, Any]) -> str:
         """Apply one message; returns what happened (for logs and tests)."""
         try:
-            check_resolution(msg)
+            fb = check_resolution(msg)
         except InputError as exc:
             await self.kapp.dead_letter(exc.reason, "feedback", msg, str(exc))
             return "dead_letter"
         await self.kapp.store_ready.wait()
         try:
-            res = await self._resolve(msg)
+            res = await self._resolve(fb)
         except (AlertNotFound, InvalidTransition, InputError) as exc:
             await self.kapp.dead_letter("resolution_refused", "feedback", msg, str(exc))
-            await self._answer(msg, f"not applied: {exc}")
+            await self._answer(fb, f"not applied: {exc}")
             return "refused"
         if res.verdict == "benign":
-            self._teach(res, msg)
+            self._teach(res)
             await self._checkpoint()
             await self._close_pagerduty(res.key_id)
-        await self._answer(msg)
+        await self._answer(fb)
         if res.changed:
             self.kapp.metrics.verdicts.labels(verdict=res.verdict).inc()
         log.info("alert_resolved", alert_id=res.alert_id, key_id=res.key_id,
-                 verdict=res.verdict, actor=msg["actor"], changed=res.changed)  # fmt: skip
+                 verdict=res.verdict, actor=fb.actor, changed=res.changed)  # fmt: skip
         return res.verdict
 
-    async def _resolve(self, msg: Mapping[str, Any]) -> Resolution:
-        for attempt in range(UNRECORDED_RETRIES + 1):
-            try:
-                return await until_stored(lambda: self.resolver.resolve(
-                    msg["alert_id"], msg["verdict"], msg["actor"], msg.get("note"),
-                    publish=False), "resolution")  # fmt: skip
-            except AlertNotFound:
-                if attempt == UNRECORDED_RETRIES:
-                    raise
-                await asyncio.sleep(min(0.25 * 2**attempt, 5.0))
-        raise AssertionError("unreachable")
+    async def _resolve(self, fb: Feedback) -> Resolution:
+        """The verdict in SQL; an answer may outrun its alert's recording by a few seconds."""
+        resolution, _ = await UNRECORDED_RETRY.call(lambda: until_stored(
+            lambda: self.resolver.resolve(fb.alert_id, fb.verdict, fb.actor, fb.note,
+                                          publish=False), "resolution"),
+            AlertNotFound)  # fmt: skip
+        return resolution
 
-    def _teach(self, res: Resolution, msg: Mapping[str, Any]) -> None:
+    def _teach(self, res: Resolution) -> None:
         table = self.kapp.profiles
         profile = live_profile(table.get(res.key_id))
         if profile is None:  # no traffic seen for the key: nothing to teach
@@ -159,21 +145,21 @@ class FeedbackHandler:
             dedup = (await asyncio.to_thread(self.resolver.alerts.pagerduty_open)).get(key_id)
             if dedup is not None:
                 pd.open[key_id] = dedup
-                await with_retries(lambda: pd.resolve(key_id), PAGERDUTY_RETRIES)
+                await with_retries(lambda: pd.resolve(key_id), PAGERDUTY_RETRY)
         except (KeyStoreUnavailable, DeliveryError) as exc:
             log.warning("pagerduty_resolve_failed", key_id=key_id, error=str(exc))
 
-    async def _answer(self, msg: Mapping[str, Any], detail: str = "") -> None:
-        url = msg.get("response_url")
-        if not isinstance(url, str) or not url:
+    async def _answer(self, fb: Feedback, detail: str = "") -> None:
+        url = fb.response_url
+        if not url:
             return
-        body = interactions.resolved_message(msg.get("message"), str(msg["verdict"]),
-                                             str(msg["actor"]), detail)  # fmt: skip
+        body = interactions.resolved_message(fb.message, fb.verdict, fb.actor,
+                                             detail)  # fmt: skip
         try:
             await post(self.http, "slack", url, orjson.dumps(body),
                        {"content-type": "application/json"})  # fmt: skip
         except DeliveryError as exc:  # the verdict stands; only the message stays as it was
-            log.warning("slack_update_failed", alert_id=msg.get("alert_id"), error=str(exc))
+            log.warning("slack_update_failed", alert_id=fb.alert_id, error=str(exc))
 
 
 def register(kapp: WorkerApp) -> None:
@@ -196,8 +182,8 @@ def register(kapp: WorkerApp) -> None:
     @kapp.app.agent(kapp.alerts_topic, name="keywatch.alerts.record")
     async def record(stream: StreamT[Any]) -> None:
         async for value in stream:
-            alert = decode(value)
-            if alert is None:
+            alert = loads(value)
+            if alert is None or not is_alert(alert):
                 continue  # the response agent dead-letters it
             await kapp.store_ready.wait()
             try:
@@ -211,7 +197,7 @@ def register(kapp: WorkerApp) -> None:
     @kapp.app.agent(topic, name="keywatch.feedback")
     async def feedback(stream: StreamT[Any]) -> None:
         async for value in stream:
-            msg = decode(value)
+            msg = loads(value)
             if msg is None:
                 await kapp.dead_letter("bad_feedback", "feedback", value, "not a JSON object")
                 continue
@@ -258,11 +244,11 @@ async def publish_pending(
 
 def slack_resolution(verdict: interactions.Verdict) -> dict[str, Any]:
     """The ``keywatch.feedback`` message for a Slack button press."""
-    return {
+    return to_dict(feedback_from_dict({
         "type": "resolution", "alert_id": verdict.alert_id, "key_id": verdict.key_id,
         "verdict": verdict.verdict, "actor": verdict.actor, "note": "via Slack",
         "ts": time.time(), "response_url": verdict.response_url, "message": verdict.message,
-    }  # fmt: skip
+    }))  # fmt: skip
 
 
 async def accept_slack(

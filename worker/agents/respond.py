@@ -13,46 +13,36 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 import structlog
 from faust import StreamT
 
+from core.errors import InputError
+from core.retry import RetryPolicy
 from detectors.policy import load_policy
-from worker.alerting.retry import Sleep
 from worker.alerting.router import Router, build_router
 from worker.app import WorkerApp
 from worker.keystore.alerts import AlertStore
-from worker.response.executor import ACTIONS, KEY_ACTIONS, Executor
+from worker.messages import KeyAction, alert_from_dict, is_alert, key_action_from_dict, loads
+from worker.response.executor import KEY_ACTIONS, Executor
 
 DELIVERY_CONCURRENCY = 4
 log = structlog.get_logger("keywatch.response")
 
 
-def decode(value: Any) -> dict[str, Any] | None:
-    """An alert or key-action message as a dict, or None when it is not a JSON object."""
-    try:
-        obj = orjson.loads(value)
-    except (orjson.JSONDecodeError, TypeError):
-        return None
-    return obj if isinstance(obj, dict) else None
+# Any error: a broker error from a dead letter or an announcement must neither stop the
+# agent nor skip the alert (actions are idempotent, so the retry is safe).
+HANDLING_RETRY = RetryPolicy(base_delay_s=0.5, max_delay_s=30.0)
 
 
 async def until_done(
-    fn: Callable[[Any], Awaitable[None]], value: Any, sleep: Sleep = asyncio.sleep
+    fn: Callable[[Any], Awaitable[None]], value: Any, retry: RetryPolicy = HANDLING_RETRY
 ) -> None:
-    """``fn(value)``, retried with backoff on any error: a broker error from a dead letter or
-    an announcement must neither stop the agent nor skip the alert (actions are idempotent)."""
-    delay = 0.5
-    while True:
-        try:
-            await fn(value)
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.error("action_retry", error=repr(exc), retry_in=delay)
-            await sleep(delay)
-            delay = min(delay * 2, 30.0)
+    """``fn(value)``, retried with backoff on any error until it succeeds."""
+
+    async def failed(attempt: int, exc: BaseException) -> None:
+        log.error("action_retry", error=repr(exc), attempt=attempt)
+
+    await retry.call(lambda: fn(value), Exception, on_retry=failed)
 
 
 def register(app: WorkerApp) -> None:
@@ -71,14 +61,18 @@ def register(app: WorkerApp) -> None:
     leaks_topic = app.app.topic(s.topics.leaks, internal=True)
 
     async def act(value: Any) -> None:
-        alert = decode(value)
-        if alert is None:
+        message = loads(value)
+        if message is None:
             await app.dead_letter("bad_alert", "response", value, "not a JSON object")
-        elif alert.get("action") in KEY_ACTIONS:
+            return
+        try:
+            alert = alert_from_dict(message)
+        except InputError as exc:
+            await app.dead_letter(exc.reason, "response", message, str(exc))
+            return
+        if alert.action in KEY_ACTIONS:
             await app.store_ready.wait()
-            await executor.execute(alert)
-        elif alert.get("action") not in ACTIONS:
-            await executor.execute(alert)  # dead-letters it: unknown action
+            await executor.apply(alert, message)
 
     @app.app.agent(app.alerts_topic, name="keywatch.response.actions")
     async def actions(stream: StreamT[Any]) -> None:
@@ -95,15 +89,25 @@ def register(app: WorkerApp) -> None:
     @app.app.agent(app.key_actions_topic, name="keywatch.response.resolve")
     async def resolve(stream: StreamT[Any]) -> None:
         async for value in stream:
-            message = decode(value)
-            if message and message.get("action") == "unthrottle" and message.get("key_id"):
-                await router.resolve(str(message["key_id"]))
+            action = _key_action(value)
+            if action is not None and action.action == "unthrottle" and action.key_id:
+                await router.resolve(action.key_id)
 
 
 def _delivery_agent(app: WorkerApp, router: Router, sink: str, topic: Any, name: str) -> None:
     @app.app.agent(topic, name=name, concurrency=DELIVERY_CONCURRENCY)
     async def deliver(stream: StreamT[Any]) -> None:
         async for value in stream:
-            alert = decode(value)
-            if alert is not None:  # malformed alerts are dead-lettered by the actions agent
-                await router.deliver(alert, only=sink)
+            message = loads(value)
+            if message is not None and is_alert(message):  # the actions agent dead-letters
+                await router.deliver(message, only=sink)  # the rest; sinks get it as it came
+
+
+def _key_action(value: Any) -> KeyAction | None:
+    """A key-action message, or None (logged) when it is not one: this agent only reads."""
+    message = loads(value)
+    try:
+        return key_action_from_dict(message)
+    except InputError as exc:
+        log.warning("bad_key_action", error=str(exc))
+        return None

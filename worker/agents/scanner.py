@@ -25,17 +25,19 @@ import orjson
 import structlog
 from faust.web import Request, Response, View
 
+from core.errors import FetchError, InputError, KeyStoreUnavailable
+from core.redaction import redact_obj
+from core.retry import RetryPolicy
 from scanners.fetch import Fetcher, FileChange
 from scanners.fetch.github import GitHubFetcher
 from scanners.fetch.gitlab import GitLabFetcher
 from scanners.fetch.http import FetchRefused
 from scanners.intake import BodyTooLarge, DeliveryDedupe, Reply, WebhookIntake, check_content_length
 from scanners.push import CodePush, decode_code_push
-from scanners.response import Finding, LeakResponder
+from scanners.response import Finding
 from scanners.signatures import SecretScanningKeys
 from scanners.verify import PushScanner
-from worker.errors import FetchError, InputError, KeyStoreUnavailable
-from worker.redaction import redact_obj
+from worker.response.leaks import LeakResponder
 
 if TYPE_CHECKING:
     from worker.scanner_app import ScannerApp
@@ -43,7 +45,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("keywatch.scanner")
 
 SECRET_SCANNING = "github-secret-scanning"  # noqa: S105 - a source name
-STORE_RETRIES = 5  # key store down: wait and retry the push this often before dead-lettering
+# key store down: wait and retry the push this often before dead-lettering it
+SCAN_RETRY = RetryPolicy(attempts=5, base_delay_s=0.5, max_delay_s=30.0)
 BACKGROUND_QUEUE = 16  # pushes with deferred files waiting for the background scan
 
 
@@ -297,28 +300,23 @@ async def handle_push(kapp: ScannerApp, scanner: PushScanner, raw: bytes) -> Non
         await kapp.dead_letter(exc.reason, source, raw, str(exc))
         return
     await kapp.store_ready.wait()
-    for attempt in range(STORE_RETRIES):
-        try:
-            findings = await scanner.scan(push)
-        except KeyStoreUnavailable as exc:
-            if attempt + 1 == STORE_RETRIES:
-                await kapp.dead_letter("key_store_unavailable", source, raw, str(exc))
-                return
-            await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
-            continue
-        except FetchRefused as exc:
-            await kapp.dead_letter("fetch_refused", source, raw, str(exc))
-            return
-        except FetchError as exc:  # the fetcher already retried with backoff
-            await kapp.dead_letter("fetch_failed", source, raw, str(exc))
-            return
-        except InputError as exc:
-            await kapp.dead_letter(exc.reason, source, raw, str(exc))
-            return
-        except Exception as exc:  # never let one push kill the agent
-            log.exception("scan_failed", repository=push.repository)
-            await kapp.dead_letter("scan_error", source, raw, repr(exc)[:500])
-            return
-        log.info("push_scanned", repository=push.repository, after=push.after,
-                 findings=len(findings), responded=sum(f.first for f in findings))  # fmt: skip
+    try:
+        findings, _ = await SCAN_RETRY.call(lambda: scanner.scan(push), KeyStoreUnavailable)
+    except KeyStoreUnavailable as exc:
+        await kapp.dead_letter("key_store_unavailable", source, raw, str(exc))
         return
+    except FetchRefused as exc:
+        await kapp.dead_letter("fetch_refused", source, raw, str(exc))
+        return
+    except FetchError as exc:  # the fetcher already retried with backoff
+        await kapp.dead_letter("fetch_failed", source, raw, str(exc))
+        return
+    except InputError as exc:
+        await kapp.dead_letter(exc.reason, source, raw, str(exc))
+        return
+    except Exception as exc:  # never let one push kill the agent
+        log.exception("scan_failed", repository=push.repository)
+        await kapp.dead_letter("scan_error", source, raw, repr(exc)[:500])
+        return
+    log.info("push_scanned", repository=push.repository, after=push.after,
+             findings=len(findings), responded=sum(f.first for f in findings))  # fmt: skip

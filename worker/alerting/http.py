@@ -7,13 +7,12 @@ so a request only ever reaches the configured URL.
 
 from __future__ import annotations
 
-import email.utils
-import time
 from collections.abc import Mapping
 
 import httpx
 
-from worker.errors import DeliveryError, DeliveryGaveUp
+from core.errors import DeliveryError, DeliveryGaveUp
+from core.httpdate import retry_after
 
 
 def client(
@@ -24,22 +23,6 @@ def client(
         timeout=httpx.Timeout(timeout_s), follow_redirects=False, trust_env=False,
         transport=transport, headers={"user-agent": "keywatch"},
     )  # fmt: skip
-
-
-def retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 async def post(

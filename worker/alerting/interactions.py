@@ -20,8 +20,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from worker.errors import InputError
-from worker.redaction import redact_obj
+from core.errors import InputError
+from core.redaction import redact_obj
 
 MAX_SKEW_S = 300  # ref: Slack: "more than five minutes from local time ... could be a replay"
 ACTION_IDS = {"keywatch_benign": "benign", "keywatch_compromised": "compromised"}

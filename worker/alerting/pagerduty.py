@@ -17,10 +17,10 @@ import httpx
 import orjson
 import structlog
 
+from core.errors import KeyStoreError
+from core.redaction import redact_text
 from worker.alerting.http import post
 from worker.alerting.render import pagerduty_resolve, pagerduty_trigger
-from worker.errors import KeyStoreError
-from worker.redaction import redact_text
 
 log = structlog.get_logger("keywatch.alerting")
 

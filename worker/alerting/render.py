@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from core.redaction import redact_obj, redact_text
 from detectors.model import SEVERITY_RANK
-from worker.redaction import redact_obj, redact_text
 
 LEAK_FIELDS = ("repository", "commit", "path", "line", "rule_id", "redacted", "status")
 _PD_SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}

@@ -14,14 +14,15 @@ from typing import Any, Protocol
 import httpx
 import structlog
 
-from detectors.policy import DeliveryConfig, RulesPolicy
+from core.errors import DeliveryGaveUp
+from core.retry import RetryPolicy
+from detectors.policy import RulesPolicy
 from worker.alerting.http import client
 from worker.alerting.pagerduty import OpenIncidents, PagerDutySink
 from worker.alerting.render import at_least
-from worker.alerting.retry import Sleep, with_retries
+from worker.alerting.retry import delivery_policy, with_retries
 from worker.alerting.slack import SlackSink
 from worker.alerting.webhook import WebhookSink
-from worker.errors import DeliveryGaveUp
 from worker.metrics import Metrics
 from worker.settings import Settings
 
@@ -49,20 +50,14 @@ class Router:
         self,
         sinks: Sequence[Sink],
         routing: Mapping[str, str],
-        config: DeliveryConfig,
+        retry: RetryPolicy,
         dead_letter: DeadLetter,
         *,
         metrics: Metrics | None = None,
         contact: ContactLookup | None = None,
-        sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self.sinks, self.routing, self.config = list(sinks), dict(routing), config
-        self.dead_letter, self.metrics, self.contact, self.sleep = (
-            dead_letter,
-            metrics,
-            contact,
-            sleep,
-        )
+        self.sinks, self.routing, self.retry = list(sinks), dict(routing), retry
+        self.dead_letter, self.metrics, self.contact = dead_letter, metrics, contact
         self._limits = {s.name: asyncio.Semaphore(SINK_CONCURRENCY.get(s.name, 2)) for s in sinks}
 
     def targets(self, alert: Mapping[str, Any], only: str | None = None) -> list[Sink]:
@@ -98,7 +93,7 @@ class Router:
     ) -> str:
         async with self._limits[sink.name]:
             try:
-                attempts = await with_retries(send, self.config, sleep=self.sleep)
+                attempts = await with_retries(send, self.retry)
                 outcome = "delivered"
                 log.info("alert_delivered", sink=sink.name, alert_id=alert.get("id"),
                          attempts=attempts)  # fmt: skip
@@ -153,6 +148,6 @@ def build_router(
     """A router over the configured sinks and the HTTP client it uses (close it at shutdown)."""
     http = http or client()
     sinks = build_sinks(settings, policy, http, pagerduty_state)
-    router = Router(sinks, policy.routing, policy.delivery, dead_letter,
+    router = Router(sinks, policy.routing, delivery_policy(policy.delivery), dead_letter,
                     metrics=metrics, contact=contact)  # fmt: skip
     return router, http

@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import orjson
 
+from core.errors import ConfigError
 from worker.alerting.http import post
 from worker.alerting.render import webhook_payload
-from worker.errors import ConfigError
 
 
 def secret_bytes(secret: str) -> bytes:

@@ -11,13 +11,13 @@ from typing import Any
 import click
 import orjson
 
+from core.errors import InputError
+from core.redaction import redact_obj
 from worker.alerting.render import headline, signal_lines
-from worker.errors import InputError
 from worker.keystore.alerts import AlertStore, AlertView, Resolution
 from worker.keystore.resolution import Resolver
 from worker.keystore.service import KafkaAnnouncer, KeyService
 from worker.keystore.store import KeyStore
-from worker.redaction import redact_obj
 from worker.settings import Settings
 
 

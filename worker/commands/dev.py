@@ -18,9 +18,9 @@ from types import FrameType
 
 import click
 
+from core.errors import ConfigError
 from worker import devenv
 from worker.devstack import DevStack
-from worker.errors import ConfigError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 

@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 import click
 import orjson
 
+from core.errors import InvalidTransition, KeyStoreError
 from worker.commands.links import link_command
-from worker.errors import InvalidTransition, KeyStoreError
 from worker.keystore.service import KafkaAnnouncer, KeyService
 from worker.keystore.store import KeyRecord, KeyStore, utcnow
 from worker.settings import Settings

@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 import orjson
 
-from worker.errors import KeyStoreError
+from core.errors import KeyStoreError
 from worker.keystore.links import link
 from worker.keystore.store import KeyStore
 from worker.settings import Settings

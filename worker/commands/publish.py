@@ -18,7 +18,7 @@ from typing import IO, Any
 import click
 import orjson
 
-from worker.errors import ConfigError
+from core.errors import ConfigError
 from worker.settings import Settings
 
 GZIP_MAGIC = b"\x1f\x8b"

@@ -14,11 +14,11 @@ import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from core.errors import InputError, KeyStoreError
 from detectors.analyzer import Analyzer
 from detectors.model import Alert
 from detectors.policy import load_policy
 from geoip.resolver import GeoResolver
-from worker.errors import InputError, KeyStoreError
 from worker.ingest import FORMATS, KeyInfo
 from worker.ingest.ips import configure as configure_proxies
 from worker.outputs import check_writable
@@ -99,7 +99,7 @@ async def _apply(settings: Settings, alerts: list[Alert], ttl_s: float) -> list[
     done: list[str] = []
     try:
         for alert in alerts:
-            plan = plan_action(alert.to_dict())
+            plan = plan_action(alert)
             if plan is None:
                 continue
             try:

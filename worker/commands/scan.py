@@ -24,8 +24,8 @@ from typing import Any, NoReturn
 import click
 import orjson
 
+from core.errors import KeywatchError
 from worker import __version__
-from worker.errors import KeywatchError
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", ".tox"})
@@ -119,10 +119,11 @@ def scan_inputs(
 
 
 async def _verify(candidates: list[Any], revoke: bool) -> list[Any]:
-    from scanners.response import LeakContext, LeakResponder
+    from scanners.response import LeakContext
     from worker.keystore.redis_view import RedisView
     from worker.keystore.service import KafkaAnnouncer, KeyService
     from worker.keystore.store import KeyStore
+    from worker.response.leaks import LeakResponder
     from worker.settings import Settings
 
     settings = Settings.from_env()

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.errors import InputError
 from detectors.model import AccessEvent
-from worker.errors import InputError
 
 
 @dataclass(slots=True)

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from core.errors import InputError
 from detectors.model import AccessEvent
-from worker.errors import InputError
 from worker.ingest.model import RawAccess
 from worker.ingest.precedence import decide, must_link
 

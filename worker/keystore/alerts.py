@@ -18,8 +18,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from core.errors import InputError, InvalidTransition, KeyStoreError
+from core.redaction import redact_obj, redact_text
 from detectors.model import SEVERITY_RANK
-from worker.errors import InputError, InvalidTransition, KeyStoreError
 from worker.keystore.models import (
     AlertRecord,
     ApiKey,
@@ -29,7 +30,7 @@ from worker.keystore.models import (
     PagerDutyOpen,
 )
 from worker.keystore.store import KeyStore, utcnow
-from worker.redaction import redact_obj, redact_text
+from worker.messages import feedback_from_dict, to_dict
 
 VERDICTS = ("benign", "compromised")
 INCIDENT_STATUSES = ("open", "benign", "compromised", "expired")
@@ -369,8 +370,8 @@ def feedback_message(
     res: Resolution, actor: str, note: str | None, now: datetime
 ) -> dict[str, Any]:
     """The ``keywatch.feedback`` message for a resolution (keyed by key id)."""
-    return {
+    return to_dict(feedback_from_dict({
         "type": "resolution", "alert_id": res.alert_id, "incident_id": res.incident_id,
         "key_id": res.key_id, "verdict": res.verdict, "actor": actor, "note": note,
         "ts": _iso(now), "signals": res.signals,
-    }  # fmt: skip
+    }))  # fmt: skip

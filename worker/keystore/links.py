@@ -12,7 +12,7 @@ from typing import Final
 
 import sqlalchemy as sa
 
-from worker.errors import KeyStoreError
+from core.errors import KeyStoreError
 from worker.keystore.models import ApiKey, GatewayLink
 from worker.keystore.store import KeyRecord, KeyStore, utcnow
 

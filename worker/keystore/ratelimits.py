@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from worker.errors import KeyStoreError
+from core.errors import KeyStoreError
 
 UNITS: Final = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _SPEC: Final = re.compile(r"^\s*(\d{1,9})\s*/\s*(second|minute|hour|day)s?\s*$", re.IGNORECASE)

@@ -22,7 +22,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from worker.errors import KeyStoreUnavailable
+from core.errors import KeyStoreUnavailable
 
 CACHE_KEY = "apikey:{}"
 REVOKED_SET = "apikey:revoked"

@@ -3,8 +3,8 @@
 ``KeyService`` is what the CLI, the response agent and the scanner call. The SQL change commits
 with an outbox entry; ``drain`` then applies pending entries to Redis and announces them on
 ``keywatch.key-actions``. If Redis or the broker is down the entry stays pending and the
-reconciler (``run_reconciler``) applies it when they return, in order: at-least-once, and every
-step is idempotent.
+worker's reconciler timer (``worker.base``) applies it when they return, in order:
+at-least-once, and every step is idempotent.
 """
 
 from __future__ import annotations
@@ -19,14 +19,18 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from worker.errors import KeyStoreUnavailable
+from core.errors import KeyStoreUnavailable
+from core.retry import RetryPolicy
 from worker.keystore.models import OutboxEntry
 from worker.keystore.redis_view import RedisView
 from worker.keystore.store import Change, KeyStore
+from worker.messages import key_action_from_dict, to_dict
 
 log = structlog.get_logger("keywatch.keystore")
 
 Announce = Callable[[dict[str, Any]], Awaitable[None]]
+# Waiting for the database: no attempt limit, the caller's offset does not pass the message.
+STORE_RETRY = RetryPolicy(base_delay_s=0.5, max_delay_s=30.0)
 CLAIM_S = 30.0  # an announcing process that dies holds its claim this long at most
 
 
@@ -34,12 +38,10 @@ class _Claimed(Exception):
     """Another process holds the entry's announcement claim: not ours to announce."""
 
 
-ANNOUNCED_FIELDS = ("key_id", "action", "reason", "ts", "ttl_s", "alert_id", "expires_at")
-
-
 def announcement(payload: dict[str, Any]) -> dict[str, Any]:
-    """The ``keywatch.key-actions`` message for an outbox payload (contract fields only)."""
-    return {k: payload[k] for k in ANNOUNCED_FIELDS if k in payload}
+    """The ``keywatch.key-actions`` message for an outbox payload (``KeyAction``'s fields only:
+    the Redis view the payload also carries stays out)."""
+    return to_dict(key_action_from_dict(payload))
 
 
 class KafkaAnnouncer:
@@ -202,17 +204,3 @@ class KeyService:
     async def redis_needs_repair(self) -> bool:
         """Whether Redis lost the view since the last repair (cheap: one EXISTS)."""
         return self.redis is not None and await self.redis.needs_repair()
-
-    async def run_reconciler(self, interval_s: float = 5.0, repair_every: int = 60) -> None:
-        """Forever: expire what is due, drain the outbox, now and then repair Redis in full."""
-        tick = 0
-        while True:
-            try:
-                await asyncio.to_thread(self.store.expire_due)
-                await self.drain()
-                if tick % repair_every == 0 or await self.redis_needs_repair():
-                    await self.repair_redis()
-            except KeyStoreUnavailable as exc:
-                log.warning("reconciler_retry", error=str(exc))
-            tick += 1
-            await asyncio.sleep(interval_s)

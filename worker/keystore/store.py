@@ -17,8 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.errors import InvalidTransition, KeyNotFound, KeyStoreError, KeyStoreUnavailable
-from worker.keystore.keyformat import NewKey, generate_key, new_key_id
+from core.errors import InvalidTransition, KeyNotFound, KeyStoreError, KeyStoreUnavailable
+from core.keyformat import NewKey, generate_key, new_key_id
 from worker.keystore.models import ApiKey, AuditEvent, OutboxEntry
 from worker.keystore.ratelimits import normalise
 from worker.keystore.schema import ensure_schema

@@ -18,12 +18,14 @@ from typing import Any, Literal
 
 import structlog
 
-from worker.alerting.retry import Backoff, Sleep
-from worker.errors import InputError, KeyNotFound, KeyStoreError, KeyStoreUnavailable
-from worker.keystore.service import KeyService
+from core.errors import InputError, KeyNotFound, KeyStoreError, KeyStoreUnavailable
+from core.redaction import redact_text
+from core.retry import OnRetry, RetryPolicy
+from detectors.model import Alert
+from worker.keystore.service import STORE_RETRY, KeyService
 from worker.keystore.store import Change
+from worker.messages import alert_from_dict
 from worker.metrics import Metrics
-from worker.redaction import redact_text
 
 log = structlog.get_logger("keywatch.response")
 
@@ -54,33 +56,25 @@ class Outcome:
     detail: str = ""
 
 
-def plan_action(alert: Mapping[str, Any]) -> ActionPlan | None:
-    """The key action an alert asks for (None for log/notify); ``InputError`` when malformed."""
-    if not isinstance(alert, Mapping):
-        raise InputError("alert is not a JSON object", reason="bad_alert")
-    action = alert.get("action")
-    if action not in ACTIONS:
-        raise InputError(f"alert action {action!r} is not one of {ACTIONS}", reason="bad_alert")
-    if action not in KEY_ACTIONS:
+def plan_action(alert: Alert) -> ActionPlan | None:
+    """The key action an alert asks for (None for log/notify); ``InputError`` when unusable."""
+    if alert.action not in KEY_ACTIONS:
         return None
-    key_id, alert_id = alert.get("key_id"), alert.get("id")
-    if not isinstance(key_id, str) or not key_id:
-        raise InputError(f"{action} alert without a key_id", reason="bad_alert")
-    if not isinstance(alert_id, str) or not alert_id:
-        raise InputError(f"{action} alert without an id", reason="bad_alert")
-    return ActionPlan(action, key_id, alert_id, action_reason(alert))
+    if not alert.key_id:
+        raise InputError(f"{alert.action} alert without a key_id", reason="bad_alert")
+    if not alert.id:
+        raise InputError(f"{alert.action} alert without an id", reason="bad_alert")
+    action: Literal["throttle", "revoke"] = "revoke" if alert.action == "revoke" else "throttle"
+    return ActionPlan(action, alert.key_id, alert.id, action_reason(alert))
 
 
-def action_reason(alert: Mapping[str, Any]) -> str:
+def action_reason(alert: Alert) -> str:
     """A reason naming the alert's kind, severity, signal types and id (redacted, bounded)."""
-    signals = alert.get("signals")
-    types = sorted(
-        {str(s.get("type")) for s in signals if isinstance(s, Mapping)}
-        if isinstance(signals, list)
-        else set()
+    types = sorted({s.type for s in alert.signals})
+    text = (
+        f"keywatch {alert.severity} {alert.kind}: {'+'.join(types) or 'no signals'} "
+        f"(alert {alert.id})"
     )
-    kind, severity = alert.get("kind", "anomaly"), alert.get("severity", "?")
-    text = f"keywatch {severity} {kind}: {'+'.join(types) or 'no signals'} (alert {alert['id']})"
     return redact_text(text)[:MAX_REASON]
 
 
@@ -94,61 +88,74 @@ class Executor:
         throttle_ttl_s: float,
         dead_letter: DeadLetter,
         metrics: Metrics | None = None,
-        backoff: Backoff | None = None,
-        sleep: Sleep = asyncio.sleep,
+        retry: RetryPolicy = STORE_RETRY,
+        on_retry: OnRetry | None = None,
         test_max_action: str = "notify",
     ) -> None:
         self.keys = keys
         self.throttle_ttl_s = throttle_ttl_s
         self.dead_letter = dead_letter
         self.metrics = metrics
-        self.backoff = backoff or Backoff(0.5, 30.0)
-        self.sleep = sleep
+        self.retry = retry  # no attempt limit: the action waits for the database
+        self.on_retry = on_retry
         # The alert's action was decided with the key's context as the profile stage saw it,
         # which is a "live" default when the key store was down then: the environment is
         # checked again here, from SQL, before anything is done to the key.
         self.test_max_action = test_max_action
 
-    async def execute(self, alert: Mapping[str, Any]) -> Outcome:
-        """Apply the alert's action; returns only when it is done (or dead-lettered)."""
+    async def execute(self, message: Mapping[str, Any]) -> Outcome:
+        """Apply the alert message's action; returns only when it is done (or dead-lettered)."""
+        try:
+            alert = alert_from_dict(message)
+        except InputError as exc:
+            await self.dead_letter(exc.reason, "response", _payload(message), str(exc))
+            return Outcome("dead_letter", detail=exc.reason)
+        return await self.apply(alert, message)
+
+    async def apply(self, alert: Alert, message: Mapping[str, Any]) -> Outcome:
+        """Apply a decoded alert's action (``message``: its JSON object, for dead letters)."""
         try:
             plan = plan_action(alert)
         except InputError as exc:
-            await self.dead_letter(exc.reason, "response", dict(alert), str(exc))
+            await self.dead_letter(exc.reason, "response", dict(message), str(exc))
             return Outcome("dead_letter", detail=exc.reason)
         if plan is None:
-            return Outcome("skipped", action=str(alert.get("action")))
-        return await self._run(plan, alert)
+            return Outcome("skipped", action=alert.action)
+        return await self._run(plan, message)
 
     async def _run(self, plan: ActionPlan, alert: Mapping[str, Any]) -> Outcome:
-        changed, attempt = False, 0
-        while True:
-            attempt += 1
-            try:
-                # the SQL change and its outbox entry commit together; KeyService drains the
-                # outbox quietly and the reconciler retries what Redis or the broker refused
-                capped = await self._capped(plan)
-                if capped is None:
-                    return Outcome("skipped", plan.action, attempt, "not a live key")
-                changed = (await self._apply(capped)).changed or changed
-                plan = capped
-                break
-            except KeyNotFound as exc:
-                await self.dead_letter("unknown_key", "response", dict(alert), str(exc))
-                return Outcome("dead_letter", plan.action, attempt, "unknown_key")
-            except KeyStoreUnavailable as exc:
-                wait = self.backoff.delay(attempt - 1)
-                log.warning("action_retry", action=plan.action, key_id=plan.key_id,
-                            attempt=attempt, retry_in=round(wait, 3), error=str(exc))  # fmt: skip
-                await self.sleep(wait)
-            except KeyStoreError as exc:
-                await self.dead_letter("action_failed", "response", dict(alert), str(exc))
-                return Outcome("dead_letter", plan.action, attempt, str(exc))
+        attempts = 0
+
+        async def once() -> tuple[ActionPlan | None, bool]:
+            nonlocal attempts
+            attempts += 1
+            # the SQL change and its outbox entry commit together; KeyService drains the
+            # outbox quietly and the reconciler retries what Redis or the broker refused
+            capped = await self._capped(plan)
+            return capped, capped is not None and (await self._apply(capped)).changed
+
+        async def retrying(attempt: int, exc: BaseException) -> None:
+            log.warning("action_retry", action=plan.action, key_id=plan.key_id,
+                        attempt=attempt, error=str(exc))  # fmt: skip
+            if self.on_retry is not None:
+                await self.on_retry(attempt, exc)
+
+        try:
+            (capped, changed), _ = await self.retry.call(once, KeyStoreUnavailable,
+                                                         on_retry=retrying)  # fmt: skip
+        except KeyNotFound as exc:
+            await self.dead_letter("unknown_key", "response", dict(alert), str(exc))
+            return Outcome("dead_letter", plan.action, attempts, "unknown_key")
+        except KeyStoreError as exc:
+            await self.dead_letter("action_failed", "response", dict(alert), str(exc))
+            return Outcome("dead_letter", plan.action, attempts, str(exc))
+        if capped is None:
+            return Outcome("skipped", plan.action, attempts, "not a live key")
         if changed and self.metrics is not None:
-            self.metrics.actions.labels(action=plan.action).inc()
-        log.info("key_action", action=plan.action, key_id=plan.key_id, alert_id=plan.alert_id,
-                 changed=changed, attempts=attempt)  # fmt: skip
-        return Outcome("applied" if changed else "unchanged", plan.action, attempt)
+            self.metrics.actions.labels(action=capped.action).inc()
+        log.info("key_action", action=capped.action, key_id=capped.key_id,
+                 alert_id=capped.alert_id, changed=changed, attempts=attempts)  # fmt: skip
+        return Outcome("applied" if changed else "unchanged", capped.action, attempts)
 
     async def _capped(self, plan: ActionPlan) -> ActionPlan | None:
         """The plan allowed for the key's environment: a key not known to be live gets at most
@@ -172,3 +179,8 @@ class Executor:
             plan.key_id, self.throttle_ttl_s, plan.reason,
             actor="keywatch-response", alert_id=plan.alert_id,
         )  # fmt: skip
+
+
+def _payload(message: Any) -> Any:
+    """The dead letter's copy of a message (a mapping copied, anything else as it came)."""
+    return dict(message) if isinstance(message, Mapping) else message

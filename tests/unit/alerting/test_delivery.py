@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -14,23 +15,24 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from core.errors import DeliveryError, DeliveryGaveUp
+from core.httpdate import retry_after
+from core.keyformat import generate_key
+from core.retry import RetryPolicy
 from detectors.policy import DeliveryConfig, load_policy
 from tests.unit.alerting.receiver import Receiver, serving
-from worker.alerting.http import client, retry_after
+from worker.alerting.http import client
 from worker.alerting.pagerduty import PagerDutySink
 from worker.alerting.render import slack_message
-from worker.alerting.retry import with_retries
+from worker.alerting.retry import delivery_policy, with_retries
 from worker.alerting.router import Router, build_router
 from worker.alerting.slack import SlackSink
 from worker.alerting.webhook import WebhookSink
-from worker.errors import DeliveryError, DeliveryGaveUp
-from worker.keystore.keyformat import generate_key
 from worker.metrics import Metrics
 from worker.settings import Settings
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
-FAST = DeliveryConfig(max_attempts=3, base_delay_s=0.01, max_delay_s=0.02, max_total_s=10.0,
-                      slack_min_interval_s=0.0)  # fmt: skip
+FAST = RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.02, timeout_s=10.0)
 KEY = generate_key("live").secret  # planted in the alert: no body may contain it
 
 
@@ -108,7 +110,7 @@ async def test_500_forever_goes_to_dead_letter(http: httpx.AsyncClient) -> None:
         router = Router([SlackSink(http, rx.url, 0.0)], {"slack": "low"}, FAST, dead,
                         metrics=metrics)  # fmt: skip
         assert await router.deliver(make_alert()) == {"slack": "failed"}
-    assert len(rx.received) == FAST.max_attempts
+    assert len(rx.received) == FAST.attempts
     [(reason, source, payload, detail)] = dead.letters
     assert (reason, source) == ("delivery_failed:slack", "delivery")
     assert payload["id"] == make_alert()["id"] and "HTTP 500" in detail
@@ -199,7 +201,7 @@ async def test_routing_by_severity(
                         pagerduty_routing_key="R", pagerduty_url=rx.url)  # fmt: skip
     router, _ = build_router(settings, load_policy(), Dead(), http=http)
     assert {s.name for s in router.targets(make_alert(severity))} == expected
-    router.config = FAST
+    router.retry = FAST
     assert set(await router.deliver(make_alert(severity))) == expected
     assert len(rx.received) == len(expected)
 
@@ -218,35 +220,43 @@ def test_retry_after(value: str | None, seconds: float | None) -> None:
     assert retry_after(value, now=60.0) == seconds
 
 
-async def test_retries_capped_by_total_time() -> None:
+async def test_a_wait_past_the_deadline_gives_up_at_once() -> None:
+    """A Retry-After that would end past ``max_total_s`` is not slept: the alert gives up."""
     calls: list[float] = []
-    waits: list[float] = []
 
     async def send() -> None:
         calls.append(time.monotonic())
-        raise DeliveryError("busy", retry_after=5.0)
-
-    async def sleep(s: float) -> None:
-        waits.append(s)
+        raise DeliveryError("busy", retry_after=0.2 if len(calls) == 1 else 3600.0)
 
     cfg = DeliveryConfig(max_attempts=10, base_delay_s=0.01, max_delay_s=0.01, max_total_s=12.0)
     with pytest.raises(DeliveryGaveUp, match="after 2 attempt"):
-        await with_retries(send, cfg, sleep=sleep, clock=lambda: 5.0 * len(calls))
-    assert waits == [5.0]
+        await with_retries(send, delivery_policy(cfg))
+    assert 0.19 <= calls[1] - calls[0] < 2.0  # the first asked wait was honoured
 
 
 async def test_backoff_grows_with_jitter() -> None:
-    waits: list[float] = []
+    calls: list[float] = []
 
     async def send() -> None:
+        calls.append(time.monotonic())
         raise DeliveryError("down")
 
-    async def sleep(s: float) -> None:
-        waits.append(s)
+    cfg = DeliveryConfig(max_attempts=4, base_delay_s=0.05, max_delay_s=0.2, max_total_s=100.0)
+    with pytest.raises(DeliveryGaveUp, match="after 4 attempt"):
+        await with_retries(send, delivery_policy(cfg))
+    waits = [b - a for a, b in itertools.pairwise(calls)]
+    # min(max, base * 2^(n-1) + jitter in [0, base])
+    bounds = [(0.05, 0.1), (0.1, 0.15), (0.2, 0.2)]
+    assert all(lo - 0.01 <= w <= hi + 0.1 for w, (lo, hi) in zip(waits, bounds, strict=True))
 
-    cfg = DeliveryConfig(max_attempts=5, base_delay_s=1.0, max_delay_s=4.0, max_total_s=100.0)
-    with pytest.raises(DeliveryGaveUp):
-        await with_retries(send, cfg, sleep=sleep)
-    bounds = [(0.5, 1.0), (1.0, 2.0), (2.0, 4.0), (2.0, 4.0)]
-    assert len(waits) == 4
-    assert all(lo <= w <= hi for w, (lo, hi) in zip(waits, bounds, strict=True))
+
+async def test_a_permanent_error_is_not_retried() -> None:
+    calls: list[int] = []
+
+    async def send() -> None:
+        calls.append(1)
+        raise DeliveryGaveUp("HTTP 400")
+
+    with pytest.raises(DeliveryGaveUp, match="HTTP 400"):
+        await with_retries(send, FAST)
+    assert calls == [1]

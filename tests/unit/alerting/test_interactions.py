@@ -11,6 +11,7 @@ import httpx
 import orjson
 import pytest
 
+from core.errors import InputError
 from tests.unit.alerting.receiver import Receiver, serving
 from worker.alerting.http import client
 from worker.alerting.interactions import (
@@ -22,7 +23,6 @@ from worker.alerting.interactions import (
 )
 from worker.alerting.pagerduty import PagerDutySink
 from worker.alerting.render import slack_message
-from worker.errors import InputError
 from worker.keystore.alerts import AlertStore
 from worker.keystore.store import KeyStore
 

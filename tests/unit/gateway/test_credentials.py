@@ -6,9 +6,9 @@ import base64
 
 import pytest
 
+from core.keyformat import generate_key
 from gateway.credentials import client_ip, extract, scrubbed_path
 from worker.ingest.ips import parse_trusted
-from worker.keystore.keyformat import generate_key
 
 KEY = generate_key().secret
 OTHER = generate_key().secret
@@ -37,6 +37,9 @@ def basic(user: str, password: str = "") -> bytes:
         ([(b"authorization", b"Digest abc"), (b"x-api-key", KEY.encode())], "", "header", KEY),
         ([], f"api_key=&apiKey={KEY}", "query", KEY),
     ],
+    ids=["bearer", "bearer-lowercase", "apikey", "basic", "x-api-key", "query-api_key",
+         "query-apiKey", "query-key", "bearer-first", "header-before-query",
+         "unknown-scheme-falls-through", "empty-query-value-skipped"],
 )  # fmt: skip
 def test_extraction_order(
     headers: list[tuple[bytes, bytes]], query: str, source: str, key: str
@@ -91,6 +94,7 @@ def test_client_ip(trusted: str, peer: str, xff: str, expected: str) -> None:
 @pytest.mark.parametrize(
     "path, query",
     [("/v1/users", f"api_key={KEY}&a=1"), (f"/v1/keys/{KEY}", ""), ("/v1/x", f"key={KEY}")],
+    ids=["query-api_key", "path-segment", "query-key"],
 )
 def test_paths_never_carry_a_key(path: str, query: str) -> None:
     clean = scrubbed_path(path, query)

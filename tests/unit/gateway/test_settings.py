@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ConfigError
 from gateway.settings import GatewaySettings
-from worker.errors import ConfigError
 
 
 def test_defaults_and_values(tmp_path: Path) -> None:

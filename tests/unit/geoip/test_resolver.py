@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ConfigError
 from geoip.resolver import GeoResolver, default_city_db
 from geoip.testdb import write_asn_db, write_city_db
-from worker.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

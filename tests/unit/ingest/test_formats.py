@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 import pytest
 
+from core.keyformat import hash_key
 from detectors.model import AccessEvent
 from worker.ingest import parse_message
-from worker.keystore.keyformat import hash_key
 
 from .samples import (
     AWS_FLAT,

@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
+from core.keyformat import hash_key
 from worker.ingest import parse_message
-from worker.keystore.keyformat import hash_key
 
 from .samples import KEY
 

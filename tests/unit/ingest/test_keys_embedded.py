@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from core.keyformat import generate_key, hash_key
 from worker.ingest.keys import key_id_field
-from worker.keystore.keyformat import generate_key, hash_key
 
 
 @pytest.mark.parametrize("template", ["Bearer {}", "ApiKey {}", "token={}", " {} ", "x{}"])

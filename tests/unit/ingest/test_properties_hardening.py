@@ -13,9 +13,9 @@ from aiokafka.record.memory_records import MemoryRecords
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.keyformat import hash_key
 from worker.ingest import parse_message
 from worker.ingest.precedence import decide
-from worker.keystore.keyformat import hash_key
 
 from .samples import KEY, KEY2, KONG
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.errors import InputError
+from core.errors import InputError
 from worker.ingest import KeyInfo, KeyResolver, RawAccess
 
 H1, H2 = "a" * 64, "b" * 64

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from core.keyformat import hash_key
 from worker.ingest import parse_message
 from worker.ingest.ips import (
     TrustedProxies,
@@ -19,7 +20,6 @@ from worker.ingest.ips import (
 from worker.ingest.keys import key_from_authorization, split_path
 from worker.ingest.model import Rejected
 from worker.ingest.timestamps import parse_ts
-from worker.keystore.keyformat import hash_key
 
 from .samples import AWS_NESTED, ENVOY, KEY, KEY2, KONG, NATIVE, T_S, TYK, basic, variant
 
@@ -153,7 +153,7 @@ def test_forwarded_client(spec: str, peer: str | None, xff: str, expected: str |
 
 
 def test_trusted_proxies_setting_is_validated() -> None:
-    from worker.errors import ConfigError
+    from core.errors import ConfigError
     from worker.settings import Settings
 
     assert Settings.from_env({"KEYWATCH_TRUSTED_PROXIES": "2"}).trusted_proxies.hops == 2

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from worker.errors import InvalidTransition
+from core.errors import InvalidTransition
 from worker.keystore.alerts import AlertNotFound, AlertStore, evidence_of
 from worker.keystore.models import SchemaVersion
 from worker.keystore.schema import CURRENT_VERSION, UPGRADES, ensure_schema

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from worker.keystore.keyformat import (
+from core.keyformat import (
     BODY_LEN,
     CHECKSUM_LEN,
     environment_of,
@@ -59,3 +61,19 @@ def test_key_ids_are_long_enough_not_to_collide() -> None:
     ids = {new_key_id() for _ in range(100_000)}
     assert len(ids) == 100_000
     assert all(len(i) == 16 for i in list(ids)[:10])
+
+
+def test_every_copy_of_the_prefixes_agrees_with_the_key_format() -> None:
+    """The prefixes are defined once (keyformat); what spells them out must agree."""
+    from core.keyformat import ENVIRONMENT_MARKS, KNOWN_PREFIXES, PREFIX_PATTERN
+    from core.redaction import find_key, redact_text
+    from worker.ingest.keys import _RAW_MARKS
+
+    assert KNOWN_PREFIXES == ("pk_live_", "pk_test_", "rk_live_", "rk_test_", "sk_live_",
+                              "sk_test_")  # fmt: skip
+    # worker/ingest/keys.py spells these out on its hot path
+    assert ENVIRONMENT_MARKS == ("_live_", "_test_") == _RAW_MARKS
+    assert all(re.fullmatch(PREFIX_PATTERN, p) for p in KNOWN_PREFIXES)
+    for prefix in KNOWN_PREFIXES:
+        key = prefix + generate_key().secret[8:]
+        assert find_key(f"x {key} y") == key and key not in redact_text(key)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.errors import KeyStoreError
+from core.errors import KeyStoreError
 from worker.keystore.ratelimits import normalise, parse_limit
 
 

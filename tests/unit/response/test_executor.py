@@ -11,17 +11,18 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis.asyncio as aioredis
 
+from core.keyformat import NewKey
+from core.retry import RetryPolicy
 from tests.unit.response.proxy import TcpProxy
-from worker.alerting.retry import Backoff
 from worker.devstack import free_port
-from worker.keystore.keyformat import NewKey
 from worker.keystore.redis_view import CACHE_KEY, REVOKED_SET, THROTTLE_KEY, RedisView
 from worker.keystore.service import KeyService
 from worker.keystore.store import KeyRecord, KeyStore
+from worker.messages import alert_from_dict
 from worker.metrics import Metrics
 from worker.response.executor import Executor, action_reason
 
-TINY = Backoff(0.001, 0.01)
+TINY = RetryPolicy(base_delay_s=0.001, max_delay_s=0.01)
 
 
 @dataclass
@@ -85,7 +86,7 @@ class Factory:
         self.stores.append(store)
         keys = KeyService(store, self.views[-1], rec.announce)
         return Executor(keys, throttle_ttl_s=kw.pop("ttl", 600.0), dead_letter=rec.dead_letter,
-                        backoff=TINY, **kw)  # fmt: skip
+                        retry=TINY, **kw)  # fmt: skip
 
     async def close(self) -> None:
         for view in self.views:
@@ -213,8 +214,9 @@ async def test_malformed_alerts_are_dead_lettered(
 
 def test_reason_is_redacted_and_bounded() -> None:
     a = alert("k1")
-    a["signals"] = [{"type": "sk_live_" + "A" * 40}] + [{"type": f"t{i}" * 40} for i in range(40)]
-    reason = action_reason(a)
+    types = ["sk_live_" + "A" * 40] + [f"t{i}" * 40 for i in range(40)]
+    a["signals"] = [{"type": t, "severity": "low"} for t in types]
+    reason = action_reason(alert_from_dict(a))
     assert len(reason) <= 500 and "A" * 10 not in reason
 
 
@@ -226,13 +228,12 @@ def _with_port(url: str, port: int) -> str:
 
 
 def _sleep_then(n: int, proxy: TcpProxy, waits: list[float]) -> Any:
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
-        await asyncio.sleep(0.01)
+    async def failed(attempt: int, exc: BaseException) -> None:
+        waits.append(attempt)
         if len(waits) == n:
             await proxy.start()
 
-    return sleep
+    return failed
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -246,7 +247,7 @@ async def test_database_down_retries_until_it_returns(
     waits: list[float] = []
     rec = Recorder()
     store = make.store(_with_port(database_url, proxy.port), create=False)
-    ex = make(store, redis_url, rec, sleep=_sleep_then(3, proxy, waits))
+    ex = make(store, redis_url, rec, on_retry=_sleep_then(3, proxy, waits))
     try:
         outcome = await ex.execute(alert(record.key_id))
     finally:
@@ -265,7 +266,7 @@ async def test_redis_down_does_not_hold_up_actions_and_the_outbox_repairs_the_vi
     r = urlsplit(redis_url)
     proxy = TcpProxy(free_port(), r.hostname or "127.0.0.1", r.port or 6379)  # closed: down
     rec, waits = Recorder(), []
-    ex = make(store, _with_port(redis_url, proxy.port), rec, sleep=_sleep_then(99, proxy, waits))
+    ex = make(store, _with_port(redis_url, proxy.port), rec, on_retry=_sleep_then(99, proxy, waits))
     try:
         outcome = await ex.execute(alert(record.key_id))
         # committed in SQL with its outbox entry; the next alert need not wait for Redis
@@ -288,13 +289,13 @@ async def test_a_test_key_is_never_revoked_whatever_the_alert_says(sqlite_url: s
     _, rec = store.create("acme", "test")
     rec_out = Recorder()
     executor = Executor(KeyService(store, None, rec_out.announce), throttle_ttl_s=60,
-                        dead_letter=rec_out.dead_letter, backoff=TINY)  # fmt: skip
+                        dead_letter=rec_out.dead_letter, retry=TINY)  # fmt: skip
     outcome = await executor.execute(alert(rec.key_id, "revoke"))
     assert (outcome.status, outcome.detail) == ("skipped", "not a live key")
     assert store.get(rec.key_id).status == "active" and rec_out.announced == []
     service = KeyService(store, None, rec_out.announce)
     capped = Executor(service, throttle_ttl_s=60, dead_letter=rec_out.dead_letter,
-                      backoff=TINY, test_max_action="throttle")  # fmt: skip
+                      retry=TINY, test_max_action="throttle")  # fmt: skip
     assert (await capped.execute(alert(rec.key_id, "revoke"))).action == "throttle"
     after = store.get(rec.key_id)
     assert after.status == "active" and after.throttled_until is not None
@@ -304,7 +305,7 @@ async def test_a_broker_error_from_the_announcement_does_not_escape(sqlite_url: 
     """The worker announces through its Faust producer, which raises KafkaTimeoutError."""
     from aiokafka.errors import KafkaTimeoutError
 
-    from worker.errors import KeyStoreUnavailable
+    from core.errors import KeyStoreUnavailable
 
     async def failing(message: dict[str, Any]) -> None:
         raise KafkaTimeoutError()
@@ -313,7 +314,7 @@ async def test_a_broker_error_from_the_announcement_does_not_escape(sqlite_url: 
     _, rec = store.create("acme")
     service = KeyService(store, None, failing)
     executor = Executor(service, throttle_ttl_s=60, dead_letter=Recorder().dead_letter,
-                        backoff=TINY)  # fmt: skip
+                        retry=TINY)  # fmt: skip
     assert (await executor.execute(alert(rec.key_id, "revoke"))).status == "applied"
     assert store.get(rec.key_id).status == "revoked"
     assert [e.kafka_done for e in store.pending_outbox()] == [False]  # the reconciler retries
@@ -354,8 +355,5 @@ async def test_the_actions_agent_retries_an_alert_whose_handling_raised() -> Non
         if len(calls) < 3:
             raise KafkaTimeoutError()
 
-    async def no_wait(_s: float) -> None:
-        return None
-
-    await until_done(flaky, "alert-1", sleep=no_wait)
+    await until_done(flaky, "alert-1", TINY)
     assert calls == ["alert-1"] * 3

@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from scanners import decoders
-from scanners.decoders import DecodeLimits
+from core import decoders
+from core.decoders import DecodeLimits
 
 KEY = "sk_live_Q7hZ2mKpL9vX4cR8tYw3Nb6Fs1Dg5Jk0Ue7AzR5"
 LIMITS = DecodeLimits()

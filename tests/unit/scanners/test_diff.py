@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from core.errors import InputError
+from core.keyformat import generate_key, hash_key
 from scanners.diff import AddedLine, iter_added_lines, iter_patch_lines, split_files
 from scanners.engine import Engine
-from worker.errors import InputError
-from worker.keystore.keyformat import generate_key, hash_key
 
 GIT_DIFF = """\
 diff --git a/src/app.py b/src/app.py

@@ -9,10 +9,10 @@ from urllib.parse import quote
 
 import pytest
 
-from scanners.decoders import DecodeLimits
+from core.decoders import DecodeLimits
+from core.keyformat import generate_key, hash_key
 from scanners.engine import Candidate, Engine
 from scanners.rules import load_rules
-from worker.keystore.keyformat import generate_key, hash_key
 
 LIVE = generate_key("live").secret
 TEST = generate_key("test", "restricted").secret

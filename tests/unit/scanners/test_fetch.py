@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -9,9 +10,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
+from core.errors import FetchError
+from core.retry import RetryPolicy
 from scanners.fetch.github import GitHubFetcher
 from scanners.fetch.gitlab import GitLabFetcher
-from scanners.fetch.http import FetchRefused, RetryPolicy
+from scanners.fetch.http import FetchRefused
 from scanners.push import ZERO_SHA, CodePush
 from tests.unit.scanners.codehosts import (
     HostState,
@@ -21,9 +24,8 @@ from tests.unit.scanners.codehosts import (
     rate_limited_403,
     serve,
 )
-from worker.errors import FetchError
 
-FAST = RetryPolicy(attempts=4, base_delay_s=0.01, max_delay_s=0.2, timeout_s=5)
+FAST = RetryPolicy(attempts=4, base_delay_s=0.01, max_delay_s=0.2)
 A, B = "a" * 40, "b" * 40
 
 
@@ -184,6 +186,18 @@ async def test_github_rate_limits_and_5xx_are_retried(gh: Any, failure: Any) -> 
         assert time.monotonic() - started >= 0.1  # Retry-After honoured twice
 
 
+async def test_an_http_date_retry_after_is_honoured(gh: Any) -> None:
+    """Retry-After as an HTTP date (RFC 9110), not only delta-seconds: the same one parser as
+    the alert sinks."""
+    state, _server, fetcher = gh
+    state.files = [gh_file(1)]
+    when = email.utils.formatdate(time.time() + 1.5, usegmt=True)  # whole seconds: 0.5-1.5 s
+    state.failures = [(429, {"Retry-After": when})]
+    started = time.monotonic()
+    assert [c.path for c in await fetcher.fetch(push())] == ["src/f1.py"]
+    assert time.monotonic() - started >= 0.2 and len(state.requests) == 2
+
+
 async def test_github_gives_up_after_the_retries(gh: Any) -> None:
     state, _server, fetcher = gh
     state.failures = [(500, {})] * 10
@@ -257,9 +271,9 @@ async def test_gitlab_rate_limit_then_success(gl: Any) -> None:
 
 
 async def test_gitlab_commit_messages_beyond_the_payload_are_scanned(gl: Any) -> None:
+    from core.keyformat import generate_key, hash_key
     from scanners.engine import Engine
     from scanners.verify import scan_changes
-    from worker.keystore.keyformat import generate_key, hash_key
 
     state, _server, fetcher = gl
     key = generate_key("live").secret

@@ -14,14 +14,14 @@ from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from core.keyformat import hash_key
 from scanners.intake import BodyTooLarge, DeliveryDedupe, WebhookIntake, check_content_length
 from scanners.push import decode_code_push
-from scanners.response import LeakResponder
 from scanners.signatures import SecretScanningKeys, github_signature
-from worker.keystore.keyformat import hash_key
 from worker.keystore.service import KeyService
 from worker.keystore.store import KeyStore
 from worker.metrics import Metrics
+from worker.response.leaks import LeakResponder
 
 SECRET = "gh-hook-secret"
 PUSH = {

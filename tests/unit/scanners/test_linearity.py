@@ -13,11 +13,11 @@ from collections.abc import Callable
 
 import pytest
 
-from scanners.decoders import DecodeLimits
+from core.decoders import DecodeLimits
+from core.keyformat import generate_key, hash_key
 from scanners.engine import Engine
 from scanners.prefilter import hyperscan_available
 from scanners.rules import load_rules
-from worker.keystore.keyformat import generate_key, hash_key
 
 KEY = generate_key("live").secret
 N = 100_000

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from core.keyformat import generate_key
 from scanners.placeholders import is_placeholder, is_sequential, shannon_entropy
-from worker.keystore.keyformat import generate_key
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,11 @@ import base64
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scanners import decoders
-from scanners.decoders import DecodeLimits
+from core import decoders
+from core.decoders import DecodeLimits
+from core.keyformat import hash_key
 from scanners.diff import iter_added_lines, iter_patch_lines
 from scanners.engine import Engine
-from worker.keystore.keyformat import hash_key
 
 ENGINE = Engine.default()
 LIMITS = DecodeLimits(max_bytes=4096)

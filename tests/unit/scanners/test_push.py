@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 import pytest
 
+from core.errors import InputError
 from scanners.push import ZERO_SHA, decode_code_push, encode_code_push
-from worker.errors import InputError
 
 GH = {
     "ref": "refs/heads/feature/x", "before": "a" * 40, "after": "b" * 40,

@@ -8,12 +8,13 @@ from typing import Any
 import orjson
 import pytest
 
+from core.keyformat import generate_key, hash_key, redact_key
 from scanners.intake import TokenCandidate
-from scanners.response import Finding, LeakContext, LeakResponder, alert_id_for, classify
-from worker.keystore.keyformat import generate_key, hash_key, redact_key
+from scanners.response import Finding, LeakContext, alert_id_for, classify
 from worker.keystore.redis_view import RedisView
 from worker.keystore.service import KeyService
 from worker.keystore.store import KeyStore
+from worker.response.leaks import LeakResponder
 
 CTX = LeakContext(source="github", repository="acme/app", commit="c0ffee" * 6 + "abcd")
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ConfigError
+from core.keyformat import KNOWN_PREFIXES, PREFIXES, generate_key
 from scanners.engine import Engine
 from scanners.rules import DEFAULT_RULES_PATH, load_rules, parse_rules
-from worker.errors import ConfigError
 
 RULES = load_rules().rules
 SAMPLES = [(r.id, s, True) for r in RULES for s in r.samples_match] + [
@@ -30,7 +31,7 @@ def test_every_rule_has_samples_both_ways() -> None:
 
 def test_platform_prefixes_are_configurable() -> None:
     data = tomllib.loads(DEFAULT_RULES_PATH.read_text())
-    data["platform"]["prefixes"] = ["sk_live_"]
+    data["platform"] = {"prefixes": ["sk_live_"]}
     platform = dict(data["rules"][0])
     platform["samples_match"] = [s for s in platform["samples_match"] if "sk_live_" in s]
     data["rules"] = [platform]
@@ -65,16 +66,19 @@ def test_valid_minimal_rule_loads() -> None:
     ("overrides", "message"),
     [
         ({"regex": "tok_[A-Z"}, "bad regex"),
-        ({"description": None}, "'description'"),
-        ({"kind": "other"}, "kind must be one of"),
-        ({"checksum": "md5"}, "checksum must be one of"),
-        ({"keywords": []}, "keywords"),
-        ({"keywords": "tok_"}, "keywords"),
+        ({"description": None}, r"got `null` - at `\$\.rules\[0\]\.description`"),
+        ({"description": 3}, r"Expected `str`, got `int` - at `\$\.rules\[0\]\.description`"),
+        ({"kind": "other"}, r"Invalid enum value 'other' - at `\$\.rules\[0\]\.kind`"),
+        ({"checksum": "md5"}, r"Invalid enum value 'md5' - at `\$\.rules\[0\]\.checksum`"),
+        ({"keywords": []}, r"length >= 1 - at `\$\.rules\[0\]\.keywords`"),
+        ({"keywords": "tok_"}, r"got `str` - at `\$\.rules\[0\]\.keywords`"),
+        ({"keywords": ["tok_", ""]}, r"`\$\.rules\[0\]\.keywords\[1\]`"),
+        ({"keywords": None}, r"keywords are required"),
         ({"samples_match": ["tok_short"]}, "must match does not"),
         ({"samples_nomatch": ["tok_Q7hZ2mKpL9vX4cR8tYw3"]}, "must not match does"),
         ({"samples_match": ["tok_Q7hZ2mKpL9vX4cR8tYw3"], "keywords": ["zz"]}, "keywords"),
-        ({"entropy_min": "high"}, "entropy_min"),
-        ({"regex": "<PREFIX>x{20}"}, "platform.prefixes is empty"),
+        ({"entropy_min": "high"}, r"got `str` - at `\$\.rules\[0\]\.entropy_min`"),
+        ({"keyword_at_start": 1}, r"`bool`, got `int` - at `\$\.rules\[0\]\.keyword_at_start`"),
     ],
 )
 def test_bad_rule_raises_config_error(overrides: dict[str, object], message: str) -> None:
@@ -82,15 +86,37 @@ def test_bad_rule_raises_config_error(overrides: dict[str, object], message: str
         parse_rules(_one_rule(**overrides))
 
 
+def test_prefix_placeholder_without_prefixes_raises() -> None:
+    data = {**_one_rule(regex="<PREFIX>x{20}"), "platform": {"prefixes": []}}
+    with pytest.raises(ConfigError, match=r"platform\.prefixes is empty"):
+        parse_rules(data)
+    with pytest.raises(ConfigError, match=r"`\$\.platform\.prefixes`"):
+        parse_rules({**_one_rule(), "platform": {"prefixes": "sk_"}})
+
+
+def test_platform_prefixes_are_the_key_formats() -> None:
+    """One source for the prefixes: the default rules take them from the key format, and the
+    platform rule's own regex finds a generated key of every kind and environment."""
+    ruleset = load_rules()
+    assert ruleset.platform_prefixes == KNOWN_PREFIXES
+    (platform,) = [r for r in ruleset.rules if r.kind == "platform"]
+    assert set(platform.keywords) == set(PREFIXES.values())
+    for kind, env in PREFIXES:
+        key = generate_key(env, kind).secret
+        assert platform.find(f"token = {key}\n") == [key], (kind, env)
+
+
 def test_missing_id_and_duplicates_raise() -> None:
-    with pytest.raises(ConfigError, match="'id'"):
+    with pytest.raises(ConfigError, match=r"length >= 1 - at `\$\.rules\[0\]\.id`"):
         parse_rules(_one_rule(id=""))
     data = _one_rule()
     data["rules"] = [data["rules"][0], data["rules"][0]]  # type: ignore[index]
     with pytest.raises(ConfigError, match="duplicate"):
         parse_rules(data)
-    with pytest.raises(ConfigError, match="no"):
+    with pytest.raises(ConfigError, match=r"length >= 1 - at `\$\.rules`"):
         parse_rules({"rules": []})
+    with pytest.raises(ConfigError, match=r"missing required field `rules`"):
+        parse_rules({})
 
 
 def test_bad_file_raises_config_error(tmp_path: Path) -> None:

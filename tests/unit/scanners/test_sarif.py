@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from core.keyformat import generate_key
 from scanners.engine import Engine
 from scanners.sarif import to_sarif
-from worker.keystore.keyformat import generate_key
 
 
 def _findings(engine: Engine) -> tuple[str, list[dict[str, object]]]:

@@ -9,8 +9,8 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from core.keyformat import generate_key
 from worker.commands.scan import command, looks_like_diff
-from worker.keystore.keyformat import generate_key
 from worker.keystore.store import KeyStore
 
 

@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from core.errors import FetchError, InputError
 from scanners.signatures import (
     SecretScanningKeys,
     github_signature,
@@ -19,7 +20,6 @@ from scanners.signatures import (
     verify_github_signature,
     verify_gitlab_token,
 )
-from worker.errors import FetchError, InputError
 
 # ref: GitHub docs, "Validating webhook deliveries": testing the webhook payload validation.
 GH_SECRET = "It's a Secret to Everybody"

@@ -13,15 +13,16 @@ from urllib.parse import quote
 import pytest
 from aiohttp.test_utils import TestServer
 
+from core.keyformat import generate_key
+from core.retry import RetryPolicy
 from scanners.fetch.github import GitHubFetcher
-from scanners.fetch.http import RetryPolicy
 from scanners.push import CodePush
-from scanners.response import Finding, LeakResponder
+from scanners.response import Finding
 from scanners.verify import PushScanner
 from tests.unit.scanners.codehosts import HostState, github_app, serve
-from worker.keystore.keyformat import generate_key
 from worker.keystore.service import KeyService
 from worker.keystore.store import KeyStore
+from worker.response.leaks import LeakResponder
 
 A, B = "a" * 40, "b" * 40
 CONTEXTS = {
@@ -59,7 +60,11 @@ async def env(sqlite_url: str) -> AsyncIterator[tuple[HostState, PushScanner, Ke
     async def publish(f: Finding) -> None:
         published.append(f)
 
-    fetcher = GitHubFetcher(str(server.make_url("/")), None, RetryPolicy(2, 0.01, 0.05, 5))
+    fetcher = GitHubFetcher(
+        str(server.make_url("/")),
+        None,
+        RetryPolicy(attempts=2, base_delay_s=0.01, max_delay_s=0.05),
+    )
     scanner = PushScanner(Engine.default(), {"github": fetcher},
                           LeakResponder(KeyService(store), publish=publish))  # fmt: skip
     yield state, scanner, store, published

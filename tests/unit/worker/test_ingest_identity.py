@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 import pytest
 
+from core.keyformat import hash_key
 from tests.unit.worker.test_ingest_stage import TS, Capture, kong, stage_for
 from worker.ingest import KeyInfo, KeyResolver, parse_message
 from worker.keycache import KeyCache
-from worker.keystore.keyformat import hash_key
 from worker.keystore.links import find_many_identities, link
 from worker.keystore.store import KeyStore
 from worker.metrics import Metrics

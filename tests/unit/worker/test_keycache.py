@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import pytest
 
+from core.errors import KeyStoreUnavailable
 from detectors.model import KeyContext
-from worker.errors import KeyStoreUnavailable
 from worker.keycache import KeyCache
 from worker.keystore.store import KeyRecord, KeyStore
 

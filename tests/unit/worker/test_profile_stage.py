@@ -97,7 +97,8 @@ async def test_new_country_burst_after_learning_raises_one_contract_alert(stage:
     await st.handle([encode_batch(history("k1"))])
     assert table["k1"].learned
     assert sink.alerts == []
-    burst = [AccessEvent(NOW - 60 + i, "k1", RU, "GET", "/v1/x", 200, account_id="acme")
+    # One request a minute: a new country, not a flood (a flood would add a revoke alert).
+    burst = [AccessEvent(NOW - 1200 + 60 * i, "k1", RU, "GET", "/v1/x", 200, account_id="acme")
              for i in range(20)]  # fmt: skip
     await st.handle([encode_batch(burst)])
     key, alert = sink.alerts[0]

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import pytest
 
-from worker.redaction import redact_obj, redact_text
+from core.redaction import redact_obj, redact_text
 
 KEY = "sk_live_4f9aT2kLmN8pQrStUvWxYz0123456789AbCdEfGhIjK7Xq2Zw"
 BODY = KEY[len("sk_live_") :]

@@ -12,11 +12,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from core.keyformat import generate_key
 from scanners.fetch import FileChange
 from scanners.intake import BodyTooLarge
 from scanners.push import CodePush
 from worker.agents.scanner import BackgroundScans, BodyGate, BodyGateFull
-from worker.keystore.keyformat import generate_key
 
 PUSH = CodePush(
     source="github", repository="acme/app", project="acme/app", before="a" * 40,

@@ -22,17 +22,19 @@ BODY_LEN: Final = 43  # ceil(256 / log2(62)): 32 random bytes
 CHECKSUM_LEN: Final = 6  # ceil(32 / log2(62)): one CRC32
 KEY_BYTES: Final = 32
 
-# kind -> (environment -> prefix). pk_ keys are publishable, rk_ keys are restricted.
+# The one definition of our key prefixes: the scanner's rules, the redaction and the gateway's
+# prefix check all derive theirs from these. pk_ keys are publishable, rk_ keys are restricted.
+KIND_TAGS: Final = {"secret": "sk", "publishable": "pk", "restricted": "rk"}
+ENVIRONMENTS: Final = ("live", "test")
 PREFIXES: Final = {
-    ("secret", "live"): "sk_live_",
-    ("secret", "test"): "sk_test_",
-    ("publishable", "live"): "pk_live_",
-    ("publishable", "test"): "pk_test_",
-    ("restricted", "live"): "rk_live_",
-    ("restricted", "test"): "rk_test_",
+    (kind, env): f"{tag}_{env}_" for kind, tag in KIND_TAGS.items() for env in ENVIRONMENTS
 }
 KNOWN_PREFIXES: Final = tuple(sorted(set(PREFIXES.values())))
-_PREFIX_RE: Final = re.compile(r"^(?:sk|pk|rk)_(?:live|test)_")
+# A regex matching any prefix ("(?:sk|pk|rk)_(?:live|test)_"), for patterns that embed it.
+PREFIX_PATTERN: Final = f"(?:{'|'.join(KIND_TAGS.values())})_(?:{'|'.join(ENVIRONMENTS)})_"
+# "_live_", "_test_": a cheap first look for a key in free text
+ENVIRONMENT_MARKS: Final = tuple(f"_{env}_" for env in ENVIRONMENTS)
+_PREFIX_RE: Final = re.compile("^" + PREFIX_PATTERN)
 
 
 def b62encode(value: int, width: int) -> str:

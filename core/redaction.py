@@ -3,7 +3,7 @@
 Anything shaped like one of our keys (``sk_live_…`` and friends), a bearer credential or a
 well-known third-party token is cut to a short recognisable stub. Our keys are also found in the
 encodings the leak scanner decodes (percent-encoding, JSON ``\\u`` escapes, base64 and base64 of
-base64, with ``scanners.decoders``): the whole encoded span becomes ``[REDACTED <encoding>]``.
+base64, with ``core.decoders``): the whole encoded span becomes ``[REDACTED <encoding>]``.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from scanners.decoders import DecodeLimits, decode, encoded_keywords, span_around
-from worker.keystore.keyformat import redact_key
+from core.decoders import DecodeLimits, decode, encoded_keywords, span_around
+from core.keyformat import KNOWN_PREFIXES, PREFIX_PATTERN, redact_key
 
 _SECRET_PATTERNS: Final = re.compile(
-    r"(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9_\-]{6,}"  # ours, with or without checksum
+    PREFIX_PATTERN + r"[A-Za-z0-9_\-]{6,}"  # ours, with or without checksum
     r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"  # GitHub
     r"|xox[abposr]-[A-Za-z0-9\-]{10,}"  # Slack
     r"|whsec_[A-Za-z0-9+/=]{10,}"  # Standard Webhooks secrets
@@ -23,7 +23,7 @@ _SECRET_PATTERNS: Final = re.compile(
 _BEARER: Final = re.compile(r"(?i)\b(bearer|basic|apikey|token)\s+([A-Za-z0-9._~+/=\-]{12,})")
 
 
-_OUR_KEY: Final = re.compile(r"(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9_\-]{6,}")
+_OUR_KEY: Final = re.compile(PREFIX_PATTERN + r"[A-Za-z0-9_\-]{6,}")
 
 
 def find_key(text: str) -> str | None:
@@ -33,7 +33,7 @@ def find_key(text: str) -> str | None:
 
 
 _LIMITS: Final = DecodeLimits()  # the scanner's defaults: base64 nested twice
-_KEYWORDS: Final = {f"{p}_{e}_" for p in ("sk", "pk", "rk") for e in ("live", "test")}
+_KEYWORDS: Final = set(KNOWN_PREFIXES)
 _ENCODED: Final = encoded_keywords(_KEYWORDS, _LIMITS.max_depth)  # form -> encoding
 # percent-encoding applied twice (%255F): a proxy re-encoding a logged URL does that
 _ENCODED.update(

@@ -1,0 +1,68 @@
+"""Live equals replay: the worker on the real broker raises the alerts replay raises, id for id."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import orjson
+import pytest
+
+from detectors.analyzer import Analyzer
+from geoip.resolver import GeoResolver
+from tests.integration.test_pipeline import consume, create_topics, publish, wait_metric
+from tests.support.procs import keywatch_env, running
+from worker import shapes
+from worker.devstack import EmbeddedBroker
+from worker.replay import Replay
+from worker.traffic import realistic
+
+pytestmark = pytest.mark.services
+
+
+def _messages() -> tuple[list[bytes], int]:
+    """Two weeks of realistic traffic for 5 keys, one attacked, as 200-event JSON arrays."""
+    traffic = realistic(keys=16, days=14, attacks=0, seed=21)
+    light = ("office", "human", "sparse", "traveller")  # keeps the test within its time
+    traffic.plans = [p for p in traffic.plans if p.shape in light][:5]
+    victims = [p for p in traffic.plans if p.shape in shapes.ATTACKABLE]
+    rnd = random.Random(4)
+    for name, victim in zip(("classic",), victims, strict=False):
+        if shapes.suits(name, victim):
+            shapes.attack(name, victim, rnd, traffic.start, traffic.days)
+    events = list(traffic.events(ts_format="ms"))
+    batches = [orjson.dumps(events[i : i + 200]) for i in range(0, len(events), 200)]
+    return batches, len(events)
+
+
+def _key(alert: dict[str, object]) -> tuple[object, ...]:
+    types = tuple(sorted(str(s["type"]) for s in alert["signals"]))  # type: ignore[attr-defined]
+    return alert["id"], alert["key_id"], alert["ts"], alert["severity"], alert["action"], types
+
+
+def test_worker_alerts_equal_replay_alerts(
+    broker: EmbeddedBroker, sqlite_url: str, tmp_path: Path, topic_suffix: str
+) -> None:
+    messages, n = _messages()
+    with GeoResolver() as geo:
+        replay = Replay(Analyzer(geo))
+        for m in messages:
+            replay.read_line(m)
+        expected = sorted(_key(a.to_dict()) for a in replay.run())
+    assert expected and any(e[4] in ("notify", "throttle", "revoke") for e in expected)
+
+    names = ("access", "alerts", "dead_letter", "events_by_key", "key_actions")
+    topics = {name: f"{name}-{topic_suffix}" for name in names}
+    env = keywatch_env(
+        broker.url, sqlite_url, tmp_path, KEYWATCH_SESSION_TIMEOUT_S="3",
+        KEYWATCH_FLUSH_INTERVAL_S="0.05",
+        **{f"KEYWATCH_TOPIC_{k.upper()}": v for k, v in topics.items()},
+    )  # fmt: skip
+    # One partition in: a gateway's own stream keeps each key's order (as keyed topics do).
+    asyncio.run(create_topics(broker.bootstrap, [topics["access"]]))
+    with running(["worker"], env, tmp_path / "worker.log") as proc:
+        asyncio.run(publish(broker.bootstrap, topics["access"], messages))
+        wait_metric(proc, "keywatch_events_analyzed_total", n, timeout=100)
+        got = asyncio.run(consume(broker.bootstrap, topics["alerts"], len(expected), within=30))
+    assert sorted(_key(a) for a in got) == expected

@@ -43,13 +43,18 @@ slack_min_interval_s = 0.0
 """
 
 
-def event(ts: float, key_id: str, ip: str) -> dict[str, Any]:
-    return {"ts": int(ts * 1000), "key_id": key_id, "ip": ip, "method": "GET", "path": "/v1/x"}
+SDK, CURL = "acme-sdk/2.3 python/3.12", "curl/8.4.0"  # the key's own client; a new one
+
+
+def event(ts: float, key_id: str, ip: str, agent: str = SDK) -> dict[str, Any]:
+    return {"ts": int(ts * 1000), "key_id": key_id, "ip": ip, "method": "GET", "path": "/v1/x",
+            "user_agent": agent}  # fmt: skip
 
 
 def spike(start: float, key_id: str) -> list[dict[str, Any]]:
-    """Five minutes at 12 requests a minute (the key's usual rate is 4 an hour)."""
-    return [event(start + i * 5, key_id, GERMANY) for i in range(60)]
+    """Five minutes at 12 requests a minute (the key's usual rate is 4 an hour) from a client the
+    key has never used: volume and a new client together are throttled."""
+    return [event(start + i * 5, key_id, GERMANY, CURL) for i in range(60)]
 
 
 def wait_for(predicate: Any, within: float, what: str, proc: Proc | None = None) -> Any:
@@ -102,8 +107,12 @@ def test_benign_stops_recurring_compromised_revokes_statuses_survive(
                     [orjson.dumps(history), orjson.dumps(spike(now - 3600, key))],
                 )
             )
-            (alert,) = wait_for(lambda: alerts.list_alerts(key), 60, "the spike alert", first)
-            assert "usage.spike" in types(alert) and alert.alert.action == "throttle"
+
+            def throttling() -> list[AlertView]:
+                return [v for v in alerts.list_alerts(key) if v.alert.action == "throttle"]
+
+            (alert,) = wait_for(throttling, 60, "the throttling alert", first)
+            assert {"usage.spike", "client.new_user_agent"} <= types(alert), types(alert)
             wait_for(lambda: store.get(key).throttled_until, 30, "the throttle", first)
             r = redis.Redis.from_url(redis_url)
             wait_for(lambda: r.exists(THROTTLE_KEY.format(rec.key_hash)), 30, "Redis", first)

@@ -119,7 +119,8 @@ async def test_no_full_key_in_any_output(
                                  lambda m: _covers(m, EXPECTED_DEAD), 30)  # fmt: skip
             raised = await collect(broker.bootstrap, topics["KEYWATCH_TOPIC_ALERTS"],
                                    lambda m: bool(_raised(m)), 30)  # fmt: skip
-            await wait_for(lambda: len(slack.hits) >= 4 and len(pd.hits) >= 4, 10, "deliveries")
+            # three alerts reach PagerDuty (high and up); its 307 elsewhere is not followed
+            await wait_for(lambda: len(slack.hits) >= 4 and len(pd.hits) >= 3, 10, "deliveries")
             rekeyed = await collect(broker.bootstrap, topics["KEYWATCH_TOPIC_EVENTS_BY_KEY"],
                                     lambda m: False, 3)  # fmt: skip
             outputs = {
@@ -136,7 +137,7 @@ async def test_no_full_key_in_any_output(
             outputs["log"] = proc.log_path.read_text(errors="replace")
     sinks = (("slack", slack), ("webhook", hook), ("pagerduty", pd))
     outputs |= {f"{name} bodies": "\n".join(s.bodies()) for name, s in sinks}
-    assert _covers(dead, EXPECTED_DEAD), sorted(m.get("reason") for m in dead)
+    assert _covers(dead, EXPECTED_DEAD), Counter(m.get("reason") for m in dead)
     assert rekeyed  # the events went through the pipeline
     types = {s["type"] for a in _raised(raised) for s in a["signals"]}
     assert "transport.key_in_query" in types
@@ -160,8 +161,10 @@ async def test_no_full_key_in_any_output(
 
 
 # dead letters the planted input must produce (more come from deliveries of raised alerts)
+# PagerDuty takes high and up: the three published alerts that decode (the worker's own
+# key-in-query alert is hygiene, logged at low severity, so it reaches Slack and the webhook only)
 EXPECTED_DEAD = Counter({"bad_alert": 3, "unknown_key": 1, "invalid_json": 2,
-                         "delivery_failed:webhook": 4, "delivery_failed:pagerduty": 4})  # fmt: skip
+                         "delivery_failed:webhook": 4, "delivery_failed:pagerduty": 3})  # fmt: skip
 
 
 def _covers(messages: list[Any], expected: Counter[str]) -> bool:

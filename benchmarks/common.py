@@ -4,6 +4,7 @@ and reading figures from ``/metrics``."""
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import re
 import sys
@@ -111,6 +112,28 @@ async def ceiling(bootstrap: str, topic: str, events: int) -> float:
     finally:
         await consumer.stop()
     return time.perf_counter() - t0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by ``pid`` and its live descendants (/proc): the
+    worker's cost, whatever else the shared machine runs meanwhile."""
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, seconds)
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    tree, total = {pid}, 0.0
+    for _ in range(4):  # the supervisor and its children (and theirs)
+        tree |= {p for p, (parent, _) in stats.items() if parent in tree}
+    for p in tree:
+        total += stats.get(p, (0, 0.0))[1]
+    return total
 
 
 def metric(text: str, name: str) -> float:

@@ -2,7 +2,8 @@
 
     /work/venv/bin/python benchmarks/reaction_bench.py [--trials 50] [--background-keys 100]
 
-A ``keywatch worker`` runs on the embedded broker with SQLite and Redis (database 7, flushed).
+A ``keywatch worker`` (``--processes``, default one per core) runs on the embedded broker with
+SQLite and Redis (``--redis``, default database 7 on port 6379; flushed).
 Every key gets 4.5 days of history from one US address (10 requests/hour: learned). Then, while
 background traffic for other keys keeps flowing (~2,000 events/s), each trial publishes one
 message carrying a burst for one key — 80 requests from a new country over the last four
@@ -113,8 +114,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=50)
     ap.add_argument("--background-keys", type=int, default=100)
+    ap.add_argument("--redis", default=REDIS_URL, help=f"flushed first (default {REDIS_URL})")
+    ap.add_argument("--processes", type=int, default=0,
+                    help="KEYWATCH_WORKER_PROCESSES (default 0: one per core)")  # fmt: skip
     args = ap.parse_args()
-    r = redis.Redis.from_url(REDIS_URL)
+    r = redis.Redis.from_url(args.redis)
     r.flushdb()
     with tempfile.TemporaryDirectory() as tmpdir, EmbeddedBroker() as broker:
         tmp = Path(tmpdir)
@@ -123,7 +127,8 @@ def main() -> None:
         trial_keys = [store.create("bench", "live")[1] for _ in range(args.trials)]
         bg_keys = [store.create("bench-bg", "live")[1].key_id for _ in range(args.background_keys)]
         store.close()
-        env = keywatch_env(broker.url, db_url, tmp, REDIS_URL, KEYWATCH_LOG_LEVEL="WARNING")
+        env = keywatch_env(broker.url, db_url, tmp, args.redis, KEYWATCH_LOG_LEVEL="WARNING",
+                           KEYWATCH_WORKER_PROCESSES=str(args.processes))  # fmt: skip
         topic = env["KEYWATCH_TOPIC_ACCESS"] = "bench.access"
         with running(["worker"], env, tmp / "worker.log") as proc:
             values = history([k.key_id for k in trial_keys] + bg_keys, time.time())
@@ -146,7 +151,7 @@ def main() -> None:
     q = statistics.quantiles(times, n=100, method="inclusive")
     print(f"reaction over {len(times)} trials with background traffic: "
           f"p50 {q[49] * 1000:.0f} ms, p90 {q[89] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms, "
-          f"max {max(times) * 1000:.0f} ms (target: p99 <= 1000 ms)")  # fmt: skip
+          f"max {max(times) * 1000:.0f} ms (target: p99 <= 200 ms)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,14 @@ class KeywatchApp:
     async def _on_assigned(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         self.consuming = True
 
+    def active_partitions(self) -> dict[str, list[int]]:
+        """The partitions this process owns (not its standbys), per topic: which keys'
+        profiles live here (``worker.supervisor`` runs several processes on one host)."""
+        out: dict[str, list[int]] = {}
+        for tp in self.app.assignor.assigned_actives():
+            out.setdefault(tp.topic, []).append(tp.partition)
+        return {topic: sorted(ps) for topic, ps in sorted(out.items())}
+
     def _install_web(self) -> None:
         kw = self
 
@@ -150,7 +159,8 @@ class KeywatchApp:
                 status = "ok" if not down else ("starting" if not kw.consuming else "degraded")
                 body = {"status": status, "consuming": kw.consuming, "down": down,
                         "key_store": kw.store_ready.is_set() and not kw.store_error,
-                        "uptime_s": round(time.time() - kw.started_at, 1)}  # fmt: skip
+                        "uptime_s": round(time.time() - kw.started_at, 1),
+                        "pid": os.getpid(), "partitions": kw.active_partitions()}  # fmt: skip
                 return self.json(body, status=200 if not down else 503)
 
         @self.app.page("/metrics")

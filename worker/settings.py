@@ -159,6 +159,7 @@ _ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("flush_interval_s", "KEYWATCH_FLUSH_INTERVAL_S", _positive_float),
     ("batch_max_events", "KEYWATCH_BATCH_MAX_EVENTS", _positive_int),
     ("standby_replicas", "KEYWATCH_STANDBY_REPLICAS", _count),
+    ("worker_processes", "KEYWATCH_WORKER_PROCESSES", _count),
     ("data_dir", "KEYWATCH_DATA_DIR", Path),
     ("session_timeout_s", "KEYWATCH_SESSION_TIMEOUT_S", _positive_float),
     ("fetch_max_wait_ms", "KEYWATCH_FETCH_MAX_WAIT_MS", _positive_int),
@@ -210,6 +211,7 @@ class Settings:
     flush_interval_s: float = 0.05
     batch_max_events: int = 2000
     standby_replicas: int = 1  # Faust's default: each table partition kept warm on one more worker
+    worker_processes: int = 0  # processes of `keywatch worker`; 0: one per core (worker.supervisor)
     data_dir: Path = Path(".keywatch")
     session_timeout_s: float = 10.0
     # Long-poll bound of every consumer. Kafka answers a fetch as soon as data arrives; the

@@ -39,6 +39,9 @@ def keywatch_env(
         KEYWATCH_PARTITIONS="4",
         KEYWATCH_SESSION_TIMEOUT_S="6",
         KEYWATCH_LOG_LEVEL="INFO",
+        # one process unless a test asks for more: a kill -9 of the worker is then a crash, not
+        # a supervisor whose children stop cleanly (tests/integration/test_processes.py runs 2)
+        KEYWATCH_WORKER_PROCESSES="1",
         PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
     )
     if redis_url:

@@ -52,9 +52,17 @@ STOP_DEADLINE_S = 8.0
 
 
 def worker_class(base: Any) -> Any:
-    """``base`` (faust.Worker) whose SIGTERM/SIGINT also arm a hard stop after the deadline."""
+    """``base`` (faust.Worker) whose SIGTERM/SIGINT also arm a hard stop after the deadline,
+    without the progress spinner."""
 
     class Worker(base):  # type: ignore[misc]
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            # At WARNING or ERROR, Faust's progress spinner sets the root logger to DEBUG, so
+            # every debug record (one per message sent, with its value) was built and redacted:
+            # 39% of the worker's CPU in benchmarks/worker_bench.py (py-spy).
+            self.spinner = None
+            super().on_setup_root_logger(logger, level)
+
         def _on_sigterm(self) -> None:
             arm_stop_deadline(STOP_DEADLINE_S)
             super()._on_sigterm()
@@ -106,9 +114,30 @@ def tune_gc() -> None:
 @click.option(
     "--loglevel", default=None, help="DEBUG, INFO, WARNING, ERROR (default KEYWATCH_LOG_LEVEL)."
 )
-def worker_command(loglevel: str | None) -> None:
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes on this host (default KEYWATCH_WORKER_PROCESSES, else one per core).",
+)
+def worker_command(loglevel: str | None, processes: int | None) -> None:
     """Run the anomaly worker (Faust) against KEYWATCH_BROKER."""
-    _run("worker", loglevel or Settings.from_env().log_level)
+    settings = Settings.from_env()
+    level = loglevel or settings.log_level
+    from worker.supervisor import default_processes
+
+    n = processes or default_processes(settings)
+    if n == 1:
+        _run("worker", level)
+        return
+    from worker import logs
+    from worker.brokerwait import wait_for_broker
+    from worker.supervisor import supervise
+
+    # once here, not once per child: an unreachable broker is one line, not N
+    wait_for_broker(settings.broker_urls, settings.broker_wait_s, settings.broker)
+    logs.configure(level)
+    sys.exit(supervise(settings, n, level))
 
 
 @click.command("scanner")

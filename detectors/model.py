@@ -34,6 +34,9 @@ class AccessEvent:
     # SHA-256 of a second key the request carried besides the one the gateway authenticated
     # (a header or ?api_key= the client added): evidence, never the identity.
     extra_key_hash: str | None = None
+    # The gateway's verdict (keywatch gateway: ok, missing, invalid, revoked, expired,
+    # throttled, rate_limited); "" when the source does not say. Failed-auth evidence.
+    auth: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,7 +122,8 @@ def test_the_shortest_row_carries_the_trailing_fields(
 
 def test_a_newer_writers_trailing_field_is_ignored() -> None:
     """Forward compatibility: a field appended by the next release does not stop this one."""
-    newer = msgpack.packb([1, [[*row_of(EVENTS[0]), None, "", "a-new-field", 7]]], use_bin_type=True)
+    row = [*row_of(EVENTS[0]), None, "", "a-new-field", 7]
+    newer = msgpack.packb([1, [row]], use_bin_type=True)
     assert decode_batch(newer) == EVENTS[:1]
 
 

@@ -33,7 +33,9 @@ from worker.report import KeyReport
 
 # ts, seq, then AccessEvent's other fields in its order: key_id, ip, method, path, status,
 # user_agent, request_id, gateway, account_id, key_in_query, fmt.
-Row = tuple[float, int, str, str, str, str, int, str, str, str, str | None, bool, str, str | None]
+Row = tuple[
+    float, int, str, str, str, str, int, str, str, str, str | None, bool, str, str | None, str
+]
 _KEY: Final = 2
 _IP: Final = 3
 Lookup = Callable[[str], KeyInfo | None]
@@ -155,6 +157,7 @@ class Replay:
                 ev.key_in_query,
                 ev.fmt,
                 ev.extra_key_hash,
+                ev.auth,  # the gateway's verdict: refused requests are evidence, not usage
             )
         )
         self.stats.events += 1

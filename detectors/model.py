@@ -62,7 +62,7 @@ class Alert:
     """An alert as published on ``keywatch.alerts`` (and derived into Slack/webhook bodies)."""
 
     id: str
-    kind: Literal["anomaly", "leak"]
+    kind: Literal["anomaly", "leak", "auth_abuse"]
     key_id: str | None
     account_id: str | None
     ts: float

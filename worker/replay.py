@@ -24,8 +24,10 @@ from operator import itemgetter
 from typing import IO, Final, cast
 
 from detectors.analyzer import Analyzer
+from detectors.auth_abuse import NetworkState
 from detectors.model import AccessEvent, Alert, KeyContext, iso
 from detectors.profile import KeyProfile, hour_of_week
+from worker.authfail import analyze_networks, network_event, take_networks
 from worker.errors import InputError
 from worker.ingest import KeyInfo, KeyResolver, parse_message
 from worker.lines import bounded_lines
@@ -92,6 +94,7 @@ class Replay:
         self.stats = Stats()
         self.rows: list[Row] = []
         self.profiles: dict[str, KeyProfile] = {}
+        self.networks: dict[str, NetworkState] = {}  # detectors.auth_abuse, per client network
         self._by_id = by_id
         self._resolver = KeyResolver(by_hash or (lambda _h: None), by_id)
         self._contexts: dict[str, KeyContext] = {}
@@ -135,6 +138,9 @@ class Replay:
                 ev = self._resolver.resolve(raw)
             except InputError as exc:
                 st.rejects[exc.reason] += 1
+                failed = network_event(raw)  # as live: refused, so evidence for its network
+                if failed is not None:
+                    self._keep(failed)
                 continue
             self._keep(ev)
             st.formats[result.fmt] += 1
@@ -210,6 +216,13 @@ class Replay:
         on_alert: Callable[[Alert], None] | None,
     ) -> None:
         analyze, profiles = self.analyzer.analyze, self.profiles
+        nets = take_networks(pending)  # failed attempts per client network, as live
+        newest = max((evs[-1].ts for evs in nets.values()), default=0.0)
+        found = analyze_networks(self.networks, nets, self.analyzer.config, newest)
+        for alert in found:
+            alerts.append(alert)
+            if on_alert is not None:
+                on_alert(alert)
         for key_id, evs in pending.items():
             ctx = self.context(key_id, evs[0].account_id)
             prof, found = analyze(ctx, profiles.get(key_id), evs, evs[-1].ts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -46,3 +47,34 @@ def test_a_revoked_key_still_tried_raises_an_alert(
     assert [s["type"] for s in alert["signals"]] == ["auth.revoked_in_use"]
     assert (alert["severity"], alert["action"]) == ("medium", "notify")
     assert alert["signals"][0]["evidence"]["network"] == "203.0.113.0/24"
+
+
+def test_a_network_trying_many_unknown_keys_raises_an_auth_abuse_alert(
+    broker: EmbeddedBroker, sqlite_url: str, tmp_path: Path, topic_suffix: str
+) -> None:
+    """Key enumeration from one /24: every attempt dead-lettered (nothing lost) and one
+    per-network alert, with hash prefixes only, that the response path does not act on."""
+    names = ("access", "alerts", "dead_letter", "events_by_key", "key_actions")
+    topics = {name: f"{name}-{topic_suffix}" for name in names}
+    env = keywatch_env(
+        broker.url, sqlite_url, tmp_path, KEYWATCH_SESSION_TIMEOUT_S="3",
+        KEYWATCH_FLUSH_INTERVAL_S="0.05",
+        **{f"KEYWATCH_TOPIC_{k.upper()}": v for k, v in topics.items()},
+    )  # fmt: skip
+    asyncio.run(create_topics(broker.bootstrap, [topics["access"]]))
+    now = time.time()
+    hashes = [hashlib.sha256(f"sk_live_guess{i}".encode()).hexdigest() for i in range(12)]
+    tries = [{**refused(now - 30 + i, "", f"198.51.100.{i}", "invalid"), "key_hash": h}
+             for i, h in enumerate(hashes)]  # fmt: skip
+    for t in tries:
+        del t["key_id"]
+    with running(["worker"], env, tmp_path / "worker.log"):
+        asyncio.run(publish(broker.bootstrap, topics["access"], [orjson.dumps(tries)]))
+        (alert,) = asyncio.run(consume(broker.bootstrap, topics["alerts"], 1))
+        letters = asyncio.run(consume(broker.bootstrap, topics["dead_letter"], len(tries)))
+    assert (alert["kind"], alert["key_id"]) == ("auth_abuse", "net:198.51.100.0/24")
+    assert (alert["action"], alert["account_id"]) == ("notify", None)
+    (signal,) = alert["signals"]
+    assert signal["type"] == "auth.enumeration" and signal["evidence"]["distinct_keys"] == 10
+    assert not any(h in orjson.dumps(alert).decode() for h in hashes)  # prefixes only
+    assert {letter["reason"] for letter in letters} == {"unknown_key"}

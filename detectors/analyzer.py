@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from operator import attrgetter
 
-from detectors import incidents, key_in_query, second_key, usage_spike
+from detectors import incidents, key_in_query, revoked_in_use, second_key, usage_spike
 from detectors.config import DetectorConfig, EvalContext, agent_family, place_of
 from detectors.model import AccessEvent, Alert, GeoInfo, KeyContext, Signal
 from detectors.policy import DefaultPolicy, Policy
@@ -51,6 +51,7 @@ class Analyzer:
         self._spike = by_type.get(usage_spike.TYPE)
         self._in_query = by_type.get(key_in_query.TYPE)
         self._second_key = by_type.get(second_key.TYPE)
+        self._dead_key = by_type.get(revoked_in_use.TYPE)
         self._per_context = tuple(fn for t, fn in chosen if t not in PER_EVENT_TYPES)
 
     def analyze(
@@ -75,6 +76,7 @@ class Analyzer:
         lookup = self.geo.lookup if self.geo is not None else None
         spike, in_query, per_context = self._spike, self._in_query, self._per_context
         second = self._second_key
+        refused = revoked_in_use.REFUSED
         # Context detectors depend on the event's location (country, place, network), client
         # and clock hour only, and on profile state that changes at most per day or hour: after
         # an event for which they all returned nothing, an event with the same location, client
@@ -109,6 +111,14 @@ class Analyzer:
                 last_ua = ev.user_agent
                 agent = ctx.agent = agent_family(last_ua)
                 agent_day = -1
+            if ev.auth in refused:  # not served: evidence only, never the key's usage
+                if self._dead_key is not None:
+                    found = self._dead_key(ev, prof, ctx)
+                    if found:
+                        alert = self._incident(key, prof, ev, ts, geo, found, detected_at)
+                        if alert is not None:
+                            alerts.append(alert)
+                continue
             late = ctx.late = count_event(ts, cfg)
             its = int(ts)
             day, hour = its // 86400, its // 3600

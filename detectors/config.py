@@ -71,6 +71,14 @@ class DetectorConfig:
     ewma_day: float = 0.2
     ewma_level: float = 0.05
 
+    # auth.enumeration (detectors/auth_abuse.py): distinct unknown keys one client network
+    # (IPv4 /24, IPv6 /48) tries within a sliding window of event time. A person mistyping a
+    # key tries a few; a rotation gone wrong repeats one stale key; a list being tested tries
+    # many. Medium at abuse_min_keys, high at abuse_high_keys; the action is always notify.
+    abuse_window_s: float = 600.0
+    abuse_min_keys: int = 10
+    abuse_high_keys: int = 50
+
     # Events this far ahead of the caller's clock are treated as clock skew (clamped).
     max_future_skew_s: float = 300.0
 

@@ -34,6 +34,9 @@ class AccessEvent:
     # SHA-256 of a second key the request carried besides the one the gateway authenticated
     # (a header or ?api_key= the client added): evidence, never the identity.
     extra_key_hash: str | None = None
+    # The gateway's verdict (keywatch gateway: ok, missing, invalid, revoked, expired,
+    # throttled, rate_limited); "" when the source does not say. Failed-auth evidence.
+    auth: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +62,7 @@ class Alert:
     """An alert as published on ``keywatch.alerts`` (and derived into Slack/webhook bodies)."""
 
     id: str
-    kind: Literal["anomaly", "leak"]
+    kind: Literal["anomaly", "leak", "auth_abuse"]
     key_id: str | None
     account_id: str | None
     ts: float

@@ -16,6 +16,7 @@ from detectors import (
     new_country,
     new_place,
     off_hours,
+    revoked_in_use,
     second_key,
     usage_spike,
 )
@@ -26,6 +27,7 @@ from detectors.profile import KeyProfile
 Evaluate = Callable[[AccessEvent, KeyProfile, EvalContext], list[Signal]]
 
 DETECTORS: tuple[tuple[str, Evaluate], ...] = (
+    (revoked_in_use.TYPE, revoked_in_use.evaluate),  # auth.revoked_in_use
     (new_agent.TYPE, new_agent.evaluate),  # client.new_user_agent
     (impossible_travel.TYPE, impossible_travel.evaluate),  # geo.impossible_travel
     (new_country.TYPE, new_country.evaluate),  # geo.new_country
@@ -46,8 +48,11 @@ OTHER_TYPES: tuple[str, ...] = ("leak.public_code",)
 # Detectors whose result depends on the single event (its count in the rate windows, its
 # query string). Every other detector depends only on the event's location, client and clock
 # hour, and on profile state that changes per day or hour; the analyzer skips them for an event
-# that repeats the context of one for which they all returned nothing.
-PER_EVENT_TYPES = frozenset({key_in_query.TYPE, second_key.TYPE, usage_spike.TYPE})
+# that repeats the context of one for which they all returned nothing. The gateway's verdict is
+# per event too (a refused request runs only ``revoked_in_use``, see detectors.analyzer).
+PER_EVENT_TYPES = frozenset(
+    {key_in_query.TYPE, revoked_in_use.TYPE, second_key.TYPE, usage_spike.TYPE}
+)
 
 
 def detector_types() -> list[str]:

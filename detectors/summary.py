@@ -55,6 +55,10 @@ def _second_key(e: dict[str, Any]) -> str:
     return "with a second, different key in the same request"
 
 
+def _revoked_in_use(e: dict[str, Any]) -> str:
+    return f"while {e.get('auth')} (refused), from {e.get('network')}"
+
+
 _PHRASES: dict[str, Callable[[dict[str, Any]], str]] = {
     "client.new_user_agent": _new_agent,
     "geo.new_country": _new_country,
@@ -66,6 +70,7 @@ _PHRASES: dict[str, Callable[[dict[str, Any]], str]] = {
     "usage.spike": _spike,
     "transport.key_in_query": _key_in_query,
     "transport.second_key": _second_key,
+    "auth.revoked_in_use": _revoked_in_use,
 }
 
 

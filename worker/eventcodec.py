@@ -41,6 +41,7 @@ class EventRow(msgspec.Struct, array_like=True, gc=False, frozen=True):
     extra_key_hash: str | None = (
         None  # a second key in the request (appended: rows without it decode)
     )
+    auth: str = ""  # the gateway's verdict (appended: rows without it decode)
 
 
 class EventBatch(msgspec.Struct, array_like=True, gc=False, frozen=True):
@@ -62,7 +63,7 @@ def row_of(e: AccessEvent) -> Row:
         e.ts, e.key_id, e.ip, e.method, e.path, e.status, e.user_agent, e.request_id,
         e.gateway, e.account_id, e.key_in_query, e.fmt,
     )  # fmt: skip
-    return row if e.extra_key_hash is None else (*row, e.extra_key_hash)
+    return _trail(row, e.extra_key_hash, e.auth)
 
 
 def raw_row(raw: RawAccess, key_id: str, account_id: str | None) -> Row:
@@ -72,9 +73,18 @@ def raw_row(raw: RawAccess, key_id: str, account_id: str | None) -> Row:
         raw.ts, key_id, raw.ip, raw.method, raw.path, raw.status, raw.user_agent,
         raw.request_id, raw.gateway, account_id, raw.key_in_query, raw.fmt,
     )  # fmt: skip
-    # A trailing field at its default is left out, so a row is exactly the previous release's
-    # 12-field layout (which that release requires) unless the event carries a second key.
-    return row if raw.extra_key_hash is None else (*row, raw.extra_key_hash)
+    return _trail(row, raw.extra_key_hash, raw.auth)
+
+
+def _trail(row: Row, extra_key_hash: str | None, auth: str) -> Row:
+    """``row`` with the shortest tail that carries the non-default trailing fields.
+
+    Trailing fields at their defaults are left out, so a row is exactly the previous release's
+    12-field layout (which that release requires) unless the event carries a second key or a
+    gateway verdict; an earlier trailing field at its default is written as a placeholder."""
+    if auth:
+        return (*row, extra_key_hash, auth)
+    return row if extra_key_hash is None else (*row, extra_key_hash)
 
 
 def encode_rows(rows: Sequence[Row]) -> bytes:
@@ -103,6 +113,6 @@ def decode_batch(raw: bytes) -> list[AccessEvent]:
     return [
         AccessEvent(r.ts, r.key_id, r.ip, r.method, r.path, r.status, r.user_agent,
                     r.request_id, r.gateway, r.account_id, r.key_in_query, r.fmt,
-                    r.extra_key_hash)
+                    r.extra_key_hash, r.auth)
         for r in batch.rows
     ]  # fmt: skip

@@ -39,7 +39,7 @@ class AlertMessage(msgspec.Struct, frozen=True):
     """An alert on ``keywatch.alerts`` / ``keywatch.leaks`` (the contract's fields)."""
 
     id: str
-    kind: Literal["anomaly", "leak"]
+    kind: Literal["anomaly", "leak", "auth_abuse"]
     ts: datetime
     detected_at: datetime
     severity: Severity

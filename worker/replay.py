@@ -24,8 +24,10 @@ from operator import itemgetter
 from typing import IO, Final, cast
 
 from detectors.analyzer import Analyzer
+from detectors.auth_abuse import NetworkState
 from detectors.model import AccessEvent, Alert, KeyContext, iso
 from detectors.profile import KeyProfile, hour_of_week
+from worker.authfail import analyze_networks, network_event, take_networks
 from worker.errors import InputError
 from worker.ingest import KeyInfo, KeyResolver, parse_message
 from worker.lines import bounded_lines
@@ -33,7 +35,9 @@ from worker.report import KeyReport
 
 # ts, seq, then AccessEvent's other fields in its order: key_id, ip, method, path, status,
 # user_agent, request_id, gateway, account_id, key_in_query, fmt.
-Row = tuple[float, int, str, str, str, str, int, str, str, str, str | None, bool, str, str | None]
+Row = tuple[
+    float, int, str, str, str, str, int, str, str, str, str | None, bool, str, str | None, str
+]
 _KEY: Final = 2
 _IP: Final = 3
 Lookup = Callable[[str], KeyInfo | None]
@@ -90,6 +94,7 @@ class Replay:
         self.stats = Stats()
         self.rows: list[Row] = []
         self.profiles: dict[str, KeyProfile] = {}
+        self.networks: dict[str, NetworkState] = {}  # detectors.auth_abuse, per client network
         self._by_id = by_id
         self._resolver = KeyResolver(by_hash or (lambda _h: None), by_id)
         self._contexts: dict[str, KeyContext] = {}
@@ -133,6 +138,9 @@ class Replay:
                 ev = self._resolver.resolve(raw)
             except InputError as exc:
                 st.rejects[exc.reason] += 1
+                failed = network_event(raw)  # as live: refused, so evidence for its network
+                if failed is not None:
+                    self._keep(failed)
                 continue
             self._keep(ev)
             st.formats[result.fmt] += 1
@@ -155,6 +163,7 @@ class Replay:
                 ev.key_in_query,
                 ev.fmt,
                 ev.extra_key_hash,
+                ev.auth,  # the gateway's verdict: refused requests are evidence, not usage
             )
         )
         self.stats.events += 1
@@ -207,6 +216,13 @@ class Replay:
         on_alert: Callable[[Alert], None] | None,
     ) -> None:
         analyze, profiles = self.analyzer.analyze, self.profiles
+        nets = take_networks(pending)  # failed attempts per client network, as live
+        newest = max((evs[-1].ts for evs in nets.values()), default=0.0)
+        found = analyze_networks(self.networks, nets, self.analyzer.config, newest)
+        for alert in found:
+            alerts.append(alert)
+            if on_alert is not None:
+                on_alert(alert)
         for key_id, evs in pending.items():
             ctx = self.context(key_id, evs[0].account_id)
             prof, found = analyze(ctx, profiles.get(key_id), evs, evs[-1].ts)

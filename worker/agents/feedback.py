@@ -29,6 +29,7 @@ from faust.web import Request, Response, View
 
 from core.errors import DeliveryError, InputError, InvalidTransition, KeyStoreUnavailable
 from core.retry import RetryPolicy
+from detectors.auth_abuse import is_network
 from detectors.feedback import apply_benign
 from worker.agents.profiles import live_profile
 from worker.alerting import interactions
@@ -122,6 +123,8 @@ class FeedbackHandler:
 
     def _teach(self, res: Resolution) -> None:
         table = self.kapp.profiles
+        if is_network(res.key_id):  # a per-network alert (auth.enumeration): no key profile
+            return
         profile = live_profile(table.get(res.key_id))
         if profile is None:  # no traffic seen for the key: nothing to teach
             return

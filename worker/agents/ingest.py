@@ -30,6 +30,7 @@ from aiokafka.errors import (
     UnsupportedCodecError,
 )
 
+from worker.authfail import network_row
 from worker.batching import PartitionBuffers
 from worker.errors import KeyStoreUnavailable
 from worker.eventcodec import Row, encode_rows, raw_row
@@ -151,6 +152,9 @@ class IngestStage:
             who = decide(raw, by_hash, gateway_known(raw, known))
             if isinstance(who, str):
                 pending.append(self.dead_letter("unknown_key", self.source, asdict(raw), who))
+                failed = network_row(raw)  # and, if refused, evidence for its network
+                if failed is not None:
+                    rows.append(failed)
                 continue
             if raw.extra_key_hash is not None:
                 self._extra_keys.inc()

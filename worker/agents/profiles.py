@@ -29,6 +29,7 @@ from detectors.analyzer import Analyzer
 from detectors.model import AccessEvent, Alert, KeyContext
 from detectors.policy import load_policy
 from detectors.profile import KeyProfile
+from worker.authfail import analyze_networks, take_networks
 from worker.batching import group_by_key
 from worker.engine import Checkpoint, windows
 from worker.errors import InputError
@@ -87,8 +88,12 @@ class ProfileStage:
                 continue
             events.extend(batch)
         groups = group_by_key(events)
+        nets = take_networks(groups)  # failed attempts per client network (worker.authfail)
         contexts = await self.keys.contexts(groups) if groups else {}
         alerts, failed = self._analyze(groups, contexts)
+        if nets:
+            cfg = self.analyzer.config
+            alerts += analyze_networks(self.table, nets, cfg, self.clock())
         await asyncio.gather(
             self._publish_all(alerts),
             *(self._failed(key_id, len(groups[key_id]), exc) for key_id, exc in failed),

@@ -52,6 +52,7 @@ class RawAccess:
             key_in_query=self.key_in_query,
             fmt=self.fmt,
             extra_key_hash=self.extra_key_hash,
+            auth=self.auth,
         )
 
 

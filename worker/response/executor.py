@@ -21,6 +21,7 @@ import structlog
 from core.errors import InputError, KeyNotFound, KeyStoreError, KeyStoreUnavailable
 from core.redaction import redact_text
 from core.retry import OnRetry, RetryPolicy
+from detectors.auth_abuse import is_network
 from detectors.model import Alert
 from worker.keystore.service import STORE_RETRY, KeyService
 from worker.keystore.store import Change
@@ -62,6 +63,8 @@ def plan_action(alert: Alert) -> ActionPlan | None:
         return None
     if not alert.key_id:
         raise InputError(f"{alert.action} alert without a key_id", reason="bad_alert")
+    if is_network(alert.key_id) or alert.kind == "auth_abuse":
+        return None  # a client network, not a key: nothing here to throttle or revoke
     if not alert.id:
         raise InputError(f"{alert.action} alert without an id", reason="bad_alert")
     action: Literal["throttle", "revoke"] = "revoke" if alert.action == "revoke" else "throttle"

@@ -357,3 +357,21 @@ async def test_the_actions_agent_retries_an_alert_whose_handling_raised() -> Non
 
     await until_done(flaky, "alert-1", TINY)
     assert calls == ["alert-1"] * 3
+
+
+@pytest.mark.parametrize("action", ["revoke", "throttle"])
+async def test_a_network_subject_is_never_acted_on(
+    issued: tuple[KeyStore, NewKey, KeyRecord], redis_url: str, action: str, make: Factory
+) -> None:
+    """Per-network alerts (auth.enumeration) name a network, not a key: nothing to act on,
+    even when a hand-made or future alert asks for an action (or names a real key)."""
+    store, _, record = issued
+    rec = Recorder()
+    executor = make(store, redis_url, rec)
+    by_network = alert("net:203.0.113.0/24", action)
+    by_kind = {**alert(record.key_id, action), "kind": "auth_abuse"}
+    for message in (by_network, by_kind):
+        outcome = await executor.execute(message)
+        assert (outcome.status, outcome.attempts) == ("skipped", 0)
+    assert store.get(record.key_id).status == "active"
+    assert rec.announced == [] and rec.dead == []

@@ -89,18 +89,41 @@ def test_batches_of_the_previous_release_decode() -> None:
 
 def test_rows_are_access_events_in_field_order() -> None:
     assert AccessEvent.__slots__ == FIELDS
-    assert row_of(EVENTS[0]) == tuple(getattr(EVENTS[0], f) for f in FIELDS[:-1])
+    assert row_of(EVENTS[0]) == tuple(getattr(EVENTS[0], f) for f in FIELDS[:-2])
     second = AccessEvent(*row_of(EVENTS[0]), extra_key_hash="ab" * 32)
-    assert row_of(second) == tuple(getattr(second, f) for f in FIELDS)
+    assert row_of(second) == tuple(getattr(second, f) for f in FIELDS[:-1])
     assert decode_batch(encode_batch([second])) == [second]
+    both = AccessEvent(*row_of(second), auth="revoked")
+    assert row_of(both) == tuple(getattr(both, f) for f in FIELDS)
     # tuples encode exactly as the typed structs do
-    rows = [row_of(second)]  # full width
+    rows = [row_of(both)]  # full width
     assert encode_rows(rows) == encode(EventBatch(1, [EventRow(*r) for r in rows]))
+
+
+@pytest.mark.parametrize(
+    "extra, auth, width",
+    [(None, "", 12), ("ab" * 32, "", 13), (None, "invalid", 14), ("ab" * 32, "revoked", 14)],
+)
+def test_the_shortest_row_carries_the_trailing_fields(
+    extra: str | None, auth: str, width: int
+) -> None:
+    """Trailing defaults are left out; an earlier default is a placeholder, never dropped."""
+    ev = AccessEvent(*row_of(EVENTS[0]), extra_key_hash=extra, auth=auth)
+    row = row_of(ev)
+    assert len(row) == width
+    assert decode_batch(encode_batch([ev])) == [ev]
+    raw = parse_message(
+        orjson.dumps({"ts": "2026-11-30T10:00:00Z", "ip": "203.0.113.7", "key_id": "k1",
+                      "method": "GET", "path": "/v1/x", "status": 401, "auth": auth or None})
+    ).events[0]  # fmt: skip
+    assert raw.auth == auth
+    assert decode_batch(encode_rows([raw_row(raw, "k1", None)]))[0].auth == auth
 
 
 def test_a_newer_writers_trailing_field_is_ignored() -> None:
     """Forward compatibility: a field appended by the next release does not stop this one."""
-    newer = msgpack.packb([1, [[*row_of(EVENTS[0]), None, "a-new-field", 7]]], use_bin_type=True)
+    row = [*row_of(EVENTS[0]), None, "", "a-new-field", 7]
+    newer = msgpack.packb([1, [row]], use_bin_type=True)
     assert decode_batch(newer) == EVENTS[:1]
 
 

@@ -124,3 +124,21 @@ async def test_a_verdict_waits_while_the_database_is_down(
     shutil.move(tmp_path / "away", tmp_path / "db")
     assert await asyncio.wait_for(task, 60) == "compromised"
     assert h.store.get(key).status == "revoked" and h.letters == []
+
+
+async def test_a_benign_verdict_on_a_network_alert_teaches_no_profile(
+    harness: Harness, rx: Receiver
+) -> None:
+    """auth_abuse alerts name a network: its state in the table is not a key profile."""
+    from detectors.auth_abuse import NetworkState
+
+    h, net = harness, "net:198.51.100.0/24"
+    enumeration = {"type": "auth.enumeration", "severity": "medium",
+                   "evidence": {"network": "198.51.100.0/24", "distinct_keys": 10}}  # fmt: skip
+    h.alerts.record({"id": "N1", "kind": "auth_abuse", "key_id": net, "severity": "medium",
+                     "action": "notify", "signals": [enumeration]}, 3600)  # fmt: skip
+    state = NetworkState([(1795000000.0, "0b9c2e3f4a5b", "invalid", "198.51.100.7")], 10)
+    h.kapp.profiles[net] = state
+    message = {**h.message("N1", "benign", rx), "key_id": net}
+    assert await h.handler.handle(message) == "benign"
+    assert h.kapp.profiles[net] is state and h.letters == []

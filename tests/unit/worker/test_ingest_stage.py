@@ -154,3 +154,29 @@ async def test_a_parser_crash_keeps_the_input(store: KeyStore) -> None:
     stage = IngestStage(s, Metrics(), cache, cap.send, cap.dead_letter, parse=explode)
     assert await stage.handle([b'{"x": 1}']) == 0
     assert [letter["reason"] for letter in cap.letters] == ["internal_error"]
+
+
+@pytest.mark.parametrize(
+    "auth, status, forwarded",
+    [("invalid", 401, True), ("", 401, True), ("", 403, True), ("revoked", 401, True),
+     ("ok", 200, False), ("", 200, False)],
+)  # fmt: skip
+async def test_a_refused_unknown_key_is_dead_lettered_and_forwarded_by_network(
+    store: KeyStore, auth: str, status: int, forwarded: bool
+) -> None:
+    """Nothing lost: the dead letter is written, and a refusal also feeds its network's count,
+    partitioned by the network string; only the key's hash travels."""
+    cap = Capture()
+    stage = stage_for(store, cap, Metrics())
+    native = {"ts": TS, "ip": "203.0.113.77", "key_hash": "cd" * 32, "status": status,
+              "auth": auth or None}  # fmt: skip
+    await stage.handle([orjson.dumps(native)])
+    assert [letter["reason"] for letter in cap.letters] == ["unknown_key"]
+    events = cap.events()
+    assert bool(events) == forwarded
+    if forwarded:
+        (ev,) = events
+        assert ev.key_id == "net:203.0.113.0/24" and ev.extra_key_hash == "cd" * 32
+        assert ev.auth == (auth or "denied")
+        (partition,) = {p for p, _ in cap.batches}
+        assert partition == partition_for("net:203.0.113.0/24", 4)

@@ -7,6 +7,7 @@ Every child runs in its own process group and dies with its parent (``worker.chi
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import http.client
 import os
@@ -78,7 +79,7 @@ def wait_for_port(host: str, port: int, timeout: float) -> bool:
     return False
 
 
-class _Server:
+class _Server(abc.ABC):
     """A server binary in a child process on a loopback port; gone when stopped."""
 
     kind = "server"
@@ -88,9 +89,9 @@ class _Server:
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
 
+    @abc.abstractmethod
     def argv(self) -> list[str]:
-        """The command line (subclasses)."""
-        raise NotImplementedError
+        """The command line of the server binary."""
 
     def start(self, timeout: float = 15.0) -> _Server:
         """Start the server and wait until it accepts connections."""

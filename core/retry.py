@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
+import msgspec
 import stamina
 
 T = TypeVar("T")
@@ -23,25 +23,28 @@ T = TypeVar("T")
 Retryable = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 WaitOf = Callable[[BaseException], float | None]
 OnRetry = Callable[[int, BaseException], Awaitable[None]]
+Attempts = Annotated[int, msgspec.Meta(ge=1)]
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
 
 
 def _no_wait(_exc: BaseException) -> float | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RetryPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How often and how long one operation is retried (tests use tiny delays).
 
     ``attempts`` None retries until it succeeds; ``timeout_s`` None has no deadline.
     The wait before retry n (1-based) is min(max_delay_s, base_delay_s * 2^(n-1) + jitter),
-    jitter uniform in [0, base_delay_s].
+    jitter uniform in [0, base_delay_s]. It is also the schema of a retry table in a config
+    file (``core.schema.convert``), where ``attempts`` is written ``max_attempts`` and
+    ``timeout_s`` ``max_total_s`` (the policy file's ``[delivery]``).
     """
 
-    attempts: int | None = None
-    base_delay_s: float = 0.5
-    max_delay_s: float = 30.0
-    timeout_s: float | None = None
+    attempts: Attempts | None = msgspec.field(default=None, name="max_attempts")
+    base_delay_s: Seconds = 0.5
+    max_delay_s: Seconds = 30.0
+    timeout_s: Seconds | None = msgspec.field(default=None, name="max_total_s")
 
     async def call(
         self,

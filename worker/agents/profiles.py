@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 
+from core.errors import InputError
 from detectors.analyzer import Analyzer
 from detectors.model import AccessEvent, Alert, KeyContext
-from detectors.policy import load_policy
+from detectors.policy_file import load_policy
 from detectors.profile import KeyProfile
 from worker.authfail import analyze_networks, take_networks
 from worker.batching import group_by_key
 from worker.engine import Checkpoint, windows
-from worker.errors import InputError
 from worker.eventcodec import decode_batch
 from worker.keycache import KeyCache
 from worker.metrics import Metrics

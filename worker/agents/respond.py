@@ -18,7 +18,7 @@ from faust import StreamT
 
 from core.errors import InputError
 from core.retry import RetryPolicy
-from detectors.policy import load_policy
+from detectors.policy_file import load_policy
 from worker.alerting.router import Router, build_router
 from worker.app import WorkerApp
 from worker.keystore.alerts import AlertStore

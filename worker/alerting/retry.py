@@ -1,4 +1,5 @@
-"""Alert delivery's retries: the policy's ``[delivery]`` settings as the one ``RetryPolicy``."""
+"""Alert delivery's retries: the policy's ``[delivery]`` table is a ``RetryPolicy``
+(``detectors.routing.Delivery``); this decides which errors it retries and which wait they ask."""
 
 from __future__ import annotations
 
@@ -6,13 +7,6 @@ from collections.abc import Awaitable, Callable
 
 from core.errors import DeliveryError, DeliveryGaveUp
 from core.retry import RetryPolicy
-from detectors.policy import DeliveryConfig
-
-
-def delivery_policy(config: DeliveryConfig) -> RetryPolicy:
-    """The retry policy of the escalation policy's ``[delivery]`` table."""
-    return RetryPolicy(attempts=config.max_attempts, base_delay_s=config.base_delay_s,
-                       max_delay_s=config.max_delay_s, timeout_s=config.max_total_s)  # fmt: skip
 
 
 def transient(exc: BaseException) -> bool:

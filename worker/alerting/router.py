@@ -17,10 +17,10 @@ import structlog
 from core.errors import DeliveryGaveUp
 from core.retry import RetryPolicy
 from detectors.policy import RulesPolicy
+from detectors.routing import Routing, reaches
 from worker.alerting.http import client
 from worker.alerting.pagerduty import OpenIncidents, PagerDutySink
-from worker.alerting.render import at_least
-from worker.alerting.retry import delivery_policy, with_retries
+from worker.alerting.retry import with_retries
 from worker.alerting.slack import SlackSink
 from worker.alerting.webhook import WebhookSink
 from worker.metrics import Metrics
@@ -49,7 +49,7 @@ class Router:
     def __init__(
         self,
         sinks: Sequence[Sink],
-        routing: Mapping[str, str],
+        routing: Routing,
         retry: RetryPolicy,
         dead_letter: DeadLetter,
         *,
@@ -63,7 +63,7 @@ class Router:
     def targets(self, alert: Mapping[str, Any], only: str | None = None) -> list[Sink]:
         """The sinks this alert goes to (``only``: that sink, if the alert reaches it)."""
         sev = alert.get("severity")
-        return [s for s in self.sinks if at_least(sev, self.routing.get(s.name, "low"))
+        return [s for s in self.sinks if reaches(self.routing, s.name, sev)
                 and only in (None, s.name)]  # fmt: skip
 
     async def deliver(self, alert: Mapping[str, Any], only: str | None = None) -> dict[str, str]:
@@ -148,6 +148,6 @@ def build_router(
     """A router over the configured sinks and the HTTP client it uses (close it at shutdown)."""
     http = http or client()
     sinks = build_sinks(settings, policy, http, pagerduty_state)
-    router = Router(sinks, policy.routing, delivery_policy(policy.delivery), dead_letter,
+    router = Router(sinks, policy.routing, policy.delivery, dead_letter,
                     metrics=metrics, contact=contact)  # fmt: skip
     return router, http

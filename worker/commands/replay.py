@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from core.errors import InputError, KeyStoreError
 from detectors.analyzer import Analyzer
 from detectors.model import Alert
-from detectors.policy import load_policy
+from detectors.policy_file import load_policy
 from geoip.resolver import GeoResolver
 from worker.ingest import FORMATS, KeyInfo
 from worker.ingest.ips import configure as configure_proxies

@@ -19,12 +19,13 @@ from core.errors import DeliveryError, DeliveryGaveUp
 from core.httpdate import retry_after
 from core.keyformat import generate_key
 from core.retry import RetryPolicy
-from detectors.policy import DeliveryConfig, load_policy
+from detectors.policy_file import load_policy
+from detectors.routing import Delivery
 from tests.unit.alerting.receiver import Receiver, serving
 from worker.alerting.http import client
 from worker.alerting.pagerduty import PagerDutySink
 from worker.alerting.render import slack_message
-from worker.alerting.retry import delivery_policy, with_retries
+from worker.alerting.retry import with_retries
 from worker.alerting.router import Router, build_router
 from worker.alerting.slack import SlackSink
 from worker.alerting.webhook import WebhookSink
@@ -228,9 +229,9 @@ async def test_a_wait_past_the_deadline_gives_up_at_once() -> None:
         calls.append(time.monotonic())
         raise DeliveryError("busy", retry_after=0.2 if len(calls) == 1 else 3600.0)
 
-    cfg = DeliveryConfig(max_attempts=10, base_delay_s=0.01, max_delay_s=0.01, max_total_s=12.0)
+    cfg = Delivery(attempts=10, base_delay_s=0.01, max_delay_s=0.01, timeout_s=12.0)
     with pytest.raises(DeliveryGaveUp, match="after 2 attempt"):
-        await with_retries(send, delivery_policy(cfg))
+        await with_retries(send, cfg)
     assert 0.19 <= calls[1] - calls[0] < 2.0  # the first asked wait was honoured
 
 
@@ -241,9 +242,9 @@ async def test_backoff_grows_with_jitter() -> None:
         calls.append(time.monotonic())
         raise DeliveryError("down")
 
-    cfg = DeliveryConfig(max_attempts=4, base_delay_s=0.05, max_delay_s=0.2, max_total_s=100.0)
+    cfg = Delivery(attempts=4, base_delay_s=0.05, max_delay_s=0.2, timeout_s=100.0)
     with pytest.raises(DeliveryGaveUp, match="after 4 attempt"):
-        await with_retries(send, delivery_policy(cfg))
+        await with_retries(send, cfg)
     waits = [b - a for a, b in itertools.pairwise(calls)]
     # min(max, base * 2^(n-1) + jitter in [0, base])
     bounds = [(0.05, 0.1), (0.1, 0.15), (0.2, 0.2)]

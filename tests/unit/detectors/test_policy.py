@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ConfigError
 from detectors.model import AccessEvent, GeoInfo, KeyContext, Signal
-from detectors.policy import DefaultPolicy, combined_severity, load_policy, parse_policy
-from worker.errors import ConfigError
+from detectors.policy import DefaultPolicy, combined_severity
+from detectors.policy_file import load_policy, parse_policy
 
 LIVE = KeyContext("k1", "acme", "live")
 TEST = KeyContext("k2", "acme", "test")
@@ -161,7 +162,7 @@ def test_loaded_from_file(tmp_path: Path) -> None:
     assert p.throttle_ttl_s == 60.0
     assert p.decide(LIVE, [IT]).action == "notify"
     assert p.routing == {"slack": "high", "webhook": "low", "pagerduty": "high"}
-    assert (p.delivery.max_attempts, p.delivery.base_delay_s) == (2, 0.01)
+    assert (p.delivery.attempts, p.delivery.base_delay_s) == (2, 0.01)
     assert p.source == str(path)
 
 
@@ -171,35 +172,102 @@ def test_built_in_defaults() -> None:
     assert p.routing == {"slack": "medium", "webhook": "low", "pagerduty": "high"}
 
 
+KNOWN = (
+    "auth.revoked_in_use, client.new_user_agent, geo.impossible_travel, geo.new_country, "
+    "geo.new_place, leak.public_code, network.new_asn, network.spread, time.off_hours, "
+    "transport.key_in_query, transport.second_key, usage.spike"
+)
+ACTIONS = "expected one of log, notify, throttle, revoke"
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[signals."geo.new_contry"]\nmode = "log"', "unknown signal type 'geo.new_contry'"),
-        ('[signals."usage.spike"]\nmode = "silent"', "signals.usage.spike.mode: must be one of"),
-        ('[actions]\nhigh = "ban"', "actions.high: must be one of log, notify, throttle, revoke"),
-        ('[critical]\nanchor_severity = "high"', "critical.anchor_severity: replaced by pairs"),
-        ('[critical]\npairs = [["location"]]', "critical.pairs: must be a list of group pairs"),
-        ('[critical]\nhigh_pairs = "volume"', "critical.high_pairs"),
-        ('[[allow]]\ncidrs = ["10.0.0.300/8"]', "allow[0].cidrs: bad CIDR '10.0.0.300/8'"),
-        ('[[allow]]\ncountries = ["Germany"]', "allow[0].countries"),
-        ('[[allow]]\nasns = ["AS64500"]', "allow[0].asns"),
-        ("[[allow]]\nnote = 'nothing'", "needs at least one of"),
-        ('[[allow]]\ncidrs = ["10.0.0.0/8"]\nsignals = ["geo.x"]', "unknown signal type"),
-        ("throttle_ttl_s = -5", "throttle_ttl_s: must be > 0"),
-        ("throttle_ttl = 5", "throttle_ttl: unknown setting"),
-        ('[routing]\nteams = "low"', "routing.teams: unknown setting"),
-        ('[routing]\nslack = "loud"', "routing.slack"),
-        ("[delivery]\nmax_attempts = 0", "delivery.max_attempts: must be >= 1"),
-        ('dry_run = "yes"', "dry_run: must be bool"),
-        ("version = 2", "only version 1"),
-        ('[test_keys]\nmax_action = "ban"', "test_keys.max_action"),
+        ('[signals."geo.new_contry"]\nmode = "log"',
+         f'signals."geo.new_contry": unknown signal type "geo.new_contry" (known: {KNOWN})'),
+        ('[signals."usage.spike"]\nmode = "silent"',
+         'signals."usage.spike".mode: expected one of enforce, log, got "silent"'),
+        ('[signals."geo.new_country"]\nseverity = "huge"',
+         'signals."geo.new_country".severity: unknown setting (known: mode, group)'),
+        ('[signals."usage.spike"]\ngroup = 3',
+         'signals."usage.spike".group: expected a string, got 3'),
+        ('[signals]\n"usage.spike" = 3', 'signals."usage.spike": expected a table, got 3'),
+        ("signals = 3", "signals: expected a table, got 3"),
+        ('[actions]\nhigh = "ban"', f'actions.high: {ACTIONS}, got "ban"'),
+        ('[critical]\nanchor_severity = "high"',
+         "critical.anchor_severity: replaced by pairs, high_pairs, medium_pairs"
+         " (see the built-in policy)"),
+        ('[critical]\npairs = [["location"]]',
+         'critical.pairs[0]: expected a list of length >= 2, got ["location"]'),
+        ('[critical]\npairs = [["a", ""]]',
+         'critical.pairs[0][1]: expected a string of length >= 1, got ""'),
+        ('[critical]\nhigh_pairs = "volume"', 'critical.high_pairs: expected a list, got "volume"'),
+        ('[critical]\nalways = ["leak.x"]',
+         f'critical.always[0]: unknown signal type "leak.x" (known: {KNOWN})'),
+        ('[[allow]]\ncidrs = ["10.0.0.300/8"]',
+         'allow[0].cidrs[0]: bad CIDR "10.0.0.300/8": \'10.0.0.300/8\' does not appear to be an'
+         " IPv4 or IPv6 network"),
+        ('[[allow]]\ncountries = ["Germany"]',
+         'allow[0].countries[0]: expected an ISO 3166-1 alpha-2 code such as "DE", got "Germany"'),
+        ('[[allow]]\nasns = ["AS64500"]', 'allow[0].asns[0]: expected an integer, got "AS64500"'),
+        ("[[allow]]\nasns = [4294967296]",
+         "allow[0].asns[0]: expected an integer <= 4294967295, got 4294967296"),
+        ("[[allow]]\nnote = 'nothing'", "allow[0]: needs at least one of cidrs, asns, countries"),
+        ('[[allow]]\ncidrs = ["10.0.0.0/8"]\n[[allow]]\ncidrs = "x"',
+         'allow[1].cidrs: expected a list, got "x"'),
+        ('[[allow]]\ncidrs = ["10.0.0.0/8"]\nsignals = ["geo.x"]',
+         f'allow[0].signals[0]: unknown signal type "geo.x" (known: {KNOWN})'),
+        ("allow = {a = 1}", 'allow: expected a list, got {"a": 1}'),
+        ("throttle_ttl_s = -5", "throttle_ttl_s: expected a number > 0.0, got -5"),
+        ("window_s = true", "window_s: expected a number, got true"),
+        ("throttle_ttl = 5",
+         "throttle_ttl: unknown setting (known: version, dry_run, window_s, throttle_ttl_s,"
+         " actions, critical, test_keys, signals, allow, routing, delivery)"),
+        ('[routing]\nteams = "low"',
+         "routing.teams: unknown setting (known: slack, webhook, pagerduty)"),
+        ('[routing]\nslack = "loud"',
+         'routing.slack: expected one of low, medium, high, critical, got "loud"'),
+        ("[delivery]\nmax_attempts = 0", "delivery.max_attempts: expected an integer >= 1, got 0"),
+        ("[delivery]\nmax_total_s = 0", "delivery.max_total_s: expected a number > 0.0, got 0"),
+        ("[delivery]\nattempts = 3",
+         "delivery.attempts: unknown setting (known: max_attempts, base_delay_s, max_delay_s,"
+         " max_total_s, slack_min_interval_s)"),
+        ('dry_run = "yes"', 'dry_run: expected true or false, got "yes"'),
+        ("version = 2", "version: expected one of 1, got 2"),
+        ('[test_keys]\nmax_action = "ban"', f'test_keys.max_action: {ACTIONS}, got "ban"'),
     ],
-)
+)  # fmt: skip
 def test_validation_errors(text: str, message: str) -> None:
+    """Every mistake is one line naming the file and the failing path."""
     with pytest.raises(ConfigError) as info:
         parse_policy(tomllib.loads(text), "bad.toml")
-    assert message in str(info.value)
-    assert "policy bad.toml" in str(info.value)
+    assert str(info.value) == f"bad.toml: {message}"
+
+
+def test_errors_name_the_file_on_load(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text('[routing]\nslack = "huge"\n')
+    with pytest.raises(ConfigError) as info:
+        load_policy(path)
+    assert str(info.value) == (
+        f'{path}: routing.slack: expected one of low, medium, high, critical, got "huge"'
+    )
+
+
+def test_every_setting_of_the_built_in_file_is_accepted_in_a_file(tmp_path: Path) -> None:
+    """The built-in file, given as a user's file, loads to the same policy."""
+    from detectors.policy_file import DEFAULT_POLICY_FILE
+
+    path = tmp_path / "copy.toml"
+    path.write_text((Path(__file__).parents[3] / "detectors" / DEFAULT_POLICY_FILE).read_text())
+    copy, built_in = load_policy(path), load_policy()
+    assert (copy.actions, copy.critical, copy.signals, copy.routing, copy.delivery) == (
+        built_in.actions,
+        built_in.critical,
+        built_in.signals,
+        built_in.routing,
+        built_in.delivery,
+    )
 
 
 def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:

@@ -127,7 +127,7 @@ def test_replay_applies_the_same_precedence() -> None:
 
 def test_replay_raises_the_second_key_finding() -> None:
     from detectors.analyzer import Analyzer
-    from detectors.policy import load_policy
+    from detectors.policy_file import load_policy
     from geoip.resolver import GeoResolver
     from worker.replay import Replay
 

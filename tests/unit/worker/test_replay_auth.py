@@ -7,7 +7,7 @@ import hashlib
 import orjson
 
 from detectors.analyzer import Analyzer
-from detectors.policy import load_policy
+from detectors.policy_file import load_policy
 from geoip.resolver import GeoResolver
 from worker.replay import Replay
 

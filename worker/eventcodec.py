@@ -15,8 +15,8 @@ from typing import Any, Final
 
 import msgspec
 
+from core.errors import InputError
 from detectors.model import AccessEvent
-from worker.errors import InputError
 from worker.ingest.model import RawAccess
 from worker.records import decoder, encode
 

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import IO, Final, cast
 
+from core.errors import InputError
 from detectors.analyzer import Analyzer
 from detectors.auth_abuse import NetworkState
 from detectors.model import AccessEvent, Alert, KeyContext, iso
 from detectors.profile import KeyProfile, hour_of_week
 from worker.authfail import analyze_networks, network_event, take_networks
-from worker.errors import InputError
 from worker.ingest import KeyInfo, KeyResolver, parse_message
 from worker.lines import bounded_lines
 from worker.report import KeyReport

@@ -30,9 +30,9 @@ from aiokafka.errors import (
     UnsupportedCodecError,
 )
 
+from core.errors import KeyStoreUnavailable
 from worker.authfail import network_row
 from worker.batching import PartitionBuffers
-from worker.errors import KeyStoreUnavailable
 from worker.eventcodec import Row, encode_rows, raw_row
 from worker.ingest import ParseResult, RawAccess, Reject, ips, parse_message
 from worker.ingest.precedence import decide, gateway_known, needs_identity

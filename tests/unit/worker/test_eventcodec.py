@@ -8,8 +8,8 @@ import msgpack
 import orjson
 import pytest
 
+from core.errors import InputError
 from detectors.model import AccessEvent
-from worker.errors import InputError
 from worker.eventcodec import (
     FIELDS,
     EventBatch,

@@ -18,11 +18,12 @@ from faust import StreamT
 
 from core.errors import InputError
 from core.retry import RetryPolicy
+from detectors.model import Alert
 from detectors.policy_file import load_policy
 from worker.alerting.router import Router, build_router
 from worker.app import WorkerApp
 from worker.keystore.alerts import AlertStore
-from worker.messages import KeyAction, alert_from_dict, is_alert, key_action_from_dict, loads
+from worker.messages import KeyAction, alert_from_dict, key_action_from_dict, loads
 from worker.response.executor import KEY_ACTIONS, Executor
 
 DELIVERY_CONCURRENCY = 4
@@ -98,9 +99,20 @@ def _delivery_agent(app: WorkerApp, router: Router, sink: str, topic: Any, name:
     @app.app.agent(topic, name=name, concurrency=DELIVERY_CONCURRENCY)
     async def deliver(stream: StreamT[Any]) -> None:
         async for value in stream:
-            message = loads(value)
-            if message is not None and is_alert(message):  # the actions agent dead-letters
-                await router.deliver(message, only=sink)  # the rest; sinks get it as it came
+            alert = _alert(value)
+            if alert is not None:  # the actions agent dead-letters the rest
+                await router.deliver(alert, only=sink)
+
+
+def _alert(value: Any) -> Alert | None:
+    """An alert message decoded once into the typed ``Alert``, or None when it is not one."""
+    message = loads(value)
+    if message is None:
+        return None
+    try:
+        return alert_from_dict(message)
+    except InputError:
+        return None
 
 
 def _key_action(value: Any) -> KeyAction | None:

@@ -10,8 +10,7 @@ database is down they are kept in memory and written at the next chance.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
 import orjson
@@ -19,6 +18,7 @@ import structlog
 
 from core.errors import KeyStoreError
 from core.redaction import redact_text
+from detectors.model import Alert
 from worker.alerting.http import post
 from worker.alerting.render import pagerduty_resolve, pagerduty_trigger
 
@@ -84,18 +84,18 @@ class PagerDutySink:
             log.warning("pagerduty_state_unavailable", error=str(exc))
             return dedup
 
-    def incident_for(self, alert: Mapping[str, Any]) -> str:
+    def incident_for(self, alert: Alert) -> str:
         """The dedup key this alert belongs to (the key's open incident, or a new one)."""
-        key_id = str(alert.get("key_id") or "none")
-        return self.open.get(key_id) or dedup_key(key_id, str(alert.get("id")))
+        key_id = alert.key_id or "none"
+        return self.open.get(key_id) or dedup_key(key_id, alert.id)
 
-    async def send(self, alert: Mapping[str, Any], contact: str | None = None) -> None:
+    async def send(self, alert: Alert, contact: str | None = None) -> None:
         """One trigger attempt on the key's incident (claimed first, so concurrent alerts on
         one key share it; resolving an incident PagerDuty never opened is harmless)."""
         await self.load()
         dedup = self.incident_for(alert)
-        if alert.get("key_id"):
-            key_id = str(alert["key_id"])
+        if alert.key_id:
+            key_id = alert.key_id
             dedup = self.open.setdefault(key_id, dedup)
             self.open[key_id] = dedup = await self._claim(key_id, dedup)
         event = pagerduty_trigger(alert, self.routing_key, dedup, contact)

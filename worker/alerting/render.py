@@ -1,4 +1,5 @@
-"""Alert bodies for each sink, derived from the alert JSON and always redacted.
+"""Alert bodies for each sink, derived from the typed ``Alert`` (decoded once from the alert
+JSON, ``worker.messages.alert_from_dict``) and always redacted.
 
 Slack: Block Kit (header, fields, one section per signal, context) with a ``text`` fallback
 (ref: api.slack.com/reference/block-kit/blocks: header text <= 150 chars, section text <= 3000,
@@ -8,11 +9,10 @@ developer.pagerduty.com/docs/events-api-v2/trigger-events: summary <= 1024 chars
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from core.redaction import redact_obj, redact_text
-from detectors.model import SEVERITY_RANK
+from detectors.model import Alert, iso
 
 LEAK_FIELDS = ("repository", "commit", "path", "line", "rule_id", "redacted", "status")
 _PD_SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
@@ -20,18 +20,11 @@ _EMOJI = {"critical": ":red_circle:", "high": ":large_orange_circle:",
           "medium": ":large_yellow_circle:", "low": ":white_circle:"}  # fmt: skip
 
 
-def at_least(severity: object, minimum: str) -> bool:
-    """Whether ``severity`` ranks at or above ``minimum`` (unknown severities rank lowest)."""
-    return SEVERITY_RANK.get(str(severity), 0) >= SEVERITY_RANK[minimum]
-
-
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _evidence(evidence: object) -> str:
-    if not isinstance(evidence, Mapping) or not evidence:
-        return ""
+def _evidence(evidence: dict[str, Any]) -> str:
     parts = []
     for name, value in evidence.items():
         shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
@@ -39,21 +32,26 @@ def _evidence(evidence: object) -> str:
     return "; ".join(parts)
 
 
-def signal_lines(alert: Mapping[str, Any]) -> list[str]:
+def signal_lines(alert: Alert) -> list[str]:
     """One line per signal: type, severity and evidence."""
     lines = []
-    for s in alert.get("signals") or []:
-        if isinstance(s, Mapping):
-            ev = _evidence(s.get("evidence"))
-            lines.append(f"`{s.get('type')}` ({s.get('severity')})" + (f": {ev}" if ev else ""))
+    for s in alert.signals:
+        ev = _evidence(s.evidence)
+        lines.append(f"`{s.type}` ({s.severity})" + (f": {ev}" if ev else ""))
     return lines
 
 
-def headline(alert: Mapping[str, Any]) -> str:
+def headline(alert: Alert) -> str:
     """A short title: severity, kind, key and action."""
-    sev = str(alert.get("severity", "?")).upper()
-    what = "leaked key" if alert.get("kind") == "leak" else "anomaly"
-    return f"{sev} {what} on key {alert.get('key_id') or '?'}: {alert.get('action', '?')}"
+    what = "leaked key" if alert.kind == "leak" else "anomaly"
+    return f"{alert.severity.upper()} {what} on key {alert.key_id or '?'}: {alert.action}"
+
+
+def leak_fields(alert: Alert) -> list[tuple[str, Any]]:
+    """A leak finding's location and key status (the contract's leak fields that are set)."""
+    if alert.kind != "leak":
+        return []
+    return [(f, alert.extra[f]) for f in LEAK_FIELDS if alert.extra.get(f) is not None]
 
 
 def slack_escape(text: str) -> str:
@@ -70,33 +68,29 @@ def _mrkdwn(text: str, limit: int = 3000) -> dict[str, str]:
     return {"type": "mrkdwn", "text": _cut(slack_escape(text), limit) or " "}
 
 
-def _fields(alert: Mapping[str, Any], contact: str | None) -> list[dict[str, str]]:
-    pairs = [
-        ("Key", alert.get("key_id")),
-        ("Account", alert.get("account_id")),
-        ("Severity", alert.get("severity")),
-        ("Action taken", alert.get("action")),
+def _fields(alert: Alert, contact: str | None) -> list[dict[str, str]]:
+    pairs: list[tuple[str, Any]] = [
+        ("Key", alert.key_id),
+        ("Account", alert.account_id),
+        ("Severity", alert.severity),
+        ("Action taken", alert.action),
     ]
     if contact:
         pairs.append(("Owner contact", contact))
-    if alert.get("kind") == "leak":
-        pairs += [(f.capitalize(), alert.get(f)) for f in LEAK_FIELDS if alert.get(f) is not None]
+    pairs += [(f.capitalize(), value) for f, value in leak_fields(alert)]
     return [_mrkdwn(f"*{k}*\n{v if v is not None else '—'}", 2000) for k, v in pairs[:10]]
 
 
-def slack_message(alert: Mapping[str, Any], contact: str | None = None) -> dict[str, Any]:
+def slack_message(alert: Alert, contact: str | None = None) -> dict[str, Any]:
     """A Block Kit message with a plain-text fallback."""
     signals = "\n".join(f"• {line}" for line in signal_lines(alert)) or "• none"
-    context = (
-        f"Event time {alert.get('ts')} · detected {alert.get('detected_at')}"
-        f" · alert {alert.get('id')}"
-    )
-    emoji = _EMOJI.get(str(alert.get("severity")), "")
+    context = f"Event time {iso(alert.ts)} · detected {iso(alert.detected_at)} · alert {alert.id}"
+    emoji = _EMOJI.get(alert.severity, "")
     message = {
-        "text": _cut(slack_escape(f"{emoji} {headline(alert)}: {alert.get('summary', '')}"), 3000),
+        "text": _cut(slack_escape(f"{emoji} {headline(alert)}: {alert.summary}"), 3000),
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": _cut(headline(alert), 150)}},
-            {"type": "section", "text": _mrkdwn(str(alert.get("summary", "")))},
+            {"type": "section", "text": _mrkdwn(alert.summary)},
             {"type": "section", "fields": _fields(alert, contact)},
             {"type": "section", "text": _mrkdwn(f"*Signals*\n{signals}")},
             {"type": "context", "elements": [_mrkdwn(context)]},
@@ -106,11 +100,11 @@ def slack_message(alert: Mapping[str, Any], contact: str | None = None) -> dict[
     return redact_obj(message)  # type: ignore[no-any-return]
 
 
-def _actions(alert: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _actions(alert: Alert) -> list[dict[str, Any]]:
     """Benign / Compromised buttons (answered at ``POST /slack/interactions``)."""
-    if not alert.get("id") or not alert.get("key_id"):
+    if not alert.id or not alert.key_id:
         return []
-    value = f"{alert['id']}|{alert['key_id']}"[:2000]  # ref: Block Kit button value <= 2000
+    value = f"{alert.id}|{alert.key_id}"[:2000]  # ref: Block Kit button value <= 2000
     confirm = {
         "title": {"type": "plain_text", "text": "Revoke this key?"},
         "text": {"type": "plain_text", "text": "Compromised revokes the key at once."},
@@ -127,43 +121,38 @@ def _actions(alert: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"type": "actions", "block_id": "keywatch_verdict", "elements": buttons}]
 
 
-def webhook_payload(alert: Mapping[str, Any], contact: str | None = None) -> dict[str, Any]:
-    """The generic webhook body: Standard Webhooks' ``{type, timestamp, data}`` envelope."""
-    data = dict(alert)
+def webhook_payload(alert: Alert, contact: str | None = None) -> dict[str, Any]:
+    """The generic webhook body: Standard Webhooks' ``{type, timestamp, data}`` envelope
+    around the alert's contract JSON."""
+    data = alert.to_dict()
     if contact:
         data["contact"] = contact
-    kind = alert.get("kind", "anomaly")
-    body = {"type": f"keywatch.{kind}", "timestamp": alert.get("detected_at"), "data": data}
+    body = {"type": f"keywatch.{alert.kind}", "timestamp": data["detected_at"], "data": data}
     return redact_obj(body)  # type: ignore[no-any-return]
 
 
-def _types(alert: Mapping[str, Any]) -> list[str]:
-    signals = alert.get("signals") or []
-    return sorted({str(s.get("type")) for s in signals if isinstance(s, Mapping)})
-
-
 def pagerduty_trigger(
-    alert: Mapping[str, Any], routing_key: str, dedup_key: str, contact: str | None = None
+    alert: Alert, routing_key: str, dedup_key: str, contact: str | None = None
 ) -> dict[str, Any]:
     """An Events v2 ``trigger`` for a high or critical alert."""
     details: dict[str, Any] = {
-        "alert_id": alert.get("id"),
-        "key_id": alert.get("key_id"),
-        "account_id": alert.get("account_id"),
-        "action": alert.get("action"),
+        "alert_id": alert.id,
+        "key_id": alert.key_id,
+        "account_id": alert.account_id,
+        "action": alert.action,
         "signals": signal_lines(alert),
-        "event_time": alert.get("ts"),
+        "event_time": iso(alert.ts),
     }
     if contact:
         details["contact"] = contact
-    details.update({f: alert.get(f) for f in LEAK_FIELDS if alert.get(f) is not None})
+    details.update({f: alert.extra[f] for f in LEAK_FIELDS if alert.extra.get(f) is not None})
     payload = {
-        "summary": _cut(f"{headline(alert)}: {alert.get('summary', '')}", 1024),
-        "severity": _PD_SEVERITY.get(str(alert.get("severity")), "warning"),
+        "summary": _cut(f"{headline(alert)}: {alert.summary}", 1024),
+        "severity": _PD_SEVERITY.get(alert.severity, "warning"),
         "source": "keywatch",
-        "component": str(alert.get("key_id") or "unknown"),
-        "group": str(alert.get("account_id") or "unknown"),
-        "class": ",".join(_types(alert)) or "keywatch",
+        "component": alert.key_id or "unknown",
+        "group": alert.account_id or "unknown",
+        "class": ",".join(sorted({s.type for s in alert.signals})) or "keywatch",
         "custom_details": details,
     }
     return {

@@ -8,7 +8,7 @@ slow or failing sink never holds up detection or key actions.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import httpx
@@ -16,6 +16,7 @@ import structlog
 
 from core.errors import DeliveryGaveUp
 from core.retry import RetryPolicy
+from detectors.model import Alert
 from detectors.policy import RulesPolicy
 from detectors.routing import Routing, reaches
 from worker.alerting.http import client
@@ -38,7 +39,7 @@ class Sink(Protocol):
 
     name: str
 
-    async def send(self, alert: Mapping[str, Any], contact: str | None = None) -> None:
+    async def send(self, alert: Alert, contact: str | None = None) -> None:
         """Deliver once."""
         ...
 
@@ -60,13 +61,12 @@ class Router:
         self.dead_letter, self.metrics, self.contact = dead_letter, metrics, contact
         self._limits = {s.name: asyncio.Semaphore(SINK_CONCURRENCY.get(s.name, 2)) for s in sinks}
 
-    def targets(self, alert: Mapping[str, Any], only: str | None = None) -> list[Sink]:
+    def targets(self, alert: Alert, only: str | None = None) -> list[Sink]:
         """The sinks this alert goes to (``only``: that sink, if the alert reaches it)."""
-        sev = alert.get("severity")
-        return [s for s in self.sinks if reaches(self.routing, s.name, sev)
+        return [s for s in self.sinks if reaches(self.routing, s.name, alert.severity)
                 and only in (None, s.name)]  # fmt: skip
 
-    async def deliver(self, alert: Mapping[str, Any], only: str | None = None) -> dict[str, str]:
+    async def deliver(self, alert: Alert, only: str | None = None) -> dict[str, str]:
         """Deliver to every target (or ``only`` one) concurrently; ``{sink: outcome}``."""
         targets = self.targets(alert, only)
         if not targets:
@@ -83,33 +83,37 @@ class Router:
         if pd is None or pd.resolving(key_id) is None:
             return False
         msg = {"id": f"resolve:{key_id}", "key_id": key_id, "event_action": "resolve"}
-        return await self._attempts(pd, msg, lambda: pd.resolve(key_id)) == "delivered"
+        outcome = await self._attempts(pd, msg["id"], msg, lambda: pd.resolve(key_id))
+        return outcome == "delivered"
 
-    async def _one(self, sink: Sink, alert: Mapping[str, Any], contact: str | None) -> str:
-        return await self._attempts(sink, alert, lambda: sink.send(alert, contact))
+    async def _one(self, sink: Sink, alert: Alert, contact: str | None) -> str:
+        message = alert.to_dict()  # the alert's JSON, for the dead letter
+        return await self._attempts(sink, alert.id, message, lambda: sink.send(alert, contact))
 
     async def _attempts(
-        self, sink: Sink, alert: Mapping[str, Any], send: Callable[[], Awaitable[None]]
-    ) -> str:
+        self, sink: Sink, alert_id: str, message: dict[str, Any],
+        send: Callable[[], Awaitable[None]],
+    ) -> str:  # fmt: skip
+        """``send`` with retries; ``message`` (the alert's JSON) goes to the dead letter."""
         async with self._limits[sink.name]:
             try:
                 attempts = await with_retries(send, self.retry)
                 outcome = "delivered"
-                log.info("alert_delivered", sink=sink.name, alert_id=alert.get("id"),
+                log.info("alert_delivered", sink=sink.name, alert_id=alert_id,
                          attempts=attempts)  # fmt: skip
             except DeliveryGaveUp as exc:
                 outcome = "failed"
-                log.warning("delivery_failed", sink=sink.name, alert_id=alert.get("id"),
+                log.warning("delivery_failed", sink=sink.name, alert_id=alert_id,
                             error=str(exc))  # fmt: skip
-                await self.dead_letter(f"delivery_failed:{sink.name}", "delivery", dict(alert),
+                await self.dead_letter(f"delivery_failed:{sink.name}", "delivery", message,
                                        str(exc))  # fmt: skip
         if self.metrics is not None:
             self.metrics.deliveries.labels(sink=sink.name, outcome=outcome).inc()
         return outcome
 
-    async def _contact(self, alert: Mapping[str, Any]) -> str | None:
-        key_id = alert.get("key_id")
-        if self.contact is None or not isinstance(key_id, str):
+    async def _contact(self, alert: Alert) -> str | None:
+        key_id = alert.key_id
+        if self.contact is None or not key_id:
             return None
         try:
             return await self.contact(key_id)

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
-from typing import Any
 
 import httpx
 import orjson
 
+from detectors.model import Alert
 from worker.alerting.http import post
 from worker.alerting.render import slack_message
 
@@ -28,7 +27,7 @@ class SlackSink:
         self._lock = asyncio.Lock()
         self._last = float("-inf")
 
-    async def send(self, alert: Mapping[str, Any], contact: str | None = None) -> None:
+    async def send(self, alert: Alert, contact: str | None = None) -> None:
         """One attempt; raises ``DeliveryError`` (429 carries the wait)."""
         body = orjson.dumps(slack_message(alert, contact))
         async with self._lock:  # one message at a time, spaced: Slack's per-webhook rate

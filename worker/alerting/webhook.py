@@ -12,13 +12,13 @@ import binascii
 import hashlib
 import hmac
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import httpx
 import orjson
 
 from core.errors import ConfigError
+from detectors.model import Alert
 from worker.alerting.http import post
 from worker.alerting.render import webhook_payload
 
@@ -55,12 +55,10 @@ class WebhookSink:
         self.http, self.url, self.clock = http, url, clock
         self._key = secret_bytes(secret)
 
-    def request(
-        self, alert: Mapping[str, Any], contact: str | None = None
-    ) -> tuple[bytes, dict[str, str]]:
+    def request(self, alert: Alert, contact: str | None = None) -> tuple[bytes, dict[str, str]]:
         """The body and headers for one delivery attempt (signed with the current time)."""
         body = orjson.dumps(webhook_payload(alert, contact))
-        msg_id = str(alert.get("id") or hashlib.sha256(body).hexdigest()[:26])
+        msg_id = alert.id or hashlib.sha256(body).hexdigest()[:26]
         ts = int(self.clock())
         headers = {
             "content-type": "application/json",
@@ -70,7 +68,7 @@ class WebhookSink:
         }
         return body, headers
 
-    async def send(self, alert: Mapping[str, Any], contact: str | None = None) -> None:
+    async def send(self, alert: Alert, contact: str | None = None) -> None:
         """One attempt; raises ``DeliveryError``."""
         body, headers = self.request(alert, contact)
         await post(self.http, self.name, self.url, body, headers)

@@ -18,6 +18,7 @@ from worker.keystore.alerts import AlertStore, AlertView, Resolution
 from worker.keystore.resolution import Resolver
 from worker.keystore.service import KafkaAnnouncer, KeyService
 from worker.keystore.store import KeyStore
+from worker.messages import alert_from_dict
 from worker.settings import Settings
 
 
@@ -80,7 +81,8 @@ def show(alert_id: str, as_json: bool) -> None:
         _emit(view.to_dict())
         return
     d, i = view.to_dict(), view.incident
-    click.echo(headline(d))
+    alert = alert_from_dict(d)
+    click.echo(headline(alert))
     click.echo(f"  {d['summary']}")
     rows = [("alert", d["id"]), ("event time", d["ts"]), ("detected", d["detected_at"]),
             ("incident", f"{i.id} ({i.alert_count} alert(s))"), ("status", i.status),
@@ -90,7 +92,7 @@ def show(alert_id: str, as_json: bool) -> None:
         click.echo(f"{name:>12}: {value}")
     for k, values in sorted((i.evidence or {}).items()):
         click.echo(f"{k:>12}: {', '.join(values) or '-'}")
-    for line in signal_lines(d):
+    for line in signal_lines(alert):
         click.echo(f"  • {line}")
 
 
@@ -164,9 +166,13 @@ def tail(from_beginning: bool, as_json: bool) -> None:
 def describe(alert: Mapping[str, Any]) -> str:
     """An alert as a few human-readable lines (redacted)."""
     safe = redact_obj(dict(alert))
-    lines = [f"{safe.get('ts')}  {headline(safe)}", f"  {safe.get('summary', '')}"]
-    lines += [f"  • {line}" for line in signal_lines(safe)]
-    lines.append(f"  alert {safe.get('id')}")
+    try:
+        typed = alert_from_dict(safe)
+    except InputError as exc:
+        return f"(not an alert: {exc})"
+    lines = [f"{safe.get('ts')}  {headline(typed)}", f"  {typed.summary}"]
+    lines += [f"  • {line}" for line in signal_lines(typed)]
+    lines.append(f"  alert {typed.id}")
     return "\n".join(lines)
 
 

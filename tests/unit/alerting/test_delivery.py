@@ -18,7 +18,9 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from core.errors import DeliveryError, DeliveryGaveUp
 from core.httpdate import retry_after
 from core.keyformat import generate_key
+from core.redaction import redact_obj
 from core.retry import RetryPolicy
+from detectors.model import Alert
 from detectors.policy_file import load_policy
 from detectors.routing import Delivery
 from tests.unit.alerting.receiver import Receiver, serving
@@ -29,6 +31,7 @@ from worker.alerting.retry import with_retries
 from worker.alerting.router import Router, build_router
 from worker.alerting.slack import SlackSink
 from worker.alerting.webhook import WebhookSink
+from worker.messages import alert_from_dict
 from worker.metrics import Metrics
 from worker.settings import Settings
 
@@ -38,7 +41,14 @@ KEY = generate_key("live").secret  # planted in the alert: no body may contain i
 
 
 def make_alert(severity: str = "critical", action: str = "revoke", key_id: str = "9f2a1c3e",
+               alert_id: str = "01JDALERT000000000000000001") -> Alert:  # fmt: skip
+    """The alert as the router gets it: its JSON decoded once."""
+    return alert_from_dict(alert_json(severity, action, key_id, alert_id))
+
+
+def alert_json(severity: str = "critical", action: str = "revoke", key_id: str = "9f2a1c3e",
                alert_id: str = "01JDALERT000000000000000001") -> dict[str, Any]:  # fmt: skip
+    """An alert as published on keywatch.alerts."""
     return {
         "id": alert_id, "kind": "anomaly", "key_id": key_id, "account_id": "acme",
         "ts": "2026-11-22T03:04:05.123Z", "detected_at": "2026-11-22T03:04:05.412Z",
@@ -114,7 +124,7 @@ async def test_500_forever_goes_to_dead_letter(http: httpx.AsyncClient) -> None:
     assert len(rx.received) == FAST.attempts
     [(reason, source, payload, detail)] = dead.letters
     assert (reason, source) == ("delivery_failed:slack", "delivery")
-    assert payload["id"] == make_alert()["id"] and "HTTP 500" in detail
+    assert payload == alert_json() and "HTTP 500" in detail
     assert metrics.deliveries.labels(sink="slack", outcome="failed")._value.get() == 1
 
 
@@ -148,12 +158,14 @@ async def test_webhook_signature_verifies(http: httpx.AsyncClient, rx: Receiver)
                     contact=_contact)  # fmt: skip
     assert await router.deliver(make_alert()) == {"webhook": "delivered"}
     [req] = rx.received
-    assert req.headers["webhook-id"] == make_alert()["id"]
+    assert req.headers["webhook-id"] == make_alert().id
     assert abs(int(req.headers["webhook-timestamp"]) - time.time()) < 60
     payload = Webhook(SECRET).verify(req.body, req.headers)
     assert payload["type"] == "keywatch.anomaly"
-    assert payload["data"]["key_id"] == "9f2a1c3e"
-    assert payload["data"]["contact"] == "owner@acme.example"
+    assert payload["timestamp"] == "2026-11-22T03:04:05.412Z"
+    # the alert's JSON as published (redacted), plus the owner's contact: the wire is unchanged
+    expected = redact_obj(alert_json()) | {"contact": "owner@acme.example"}
+    assert payload["data"] == expected
     assert KEY not in req.body.decode()
     tampered = req.body.replace(b"acme", b"evil")
     with pytest.raises(WebhookVerificationError):

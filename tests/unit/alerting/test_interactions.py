@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from core.errors import InputError
+from detectors.model import Alert
 from tests.unit.alerting.receiver import Receiver, serving
 from worker.alerting.http import client
 from worker.alerting.interactions import (
@@ -25,6 +26,7 @@ from worker.alerting.pagerduty import PagerDutySink
 from worker.alerting.render import slack_message
 from worker.keystore.alerts import AlertStore
 from worker.keystore.store import KeyStore
+from worker.messages import alert_from_dict
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"  # the example secret of Slack's verification guide
 
@@ -65,19 +67,25 @@ def signed(body: bytes, at: float | None = None, secret: str = SECRET) -> dict[s
 
 
 ALERT = {"id": "01JDALERT000000000000000001", "kind": "anomaly", "key_id": "9f2a1c3e",
-         "account_id": "acme", "severity": "high", "action": "throttle", "signals": [],
-         "summary": "Key 9f2a1c3e used from RU (new)"}  # fmt: skip
+         "account_id": "acme", "ts": "2026-11-22T03:04:05.123Z",
+         "detected_at": "2026-11-22T03:04:05.412Z", "severity": "high", "action": "throttle",
+         "signals": [], "summary": "Key 9f2a1c3e used from RU (new)"}  # fmt: skip
+
+
+def typed(message: dict[str, Any]) -> Alert:
+    """An alert message as the sinks get it (decoded once)."""
+    return alert_from_dict(message)
 
 
 def test_alert_messages_carry_benign_and_compromised_buttons() -> None:
-    actions = slack_message(ALERT)["blocks"][-1]
+    actions = slack_message(typed(ALERT))["blocks"][-1]
     assert actions["type"] == "actions"
     buttons = {b["action_id"]: b for b in actions["elements"]}
     assert set(buttons) == {"keywatch_benign", "keywatch_compromised"}
     assert {b["value"] for b in buttons.values()} == {"01JDALERT000000000000000001|9f2a1c3e"}
     assert buttons["keywatch_compromised"]["style"] == "danger"
     assert "confirm" in buttons["keywatch_compromised"]
-    no_key = slack_message({**ALERT, "key_id": None})
+    no_key = slack_message(typed({**ALERT, "key_id": None}))
     assert all(b["type"] != "actions" for b in no_key["blocks"])
 
 
@@ -95,7 +103,7 @@ def test_slacks_documented_signature_example() -> None:
 
 
 def test_forged_stale_and_tampered_requests_are_refused() -> None:
-    body = form(block_actions("keywatch_benign", "A1|k1", slack_message(ALERT)))
+    body = form(block_actions("keywatch_benign", "A1|k1", slack_message(typed(ALERT))))
     verify(SECRET, signed(body), body)
     with pytest.raises(SignatureError, match="bad Slack signature"):
         verify(SECRET, signed(body, secret="not-the-secret"), body)
@@ -110,7 +118,7 @@ def test_forged_stale_and_tampered_requests_are_refused() -> None:
 
 
 def test_a_button_press_becomes_a_verdict() -> None:
-    message = slack_message(ALERT)
+    message = slack_message(typed(ALERT))
     v = parse(form(block_actions("keywatch_compromised", "A1|k1", message)))
     assert (v.alert_id, v.key_id, v.verdict, v.actor) == ("A1", "k1", "compromised", "slack:alice")
     assert v.response_url and v.response_url.startswith("https://hooks.slack.com/actions/")
@@ -123,8 +131,8 @@ def test_a_button_press_becomes_a_verdict() -> None:
 @pytest.mark.parametrize(
     "body",
     [b"", b"payload=not-json", form({"type": "view_submission"}),
-     form(block_actions("someone_elses_button", "A1|k1", slack_message(ALERT))),
-     form(block_actions("keywatch_benign", "no-key-part", slack_message(ALERT)))],
+     form(block_actions("someone_elses_button", "A1|k1", slack_message(typed(ALERT)))),
+     form(block_actions("keywatch_benign", "no-key-part", slack_message(typed(ALERT))))],
 )  # fmt: skip
 def test_other_payloads_are_input_errors(body: bytes) -> None:
     with pytest.raises(InputError):
@@ -136,11 +144,11 @@ async def test_pagerduty_incidents_survive_a_restart(tmp_path: Path) -> None:
     with serving(Receiver()) as rx:
         async with client(timeout_s=5) as http:
             first = PagerDutySink(http, rx.url, "R0UTINGKEY", AlertStore(store))
-            await first.send({**ALERT, "id": "A1"})
+            await first.send(typed({**ALERT, "id": "A1"}))
             restarted = PagerDutySink(http, rx.url, "R0UTINGKEY", AlertStore(store))
             await restarted.load()
             assert restarted.resolving("9f2a1c3e") == "keywatch/9f2a1c3e/A1"
-            await restarted.send({**ALERT, "id": "A2"})  # joins the open incident
+            await restarted.send(typed({**ALERT, "id": "A2"}))  # joins the open incident
             await restarted.resolve("9f2a1c3e")
         events = [orjson.loads(r.body) for r in rx.received]
     assert [(e["event_action"], e["dedup_key"]) for e in events] == [
@@ -156,7 +164,7 @@ async def test_pagerduty_keeps_working_while_the_database_is_down(tmp_path: Path
     transport = httpx.MockTransport(lambda request: httpx.Response(202))
     async with client(timeout_s=5, transport=transport) as http:
         sink = PagerDutySink(http, "https://events.example/v2/enqueue", "R", AlertStore(store))
-        await sink.send({**ALERT, "id": "A1"})
+        await sink.send(typed({**ALERT, "id": "A1"}))
         assert sink.resolving("9f2a1c3e") == "keywatch/9f2a1c3e/A1"
         await sink.resolve("9f2a1c3e")
     assert sink.resolving("9f2a1c3e") is None
@@ -184,7 +192,7 @@ async def test_a_press_is_queued_in_sql_before_the_200_and_survives_a_dead_broke
     store = KeyStore(f"sqlite:///{tmp_path / 'kw.db'}")
     alerts = AlertStore(store)
     body = form(block_actions("keywatch_compromised", f"{ALERT['id']}|9f2a1c3e",
-                              slack_message(ALERT)))  # fmt: skip
+                              slack_message(typed(ALERT))))  # fmt: skip
     forged = await accept_slack(SECRET, signed(body, secret="guessed"), body, alerts)
     assert forged[0] == 401 and alerts.pending_feedback() == []
     assert await accept_slack(SECRET, signed(body), body, alerts) == (200, None, "accepted")
@@ -213,7 +221,9 @@ async def test_a_press_while_the_database_is_down_is_refused_not_acknowledged(
     from worker.agents.feedback import accept_slack
 
     store = KeyStore(f"sqlite:///{tmp_path / 'missing-dir' / 'kw.db'}", create=False)
-    body = form(block_actions("keywatch_benign", f"{ALERT['id']}|9f2a1c3e", slack_message(ALERT)))
+    body = form(
+        block_actions("keywatch_benign", f"{ALERT['id']}|9f2a1c3e", slack_message(typed(ALERT)))
+    )
     status, answer, outcome = await accept_slack(SECRET, signed(body), body, AlertStore(store))
     assert (status, outcome) == (503, "unavailable") and answer and "try again" in answer["error"]
     store.close()

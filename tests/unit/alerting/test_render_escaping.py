@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import orjson
 
+from detectors.model import Alert
 from worker.alerting.render import pagerduty_trigger, slack_message, webhook_payload
+from worker.messages import alert_from_dict
 
 HOSTILE = "<!channel>.md"
 LINK = "<https://evil.example|docs> & <@U024BE7LH>"
 
 
-def leak_alert() -> dict[str, object]:
-    return {
+def leak_alert() -> Alert:
+    return alert_from_dict({
         "id": "leak-1", "kind": "leak", "key_id": "k1", "account_id": "acme",
         "ts": "2026-11-22T03:04:05.123Z", "detected_at": "2026-11-22T03:04:05.412Z",
         "severity": "critical", "action": "revoke", "repository": "acme/<!here>",
@@ -19,7 +21,7 @@ def leak_alert() -> dict[str, object]:
         "status": "active", "summary": f"key k1 leaked in {LINK}",
         "signals": [{"type": "leak.public_code", "severity": "critical",
                      "evidence": {"path": HOSTILE, "repository": "<!everyone>"}}],
-    }  # fmt: skip
+    })  # fmt: skip
 
 
 def _mrkdwn_texts(msg: dict[str, object]) -> list[str]:

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
+from detectors.model import Alert, Signal
 from detectors.profile import KeyProfile
 from tests.unit.alerting.receiver import Receiver, serving
 from worker.agents.feedback import FeedbackHandler
@@ -79,7 +80,8 @@ async def test_benign_teaches_the_profile_resolves_pagerduty_and_answers_slack(
     h, key = harness, harness.key.key_id
     h.alerts.record({"id": "A1", "key_id": key, "severity": "high", "action": "throttle",
                      "signals": [SPIKE]}, 3600)  # fmt: skip
-    await h.pd.send({"id": "A1", "key_id": key, "severity": "high", "signals": [SPIKE]})
+    signal = Signal(SPIKE["type"], "high", SPIKE["evidence"])
+    await h.pd.send(Alert("A1", "anomaly", key, None, 0.0, 0.0, "high", "throttle", [signal], ""))
     profile = KeyProfile()
     h.kapp.profiles[key] = profile.to_bytes()  # an idle key: kept as bytes in the table
     assert await h.handler.handle(h.message("A1", "benign", rx)) == "benign"

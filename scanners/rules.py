@@ -1,9 +1,10 @@
 """Scanner rules as data: ``rules.toml`` loaded once into frozen :class:`Rule` objects.
 
-Loading validates everything against a typed schema (msgspec: fields and types), then regexes,
-keywords and samples, and raises ``ConfigError`` naming the failing path (``$.rules[2].kind``)
-and the problem, so a bad rules file stops the scanner at start. The platform's key prefixes
-default to the key format's (``KNOWN_PREFIXES``): one source for them.
+Loading validates everything against a typed schema (msgspec: fields, types, no unknown
+settings), then regexes, keywords and samples, and raises ``ConfigError`` naming the file, the
+failing path and the problem (``rules.toml: rules[2].kind: expected one of platform,
+third_party, got "other"``), so a bad rules file stops the scanner at start. The platform's
+key prefixes default to the key format's (``KNOWN_PREFIXES``): one source for them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import msgspec
 from core.errors import ConfigError
 from core.keyformat import KNOWN_PREFIXES, has_valid_checksum
 from core.redaction import redact_text
+from core.schema import convert, fail
 from scanners.placeholders import is_placeholder
 
 DEFAULT_RULES_PATH: Final = Path(__file__).with_name("rules.toml")
@@ -82,11 +84,11 @@ def load_rules(path: Path = DEFAULT_RULES_PATH) -> RuleSet:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"rules file {path}: {exc}") from exc
+        raise ConfigError(f"{path}: cannot read the rules file: {exc}") from exc
     return parse_rules(data, str(path))
 
 
-class _RuleSpec(msgspec.Struct, kw_only=True):
+class _RuleSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """One ``[[rules]]`` table as written (the schema; ``_rule`` adds the checks across fields)."""
 
     id: NonEmpty
@@ -101,13 +103,13 @@ class _RuleSpec(msgspec.Struct, kw_only=True):
     keyword_at_start: bool = True
 
 
-class _PlatformSpec(msgspec.Struct):
+class _PlatformSpec(msgspec.Struct, forbid_unknown_fields=True):
     """``[platform]``: this platform's key prefixes (default: the key format's)."""
 
     prefixes: list[NonEmpty] = msgspec.field(default_factory=lambda: list(KNOWN_PREFIXES))
 
 
-class _RulesFile(msgspec.Struct):
+class _RulesFile(msgspec.Struct, forbid_unknown_fields=True):
     """A rules file."""
 
     rules: Annotated[list[_RuleSpec], msgspec.Meta(min_length=1)]
@@ -116,70 +118,69 @@ class _RulesFile(msgspec.Struct):
 
 def parse_rules(data: Mapping[str, object], source: str = "<rules>") -> RuleSet:
     """Build a validated :class:`RuleSet` from parsed TOML data; ``ConfigError`` names the
-    failing path (``$.rules[2].kind``) and the problem."""
-    try:
-        spec = msgspec.convert(data, _RulesFile)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(f"{source}: {exc}") from exc
+    file, the failing path (``rules[2].kind``) and the problem."""
+    spec = convert(data, _RulesFile, source)
     prefixes = spec.platform.prefixes
     rules = tuple(_rule(raw, n, prefixes, source) for n, raw in enumerate(spec.rules))
-    ids = [r.id for r in rules]
-    if len(set(ids)) != len(ids):
-        raise ConfigError(f"{source}: duplicate rule ids in {ids}")
+    seen: set[str] = set()
+    for n, rule in enumerate(rules):
+        if rule.id in seen:
+            raise fail(source, ["rules", n, "id"], f"duplicate rule id {rule.id!r}")
+        seen.add(rule.id)
     return RuleSet(rules=rules, platform_prefixes=tuple(prefixes))
 
 
 def _rule(spec: _RuleSpec, n: int, prefixes: Sequence[str], source: str) -> Rule:
-    where = f"{source}: rule {spec.id!r} (at `$.rules[{n}]`)"
     keywords = spec.keywords
     if keywords is None:
         if spec.kind != "platform" or not prefixes:
-            raise ConfigError(f"{where}: keywords are required (Object missing required field "
-                              f"`keywords` - at `$.rules[{n}]`)")  # fmt: skip
+            raise fail(source, ["rules", n, "keywords"],
+                       'missing (required unless kind = "platform")')  # fmt: skip
         keywords = list(prefixes)
     rule = Rule(
         id=spec.id,
         description=spec.description,
         kind=spec.kind,
         keywords=tuple(keywords),
-        regex=_compile(spec.regex, prefixes, where),
+        regex=_compile(spec.regex, prefixes, source, n),
         checksum=None if spec.checksum == "none" else spec.checksum,
         entropy_min=spec.entropy_min,
         samples_match=tuple(spec.samples_match),
         samples_nomatch=tuple(spec.samples_nomatch),
         keyword_at_start=spec.keyword_at_start,
     )
-    _check_samples(rule, where)
+    _check_samples(rule, source, n)
     return rule
 
 
-def _compile(pattern: str, prefixes: Sequence[str], where: str) -> re.Pattern[str]:
+def _compile(pattern: str, prefixes: Sequence[str], source: str, n: int) -> re.Pattern[str]:
+    path: list[str | int] = ["rules", n, "regex"]
     if _PREFIX_TOKEN in pattern:
         if not prefixes:
-            raise ConfigError(f"{where}: regex uses {_PREFIX_TOKEN} but platform.prefixes is empty")
+            raise fail(source, path, f"uses {_PREFIX_TOKEN} but platform.prefixes is empty")
         alternation = "(?:" + "|".join(re.escape(p) for p in prefixes) + ")"
         pattern = pattern.replace(_PREFIX_TOKEN, alternation)
     try:
         return re.compile(pattern)
     except re.error as exc:
-        raise ConfigError(f"{where}: bad regex: {exc}") from exc
+        raise fail(source, path, f"bad regex: {exc}") from exc
 
 
-def _check_samples(rule: Rule, where: str) -> None:
-    for sample in rule.samples_match:
+def _check_samples(rule: Rule, source: str, n: int) -> None:
+    for i, sample in enumerate(rule.samples_match):
+        path: list[str | int] = ["rules", n, "samples_match", i]
         shown = redact_text(sample)[:60]
         if not rule.find(sample):
-            raise ConfigError(f"{where}: sample that must match does not: {shown!r}")
+            raise fail(source, path, f"sample that must match does not: {shown!r}")
         if not any(k in sample for k in rule.keywords):
-            raise ConfigError(f"{where}: sample contains none of the keywords: {shown!r}")
+            raise fail(source, path, f"sample contains none of the keywords: {shown!r}")
         if rule.keyword_at_start and not all(
             sample.startswith(rule.keywords, m.start()) for m in rule.regex.finditer(sample)
         ):
-            raise ConfigError(
-                f"{where}: a match of {shown!r} does not begin with a keyword;"
-                " set keyword_at_start = false"
-            )
-    for sample in rule.samples_nomatch:
+            raise fail(source, path, f"a match of {shown!r} does not begin with a keyword;"
+                       " set keyword_at_start = false")  # fmt: skip
+    for i, sample in enumerate(rule.samples_nomatch):
         if rule.find(sample):
             shown = redact_text(sample)[:60]
-            raise ConfigError(f"{where}: sample that must not match does: {shown!r}")
+            path = ["rules", n, "samples_nomatch", i]
+            raise fail(source, path, f"sample that must not match does: {shown!r}")

@@ -65,33 +65,59 @@ def test_valid_minimal_rule_loads() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"regex": "tok_[A-Z"}, "bad regex"),
-        ({"description": None}, r"got `null` - at `\$\.rules\[0\]\.description`"),
-        ({"description": 3}, r"Expected `str`, got `int` - at `\$\.rules\[0\]\.description`"),
-        ({"kind": "other"}, r"Invalid enum value 'other' - at `\$\.rules\[0\]\.kind`"),
-        ({"checksum": "md5"}, r"Invalid enum value 'md5' - at `\$\.rules\[0\]\.checksum`"),
-        ({"keywords": []}, r"length >= 1 - at `\$\.rules\[0\]\.keywords`"),
-        ({"keywords": "tok_"}, r"got `str` - at `\$\.rules\[0\]\.keywords`"),
-        ({"keywords": ["tok_", ""]}, r"`\$\.rules\[0\]\.keywords\[1\]`"),
-        ({"keywords": None}, r"keywords are required"),
-        ({"samples_match": ["tok_short"]}, "must match does not"),
-        ({"samples_nomatch": ["tok_Q7hZ2mKpL9vX4cR8tYw3"]}, "must not match does"),
-        ({"samples_match": ["tok_Q7hZ2mKpL9vX4cR8tYw3"], "keywords": ["zz"]}, "keywords"),
-        ({"entropy_min": "high"}, r"got `str` - at `\$\.rules\[0\]\.entropy_min`"),
-        ({"keyword_at_start": 1}, r"`bool`, got `int` - at `\$\.rules\[0\]\.keyword_at_start`"),
+        (
+            {"regex": "tok_[A-Z"},
+            "rules[0].regex: bad regex: unterminated character set at position 4",
+        ),
+        ({"description": None}, "rules[0].description: expected a string, got null"),
+        ({"description": 3}, "rules[0].description: expected a string, got 3"),
+        ({"kind": "other"}, 'rules[0].kind: expected one of platform, third_party, got "other"'),
+        ({"checksum": "md5"}, 'rules[0].checksum: expected one of keywatch-crc32, none, got "md5"'),
+        ({"keywords": []}, "rules[0].keywords: expected a list of length >= 1, got []"),
+        ({"keywords": "tok_"}, 'rules[0].keywords: expected a list, got "tok_"'),
+        (
+            {"keywords": ["tok_", ""]},
+            'rules[0].keywords[1]: expected a string of length >= 1, got ""',
+        ),
+        ({"keywords": None}, 'rules[0].keywords: missing (required unless kind = "platform")'),
+        (
+            {"samples_match": ["tok_short"]},
+            "rules[0].samples_match[0]: sample that must match does not: 'tok_short'",
+        ),
+        (
+            {"samples_nomatch": ["tok_Q7hZ2mKpL9vX4cR8tYw3"]},
+            "rules[0].samples_nomatch[0]: sample that must not match does:"
+            " 'tok_Q7hZ2mKpL9vX4cR8tYw3'",
+        ),
+        (
+            {"samples_match": ["tok_Q7hZ2mKpL9vX4cR8tYw3"], "keywords": ["zz"]},
+            "rules[0].samples_match[0]: sample contains none of the keywords:"
+            " 'tok_Q7hZ2mKpL9vX4cR8tYw3'",
+        ),
+        ({"entropy_min": "high"}, 'rules[0].entropy_min: expected a number, got "high"'),
+        ({"keyword_at_start": 1}, "rules[0].keyword_at_start: expected true or false, got 1"),
+        (
+            {"severity": "high"},
+            "rules[0].severity: unknown setting (known: id, description, kind, regex, keywords,"
+            " checksum, entropy_min, samples_match, samples_nomatch, keyword_at_start)",
+        ),
     ],
 )
 def test_bad_rule_raises_config_error(overrides: dict[str, object], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        parse_rules(_one_rule(**overrides))
+    """One line naming the file and the failing path."""
+    with pytest.raises(ConfigError) as info:
+        parse_rules(_one_rule(**overrides), "rules.toml")
+    assert str(info.value) == f"rules.toml: {message}"
 
 
 def test_prefix_placeholder_without_prefixes_raises() -> None:
     data = {**_one_rule(regex="<PREFIX>x{20}"), "platform": {"prefixes": []}}
-    with pytest.raises(ConfigError, match=r"platform\.prefixes is empty"):
+    with pytest.raises(ConfigError, match=r"rules\[0\]\.regex: uses <PREFIX> but platform\.pre"):
         parse_rules(data)
-    with pytest.raises(ConfigError, match=r"`\$\.platform\.prefixes`"):
+    with pytest.raises(ConfigError, match=r"^<rules>: platform\.prefixes: expected a list"):
         parse_rules({**_one_rule(), "platform": {"prefixes": "sk_"}})
+    with pytest.raises(ConfigError, match=r"^<rules>: platform\.prefix: unknown setting"):
+        parse_rules({**_one_rule(), "platform": {"prefix": ["sk_"]}})
 
 
 def test_platform_prefixes_are_the_key_formats() -> None:
@@ -107,15 +133,15 @@ def test_platform_prefixes_are_the_key_formats() -> None:
 
 
 def test_missing_id_and_duplicates_raise() -> None:
-    with pytest.raises(ConfigError, match=r"length >= 1 - at `\$\.rules\[0\]\.id`"):
+    with pytest.raises(ConfigError, match=r"rules\[0\]\.id: expected a string of length >= 1"):
         parse_rules(_one_rule(id=""))
     data = _one_rule()
     data["rules"] = [data["rules"][0], data["rules"][0]]  # type: ignore[index]
-    with pytest.raises(ConfigError, match="duplicate"):
+    with pytest.raises(ConfigError, match=r"rules\[1\]\.id: duplicate rule id 't'"):
         parse_rules(data)
-    with pytest.raises(ConfigError, match=r"length >= 1 - at `\$\.rules`"):
+    with pytest.raises(ConfigError, match=r"rules: expected a list of length >= 1, got \[\]"):
         parse_rules({"rules": []})
-    with pytest.raises(ConfigError, match=r"missing required field `rules`"):
+    with pytest.raises(ConfigError, match=r"rules: missing \(required\)"):
         parse_rules({})
 
 

@@ -105,3 +105,27 @@ def test_replay_without_a_usable_event_fails(tmp_path: Path, content: bytes) -> 
     path.write_bytes(content)
     line = _one_error(_keywatch(tmp_path, "replay", str(path), "--out", str(tmp_path / "a")))
     assert line.startswith(f"keywatch: error: no usable event in {path}")
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "content", "message"),
+    [
+        ("replay", "--policy", '[signals."geo.new_country"]\nmode = "huge"\n',
+         'signals."geo.new_country".mode: expected one of enforce, log, got "huge"'),
+        ("replay", "--policy", "[delivery]\nmax_attempts = 0\n",
+         "delivery.max_attempts: expected an integer >= 1, got 0"),
+        ("scan", "--rules", '[[rules]]\nid = "x"\n',
+         "rules[0].description: missing (required)"),
+    ],
+)  # fmt: skip
+def test_a_bad_policy_or_rules_file_is_one_line_naming_the_path(
+    tmp_path: Path, command: str, option: str, content: str, message: str
+) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(content)
+    target = tmp_path / "in.txt"
+    target.write_text("nothing here\n")
+    result = _keywatch(tmp_path, command, str(target), option, str(config))
+    assert result.returncode == 2
+    prefix = "keywatch scan" if command == "scan" else "keywatch"  # scan's own error prefix
+    assert result.stderr.splitlines() == [f"{prefix}: error: {config}: {message}"]

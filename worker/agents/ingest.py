@@ -31,6 +31,7 @@ from aiokafka.errors import (
 )
 
 from core.errors import KeyStoreUnavailable
+from core.retry import RetryPolicy
 from worker.authfail import network_row
 from worker.batching import PartitionBuffers
 from worker.eventcodec import Row, encode_rows, raw_row
@@ -52,6 +53,7 @@ Parse = Callable[[bytes], ParseResult]
 Resolve = Callable[[set[str]], Awaitable[dict[str, Any]]]
 MAX_POLL_MESSAGES = 5000  # one poll never holds more than this many messages in memory
 CHUNK_EVENTS = 4000  # parsed records alive at once (see IngestStage.handle)
+STORE_WAIT = RetryPolicy(base_delay_s=0.5, max_delay_s=10.0)  # until the key store answers
 RESTART_MIN_S, RESTART_MAX_S = 1.0, 30.0  # backoff of a consumer that keeps failing
 
 
@@ -77,7 +79,7 @@ class IngestStage:
             max_events=settings.max_message_events,
         )  # fmt: skip
         self._counters: dict[str, Any] = {}
-        self.store_retry_s = 0.5
+        self.store_retry = STORE_WAIT
         ips.configure(settings.trusted_proxies)
         self._extra_keys = metrics.extra_keys
 
@@ -163,14 +165,13 @@ class IngestStage:
 
     async def _lookup(self, resolve: Resolve, keys: set[str]) -> dict[str, Any]:
         """Resolve, waiting out a key-store outage (nothing is committed meanwhile)."""
-        delay = self.store_retry_s
-        while True:
-            try:
-                return await resolve(keys)
-            except KeyStoreUnavailable as exc:
-                log.warning("key_store_unavailable", error=str(exc), retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+
+        async def waiting(attempt: int, exc: BaseException) -> None:
+            log.warning("key_store_unavailable", error=str(exc), attempt=attempt)
+
+        found, _ = await self.store_retry.call(lambda: resolve(keys), KeyStoreUnavailable,
+                                               on_retry=waiting)  # fmt: skip
+        return found
 
     def _send(self, partition: int, rows: list[Row]) -> Awaitable[None]:
         """Encode now (the rows can go), send when awaited."""

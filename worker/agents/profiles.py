@@ -26,6 +26,7 @@ import orjson
 import structlog
 
 from core.errors import InputError
+from core.retry import RetryPolicy
 from detectors.analyzer import Analyzer
 from detectors.model import AccessEvent, Alert, KeyContext
 from detectors.policy_file import load_policy
@@ -50,6 +51,8 @@ TAKE_MESSAGES = 64  # messages per window; each carries up to batch_max_events e
 # How often changed profiles go to the changelog: once per key per second caps serialization at
 # 2,000 keys x ~50 µs = 0.1 s per second for the benchmark's key count, whatever the event rate.
 CHECKPOINT_S = 1.0
+# Alerts the broker refused are retried until it takes them (the window waits for them).
+PUBLISH_RETRY = RetryPolicy(base_delay_s=0.5, max_delay_s=30.0)
 
 
 def live_profile(stored: KeyProfile | bytes | None) -> KeyProfile | None:
@@ -130,17 +133,24 @@ class ProfileStage:
         count them as raised, so the window is not acknowledged until they are sent."""
         for alert in alerts:
             self._count(alert)
-        delay = 0.5
-        while alerts:
-            results = await asyncio.gather(*(self._publish(a) for a in alerts),
+        pending = alerts
+
+        async def publish_pending() -> None:
+            nonlocal pending
+            results = await asyncio.gather(*(self._publish(a) for a in pending),
                                            return_exceptions=True)  # fmt: skip
-            alerts = [a for a, r in zip(alerts, results, strict=True) if isinstance(r, Exception)]
-            if alerts:
-                error = next(r for r in results if isinstance(r, Exception))
-                log.warning("alert_publish_retry", alerts=len(alerts), error=repr(error),
-                            retry_in=delay)  # fmt: skip
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+            failed = [(a, r) for a, r in zip(pending, results, strict=True)
+                      if isinstance(r, Exception)]  # fmt: skip
+            pending = [a for a, _ in failed]
+            if failed:
+                raise failed[0][1]
+
+        async def retrying(attempt: int, exc: BaseException) -> None:
+            log.warning("alert_publish_retry", alerts=len(pending), error=repr(exc),
+                        attempt=attempt)  # fmt: skip
+
+        if pending:
+            await PUBLISH_RETRY.call(publish_pending, Exception, on_retry=retrying)
 
     def _count(self, alert: Alert) -> None:
         severity = alert.severity

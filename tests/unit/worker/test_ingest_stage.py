@@ -7,6 +7,8 @@ from typing import Any
 import orjson
 import pytest
 
+from core.errors import KeyStoreUnavailable
+from core.retry import RetryPolicy
 from worker.agents.ingest import IngestStage
 from worker.eventcodec import decode_batch
 from worker.keycache import KeyCache
@@ -180,3 +182,19 @@ async def test_a_refused_unknown_key_is_dead_lettered_and_forwarded_by_network(
         assert ev.auth == (auth or "denied")
         (partition,) = {p for p, _ in cap.batches}
         assert partition == partition_for("net:203.0.113.0/24", 4)
+
+
+async def test_a_key_store_outage_is_waited_out(store: KeyStore) -> None:
+    """Resolving retries while the key store is unavailable (core.retry), then returns."""
+    stage = stage_for(store, Capture(), Metrics())
+    stage.store_retry = RetryPolicy(base_delay_s=0.001, max_delay_s=0.002)
+    calls: list[set[str]] = []
+
+    async def flaky(keys: set[str]) -> dict[str, Any]:
+        calls.append(keys)
+        if len(calls) < 3:
+            raise KeyStoreUnavailable("database down")
+        return {k: "found" for k in keys}
+
+    assert await stage._lookup(flaky, {"h1"}) == {"h1": "found"}
+    assert calls == [{"h1"}] * 3

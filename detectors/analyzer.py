@@ -25,10 +25,19 @@ _BY_TS = attrgetter("ts")
 
 
 def _same_where(a: GeoInfo | None, b: GeoInfo | None) -> bool:
-    """Same location for the context detectors: country, city, coordinates, network."""
+    """Same location for the context detectors: country, city, coordinates, ASN, client network.
+
+    The client network (/24) counts: network.fanout must see each new network of an hour.
+    """
     if a is None or b is None:
         return False
-    return a.city == b.city and a.country == b.country and a.asn == b.asn and a.lat == b.lat
+    return (
+        a.network == b.network
+        and a.city == b.city
+        and a.country == b.country
+        and a.asn == b.asn
+        and a.lat == b.lat
+    )
 
 
 class Analyzer:

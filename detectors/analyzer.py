@@ -127,6 +127,7 @@ class Analyzer:
                         alert = self._incident(key, prof, ev, ts, geo, found, detected_at)
                         if alert is not None:
                             alerts.append(alert)
+                        revoked_in_use.remember(prof, ev)  # its network, for the next attempt
                 continue
             late = ctx.late = count_event(ts, cfg)
             its = int(ts)

@@ -90,6 +90,11 @@ class DetectorConfig:
     abuse_min_keys: int = 10
     abuse_high_keys: int = 50
 
+    # auth.revoked_in_use: a dead key tried from one network is a forgotten deployment or the
+    # thief; from this many distinct client networks (IPv4 /24, IPv6 /48) within one incident,
+    # its secret is spread (a public leak, a shared list): high, which pages.
+    revoked_networks_high: int = 3
+
     # Events this far ahead of the caller's clock are treated as clock skew (clamped).
     max_future_skew_s: float = 300.0
 

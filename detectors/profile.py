@@ -116,7 +116,9 @@ def _evict(table: dict[Any, list[Any]], cap: int, days_at: int) -> None:
 class Incident:
     """An open incident: one per key and signal type while evidence keeps coming."""
 
-    __slots__ = ("alert_id", "alert_rank", "count", "last_seen", "note", "opened", "severity")
+    __slots__ = (
+        "alert_id", "alert_rank", "count", "last_seen", "nets", "note", "opened", "severity",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -127,6 +129,7 @@ class Incident:
         alert_id: str = "",
         alert_rank: int = 0,
         note: str = "",
+        nets: int = 0,
     ) -> None:
         self.severity = severity
         self.opened = opened
@@ -135,10 +138,13 @@ class Incident:
         self.alert_id = alert_id
         self.alert_rank = alert_rank
         self.note = note  # the summary phrase of its first evidence, for later alerts
+        # A 64-bit sketch of the client networks of its evidence (auth.revoked_in_use only;
+        # serialized only when set, so other incidents keep their size).
+        self.nets = nets
 
     def to_list(self) -> list[Any]:
         """Compact serialized form."""
-        return [
+        out: list[Any] = [
             self.severity,
             round(self.opened),
             round(self.last_seen),
@@ -147,6 +153,9 @@ class Incident:
             self.alert_rank,
             self.note,
         ]
+        if self.nets:
+            out.append(self.nets)
+        return out
 
 
 class KeyProfile:

@@ -70,7 +70,9 @@ def _second_key(e: dict[str, Any]) -> str:
 
 
 def _revoked_in_use(e: dict[str, Any]) -> str:
-    return f"while {e.get('auth')} (refused), from {e.get('network')}"
+    spread = e.get("networks") or 0
+    more = f" ({spread} client networks so far)" if spread > 1 else ""
+    return f"while {e.get('auth')} (refused), from {e.get('network')}{more}"
 
 
 _PHRASES: dict[str, Callable[[dict[str, Any]], str]] = {

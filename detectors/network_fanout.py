@@ -17,7 +17,7 @@ import math
 
 from detectors.config import EvalContext
 from detectors.model import AccessEvent, Signal
-from detectors.profile import DISTINCT, NET_BITS, KeyProfile
+from detectors.profile import DISTINCT, KeyProfile
 
 TYPE = "network.fanout"
 
@@ -30,12 +30,12 @@ def limit(profile: KeyProfile, ctx: EvalContext) -> int:
 
 def evaluate(event: AccessEvent, profile: KeyProfile, ctx: EvalContext) -> list[Signal]:
     """Signal when this hour's distinct client networks (this event's included) reach the limit."""
+    if DISTINCT[profile.net_bits + 1] < ctx.config.fanout_min_networks:  # the common case
+        return []
     geo = ctx.geo
     if geo is None or geo.network is None or ctx.late or not profile.learned:
         return []
     bits = profile.net_bits
-    if DISTINCT[min(bits + 1, NET_BITS)] < ctx.config.fanout_min_networks:  # the common case
-        return []
     if not profile.hour_has_network(geo.network):
         bits += 1
     n, top = DISTINCT[bits], limit(profile, ctx)

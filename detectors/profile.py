@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import zlib
 from array import array
+from functools import lru_cache
 from typing import Any
 
 from detectors.config import DetectorConfig
@@ -60,9 +61,11 @@ _THROTTLE_RANK = 30  # incidents.rank of a "high" decision: an escalated inciden
 UNSEEN, SEEN, ESTABLISHED = 0, 1, 2
 
 
-def network_bit(network: str) -> int:
-    """The sketch bit of a client network."""
-    return zlib.crc32(network.encode()) % NET_BITS
+@lru_cache(maxsize=1 << 14)
+def network_slot(network: str) -> tuple[int, int]:
+    """The sketch byte and bit mask of a client network."""
+    bit = zlib.crc32(network.encode()) % NET_BITS
+    return bit >> 3, 1 << (bit & 7)
 
 
 def _linear_count(bits: int) -> int:
@@ -73,7 +76,8 @@ def _linear_count(bits: int) -> int:
     return round(-NET_BITS * math.log((NET_BITS - bits) / NET_BITS))
 
 
-DISTINCT = tuple(_linear_count(b) for b in range(NET_BITS + 1))  # bits set -> networks
+# Bits set -> distinct networks; one spare entry, so DISTINCT[bits + 1] never fails.
+DISTINCT = tuple(_linear_count(min(b, NET_BITS)) for b in range(NET_BITS + 2))
 
 
 def hour_of_week(abs_hour: int) -> int:
@@ -377,16 +381,16 @@ class KeyProfile:
 
     def count_network(self, network: str) -> None:
         """One more client network seen this hour (a no-op when its bit is set already)."""
-        bit = network_bit(network)
+        i, mask = network_slot(network)
         nets = self.hour_nets
-        if not nets[bit >> 3] & (1 << (bit & 7)):
-            nets[bit >> 3] |= 1 << (bit & 7)
+        if not nets[i] & mask:
+            nets[i] |= mask
             self.net_bits += 1
 
     def hour_has_network(self, network: str) -> bool:
         """Whether the sketch has the bit of ``network`` set (counted, or a collision)."""
-        bit = network_bit(network)
-        return bool(self.hour_nets[bit >> 3] & (1 << (bit & 7)))
+        i, mask = network_slot(network)
+        return bool(self.hour_nets[i] & mask)
 
     def _settle_volume(self, now: float, cfg: DetectorConfig) -> None:
         """A volume incident that ended without escalating was normal: learn its volume."""
@@ -588,9 +592,13 @@ class KeyProfile:
             elif self._touch(a, its, 1, 2, f"a:{geo.asn}") and cls is not None:
                 self._remember("n:" + cls)  # an established network establishes its class
         net = geo.network
-        if net is not None and net is not self.last_net:  # the resolver shares one str per net
+        if net is not self.last_net and net is not None:  # the resolver shares one str per net
             self.last_net = net
-            self.count_network(net)
+            i, mask = network_slot(net)
+            nets = self.hour_nets
+            if not nets[i] & mask:
+                nets[i] |= mask
+                self.net_bits += 1
         if geo.lat is None or geo.lon is None:
             return
         p = self.places.get(place)

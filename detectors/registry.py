@@ -59,6 +59,11 @@ PER_EVENT_TYPES = frozenset(
 )
 
 
+# Detectors that judge the event's network (ASN) and return nothing without an ASN database;
+# the analyzer does not run them when its resolver has none.
+NEEDS_ASN = frozenset({new_asn.TYPE, new_class.TYPE})
+
+
 def detector_types() -> list[str]:
     """The stable signal types of every registered detector."""
     return [t for t, _ in DETECTORS]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import sys
 import time
 from collections.abc import Mapping
 from functools import lru_cache
@@ -202,7 +203,8 @@ class GeoResolver:
             return None
         if not any(v is not None for v in fields.values()):
             return None
-        return GeoInfo(**fields, network=network_of(addr))
+        # Interned: every IP of a network shares one str, so the profile compares by identity.
+        return GeoInfo(**fields, network=sys.intern(network_of(addr)))
 
     def close(self) -> None:
         """Close the database readers (idempotent)."""

@@ -4,6 +4,7 @@ distinct client networks per hour (network.fanout), with the benign shapes they 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +14,9 @@ from detectors.config import DetectorConfig, EvalContext
 from detectors.model import AccessEvent, KeyContext
 from detectors.profile import ESTABLISHED, KeyProfile
 from geoip.resolver import GeoResolver
+from geoip.testdb import write_city_db
 from tests.unit.detectors.conftest import (
+    CITY,
     DAY,
     HOME_ISP_16,
     HOUR,
@@ -125,6 +128,7 @@ def fill(prof: KeyProfile, n: int, peak: float, with_own: bool = False) -> KeyPr
         (47, 20.0, "", None),  # a CI fleet (20 an hour): judged at its own level
         (15, 1.0, "learning", None),
         (15, 1.0, "late", None),
+        (15, 1.0, "feedback", None),  # resolved as benign at 16 networks: its normal now
     ],
 )
 def test_network_fanout(
@@ -132,6 +136,8 @@ def test_network_fanout(
 ) -> None:
     prof = fill(trained(), before, peak, with_own=flags == "own")
     prof.learned = flags != "learning"
+    if flags == "feedback":
+        assert prof.learn_feedback("network.fanout", {"distinct_networks": 16}, MONDAY)
     out = run(network_fanout.evaluate, geo, prof, IP, late=flags == "late")
     assert [s.severity for s in out] == ([expected] if expected else [])
     if out:
@@ -188,3 +194,21 @@ def test_fanout_maximum_is_learned_per_hour_but_not_from_an_incident(
 def test_classes_are_learned_with_the_key(geo: GeoResolver, trained: Factory) -> None:
     prof = trained()
     assert prof.class_state("isp") == ESTABLISHED and prof.class_state("hosting") != ESTABLISHED
+
+
+def test_a_cloud_vm_in_the_key_s_own_city_is_location_evidence(
+    geo: GeoResolver, trained: Factory, tmp_path: Path
+) -> None:
+    """An office key from an AWS address in London: logged as a new network class; without an
+    ASN database (city only) the network detectors do not run."""
+    vm = [AccessEvent(MONDAY + 10 * HOUR + i * 120.0, "k1", LONDON_AWS) for i in range(10)]
+    _, alerts = Analyzer(geo).analyze(LIVE, trained(), vm, MONDAY + DAY)
+    types = {s.type for a in alerts for s in a.signals}
+    assert {"network.new_class", "network.new_asn"} <= types
+    assert all(a.action == "log" for a in alerts)  # location alone: logged, pairs with volume
+    with GeoResolver(write_city_db(tmp_path / "city.mmdb", CITY)) as city_only:
+        _, alerts = Analyzer(city_only).analyze(LIVE, trained(), vm, MONDAY + DAY)
+    assert not {s.type for a in alerts for s in a.signals} & {
+        "network.new_class",
+        "network.new_asn",
+    }

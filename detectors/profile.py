@@ -27,7 +27,7 @@ What a profile holds (every table capped, the least established entry evicted fi
 
 Serialized as a typed, versioned ``detectors.record.ProfileRecord`` (msgpack, array-like, new
 fields appended with defaults; version 1 profiles decode and are migrated). A busy key with every
-table full serializes to ~1.4 KB (asserted <= 2 KB in tests/unit/detectors/test_profile.py).
+table full serializes to ~2 KB (asserted <= 2 KB in tests/unit/detectors/test_profile.py).
 """
 
 from __future__ import annotations

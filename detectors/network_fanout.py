@@ -7,8 +7,9 @@ proxies or cloud VMs in the victim's country passes it. This counts distinct cli
 the key's own busiest hour (a decaying maximum learned like the volume peaks): a CI fleet or a
 multi-region service uses its dozens of networks every hour and is judged at that level; an
 office key uses one or two.
-Alone it is evidence, not proof (a snow day sends an office home): it pairs with abnormal
-volume (policy group ``sharing``), never revokes on its own.
+Alone it is evidence, not proof (a snow day sends an office home); with abnormal volume it is
+high (a throttle; policy group ``sharing``): a botnet, or a client-side key gone viral. It
+never revokes: compromise needs a new place or spread of countries (``policy_default.toml``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,12 @@
 """Detection quality on realistic traffic: per benign shape and per attack class.
 
 Run: ``python benchmarks/eval_quality.py [--keys 300 --days 21 --attacks 10 --seed 1]
-[--traffic realistic|heldout|both]``.
+[--traffic realistic|heldout|both] [--asn]``.
+
+``--asn`` adds a simulated ASN database (``worker.sitedata.site_networks``: ISPs for the sites
+keys live at, mostly hosting/VPN networks for attack sites), so the network detectors
+(``network.new_asn``, ``network.new_class``) take part; without it they are silent, as in a
+deployment without ``KEYWATCH_GEOIP_ASN_DB``.
 
 ``realistic`` is ``keywatch simulate --realistic`` (``worker.traffic``); ``heldout`` is
 ``benchmarks/heldout_traffic.py``, a separately written generator with other distributions,
@@ -142,6 +147,21 @@ def score(
         yield f"| {cls} | {det}/{len(mine)} | {rev}/{len(mine)}{need} | {lat} |"
 
 
+def _simulated_asn_db() -> Path:
+    """Write the simulators' networks as a GeoLite2-ASN-shaped database (temporary file)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from geoip.testdb import write_asn_db
+    from worker.sitedata import site_networks
+
+    d = Path(tempfile.mkdtemp(prefix="keywatch-eval-"))
+    atexit.register(shutil.rmtree, d, True)
+    nets = {cidr: {"asn": asn, "org": org} for cidr, (asn, org) in site_networks().items()}
+    return write_asn_db(d / "asn.mmdb", nets)
+
+
 def main() -> None:
     """Parse flags, run, print the tables."""
     ap = argparse.ArgumentParser(description=__doc__)
@@ -150,7 +170,9 @@ def main() -> None:
     ap.add_argument("--attacks", type=int, default=10, help="attacked keys per class")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--traffic", choices=("realistic", "heldout", "both"), default="both")
+    ap.add_argument("--asn", action="store_true", help="with a simulated ASN database")
     args = ap.parse_args()
+    asn_db = _simulated_asn_db() if args.asn else None
     kinds = ("realistic", "heldout") if args.traffic == "both" else (args.traffic,)
     for kind in kinds:
         if kind == "realistic":
@@ -161,13 +183,14 @@ def main() -> None:
 
             held = heldout(args.keys, args.days, args.attacks, args.seed + 1000)
             rows, labels = held.rows(), held.labels
-        with GeoResolver() as geo:
+        with GeoResolver(asn_db=asn_db) as geo:
             t = time.perf_counter()
             found, span, n, busy = run(rows, geo)
             wall = time.perf_counter() - t
         print(
             f"## {kind}: {len(labels)} keys x {args.days} days, {n} events, "
-            f"{sum(lb.attack is not None for lb in labels)} attacked keys, seed {args.seed}; "
+            f"{sum(lb.attack is not None for lb in labels)} attacked keys, seed {args.seed}"
+            f"{', simulated ASN database' if asn_db else ''}; "
             f"analyzer {1e6 * busy / max(1, n):.1f} µs/event (wall {wall:.0f} s)\n"
         )
         print("\n".join(score(labels, found, span)))

@@ -17,7 +17,7 @@ from detectors.config import DetectorConfig, EvalContext, agent_family, place_of
 from detectors.model import AccessEvent, Alert, GeoInfo, KeyContext, Signal
 from detectors.policy import DefaultPolicy, Policy
 from detectors.profile import KeyProfile
-from detectors.registry import DETECTORS, PER_EVENT_TYPES, Evaluate
+from detectors.registry import DETECTORS, NEEDS_ASN, PER_EVENT_TYPES, Evaluate
 from detectors.summary import summarize
 from geoip.resolver import GeoResolver
 
@@ -25,10 +25,19 @@ _BY_TS = attrgetter("ts")
 
 
 def _same_where(a: GeoInfo | None, b: GeoInfo | None) -> bool:
-    """Same location for the context detectors: country, city, coordinates, network."""
+    """Same location for the context detectors: country, city, coordinates, ASN, client network.
+
+    The client network (/24) counts: network.fanout must see each new network of an hour.
+    """
     if a is None or b is None:
         return False
-    return a.city == b.city and a.country == b.country and a.asn == b.asn and a.lat == b.lat
+    return (
+        a.network == b.network
+        and a.city == b.city
+        and a.country == b.country
+        and a.asn == b.asn
+        and a.lat == b.lat
+    )
 
 
 class Analyzer:
@@ -52,7 +61,9 @@ class Analyzer:
         self._in_query = by_type.get(key_in_query.TYPE)
         self._second_key = by_type.get(second_key.TYPE)
         self._dead_key = by_type.get(revoked_in_use.TYPE)
-        self._per_context = tuple(fn for t, fn in chosen if t not in PER_EVENT_TYPES)
+        # Without an ASN database the network detectors have nothing to judge: not run at all.
+        skip = PER_EVENT_TYPES if geo is not None and geo.has_asn else PER_EVENT_TYPES | NEEDS_ASN
+        self._per_context = tuple(fn for t, fn in chosen if t not in skip)
 
     def analyze(
         self,
@@ -118,6 +129,7 @@ class Analyzer:
                         alert = self._incident(key, prof, ev, ts, geo, found, detected_at)
                         if alert is not None:
                             alerts.append(alert)
+                        revoked_in_use.remember(prof, ev)  # its network, for the next attempt
                 continue
             late = ctx.late = count_event(ts, cfg)
             its = int(ts)

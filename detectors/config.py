@@ -51,6 +51,17 @@ class DetectorConfig:
     # judged by their country set; a new city, or a move between places, is not news for them.
     spread_key_places: int = 3
     spread_key_countries: int = 3
+    # Keys with this many established networks (ASNs) are judged by network class: a new ASN of
+    # a class they use (another cloud region's AS, another ISP of a fleet) is not news.
+    spread_key_asns: int = 3
+
+    # network.fanout: distinct client networks (IPv4 /24, IPv6 /48) within one clock hour,
+    # against the key's own busiest such hour (decaying maximum, like the volume peaks). An
+    # office or a developer uses one to three networks an hour; a fleet its own dozens, every
+    # hour. A leaked key shared or used by a botnet suddenly comes from many more. Low at
+    # fanout_ratio x the key's maximum (at least fanout_min_networks), medium at twice that.
+    fanout_min_networks: int = 8
+    fanout_ratio: float = 3.0
 
     # geo.impossible_travel.
     # ref: Panther's impossible-travel helper flags > 900 km/h (airliner cruise speed); Datadog
@@ -78,6 +89,11 @@ class DetectorConfig:
     abuse_window_s: float = 600.0
     abuse_min_keys: int = 10
     abuse_high_keys: int = 50
+
+    # auth.revoked_in_use: a dead key tried from one network is a forgotten deployment or the
+    # thief; from this many distinct client networks (IPv4 /24, IPv6 /48) within one incident,
+    # its secret is spread (a public leak, a shared list): high, which pages.
+    revoked_networks_high: int = 3
 
     # Events this far ahead of the caller's clock are treated as clock skew (clamped).
     max_future_skew_s: float = 300.0

@@ -112,3 +112,7 @@ class GeoInfo:
     accuracy_km: float | None = None
     asn: int | None = None
     asn_org: str | None = None
+    # Appended (positional constructors keep working): the ASN's class (geoip.netclass:
+    # hosting, vpn, tor, isp; None without an ASN) and the client network (IPv4 /24, IPv6 /48).
+    net_class: str | None = None
+    network: str | None = None

@@ -16,11 +16,18 @@ What a profile holds (every table capped, the least established entry evicted fi
   weekends do not shrink them; 168 hour-of-week and 24 hour-of-day EWMAs (for reports);
 - per hour of day, the number of hour slots in which the key was active (off-hours detection);
 - the last location and its time (impossible travel); countries not established seen this hour
-  (spread); learning state (see ``DetectorConfig``); open incidents per signal type.
+  (spread); learning state (see ``DetectorConfig``); open incidents per signal type;
+- network classes (hosting, vpn, tor, isp; geoip.netclass) the key has established, in the
+  hashed set: a class is established with its first established ASN (or when first seen while
+  learning), so it costs no table of its own;
+- the client networks (IPv4 /24, IPv6 /48) seen this hour, as a 128-bit linear-counting sketch
+  (16 bytes; distinct count estimated from the bits set, within a few percent up to ~150), and
+  a decaying maximum of that count per active hour: the key's own fan-out (fleets and
+  multi-region services use many networks every hour, an office one or two).
 
 Serialized as a typed, versioned ``detectors.record.ProfileRecord`` (msgpack, array-like, new
 fields appended with defaults; version 1 profiles decode and are migrated). A busy key with every
-table full serializes to ~1.4 KB (asserted <= 2 KB in tests/unit/detectors/test_profile.py).
+table full serializes to ~2 KB (asserted <= 2 KB in tests/unit/detectors/test_profile.py).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 import math
 import zlib
 from array import array
+from functools import lru_cache
 from typing import Any
 
 from detectors.config import DetectorConfig
@@ -39,6 +47,8 @@ MAX_PLACES = 8
 MAX_ASNS = 8
 MAX_AGENTS = 4
 MAX_HOUR_NEW = 8  # network.spread is critical at 8
+NET_BITS = 128  # bits of the per-hour sketch of client networks (network.fanout)
+NET_CLASSES = ("hosting", "isp", "tor", "vpn")  # geoip.netclass.CLASSES, sorted
 RING = 16  # per-minute slots kept: the 5-minute window and duty cycles of up to 15 minutes
 KNOWN_BYTES = 64  # 512-bit hashed set of established entries
 # 1970-01-01 was a Thursday: shift absolute hours so that Monday 00:00 UTC is bucket 0.
@@ -46,8 +56,28 @@ _WEEK_OFFSET_H = 72
 _Q = 1800.0  # log-quantization steps per e-fold
 _UNKNOWN = -1.0
 _VOLUME = "usage.spike"
+_FANOUT = "network.fanout"
 _THROTTLE_RANK = 30  # incidents.rank of a "high" decision: an escalated incident is not learned
 UNSEEN, SEEN, ESTABLISHED = 0, 1, 2
+
+
+@lru_cache(maxsize=1 << 14)
+def network_slot(network: str) -> tuple[int, int]:
+    """The sketch byte and bit mask of a client network."""
+    bit = zlib.crc32(network.encode()) % NET_BITS
+    return bit >> 3, 1 << (bit & 7)
+
+
+def _linear_count(bits: int) -> int:
+    # ref: Whang, Vander-Zanden, Taylor, "A linear-time probabilistic counting algorithm for
+    # database applications" (1990): n ~ -m ln(V), V the fraction of bits still zero.
+    if bits >= NET_BITS:
+        return 4 * NET_BITS  # saturated: far beyond any limit the sketch is used for
+    return round(-NET_BITS * math.log((NET_BITS - bits) / NET_BITS))
+
+
+# Bits set -> distinct networks; one spare entry, so DISTINCT[bits + 1] never fails.
+DISTINCT = tuple(_linear_count(min(b, NET_BITS)) for b in range(NET_BITS + 2))
 
 
 def hour_of_week(abs_hour: int) -> int:
@@ -90,7 +120,9 @@ def _evict(table: dict[Any, list[Any]], cap: int, days_at: int) -> None:
 class Incident:
     """An open incident: one per key and signal type while evidence keeps coming."""
 
-    __slots__ = ("alert_id", "alert_rank", "count", "last_seen", "note", "opened", "severity")
+    __slots__ = (
+        "alert_id", "alert_rank", "count", "last_seen", "nets", "note", "opened", "severity",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -101,6 +133,7 @@ class Incident:
         alert_id: str = "",
         alert_rank: int = 0,
         note: str = "",
+        nets: int = 0,
     ) -> None:
         self.severity = severity
         self.opened = opened
@@ -109,10 +142,13 @@ class Incident:
         self.alert_id = alert_id
         self.alert_rank = alert_rank
         self.note = note  # the summary phrase of its first evidence, for later alerts
+        # A 64-bit sketch of the client networks of its evidence (auth.revoked_in_use only;
+        # serialized only when set, so other incidents keep their size).
+        self.nets = nets
 
     def to_list(self) -> list[Any]:
         """Compact serialized form."""
-        return [
+        out: list[Any] = [
             self.severity,
             round(self.opened),
             round(self.last_seen),
@@ -121,6 +157,9 @@ class Incident:
             self.alert_rank,
             self.note,
         ]
+        if self.nets:
+            out.append(self.nets)
+        return out
 
 
 class KeyProfile:
@@ -140,11 +179,13 @@ class KeyProfile:
         "hod",
         "hour_max1",
         "hour_max5",
+        "hour_nets",
         "hour_new",
         "hour_slots",
         "how",
         "incidents",
         "known",
+        "last_net",
         "last_ts",
         "learn_start",
         "learned",
@@ -155,6 +196,8 @@ class KeyProfile:
         "loc_lat",
         "loc_lon",
         "loc_ts",
+        "net_bits",
+        "net_peak",
         "peaks",
         "places",
         "ring",
@@ -178,6 +221,11 @@ class KeyProfile:
         self.places: dict[str, list[Any]] = {}  # "CC/City" -> [count, last_s, lat, lon, days]
         self.asns: dict[int, list[int]] = {}  # asn -> [count, last_seen_s, days]
         self.agents: dict[str, list[int]] = {}  # user-agent family -> [last_seen_day, days]
+        self.hour_nets = bytearray(NET_BITS // 8)  # sketch of this hour's client networks
+        self.net_peak = 0.0
+        # Derived (not serialized): bits set in the sketch; the network last counted.
+        self.net_bits = 0
+        self.last_net: str | None = None
         self.known = bytearray(KNOWN_BYTES)
         self.est_countries = 0
         self.est_places = 0
@@ -286,6 +334,7 @@ class KeyProfile:
             for h in range(self.cur_hour + 1, min(hour, self.cur_hour + 169)):
                 self._learn_hour(h, 0, cfg)
         self._settle_volume(hour * 3600.0, cfg)
+        self._close_networks(cfg)  # before cur_hour moves: it judges the hour that ends
         self.cur_hour = hour
         self.cur_count = 0
         self.hour_max1 = self.hour_max5 = 0
@@ -313,6 +362,35 @@ class KeyProfile:
         for u, e in self.agents.items():
             e[1] = max(e[1], ESTABLISHED_DAYS)
             self._remember("u:" + u)
+
+    def _close_networks(self, cfg: DetectorConfig) -> None:
+        """The hour ends: its distinct client networks feed the key's fan-out maximum.
+
+        Not learned from an hour in which a fan-out incident was open, nor while the key is
+        under suspicion: an attacker's fleet must not become the key's normal.
+        """
+        if self.net_bits:
+            inc = self.incidents.get(_FANOUT)
+            quiet = inc is None or inc.last_seen < self.cur_hour * 3600
+            if quiet and not self._under_suspicion():
+                n = float(DISTINCT[self.net_bits])
+                self.net_peak = max(self.net_peak * cfg.peak_decay, n)
+            self.hour_nets = bytearray(NET_BITS // 8)
+            self.net_bits = 0
+        self.last_net = None
+
+    def count_network(self, network: str) -> None:
+        """One more client network seen this hour (a no-op when its bit is set already)."""
+        i, mask = network_slot(network)
+        nets = self.hour_nets
+        if not nets[i] & mask:
+            nets[i] |= mask
+            self.net_bits += 1
+
+    def hour_has_network(self, network: str) -> bool:
+        """Whether the sketch has the bit of ``network`` set (counted, or a collision)."""
+        i, mask = network_slot(network)
+        return bool(self.hour_nets[i] & mask)
 
     def _settle_volume(self, now: float, cfg: DetectorConfig) -> None:
         """A volume incident that ended without escalating was normal: learn its volume."""
@@ -395,6 +473,10 @@ class KeyProfile:
         self.hour_max1 = self.hour_max5 = 0
         self.loc_ts = -1.0
         self.loc_key = ""
+        self.net_peak = 0.0
+        self.hour_nets = bytearray(NET_BITS // 8)
+        self.net_bits = 0
+        self.last_net = None
 
     # ---- established places, networks, clients ---------------------------------------------
 
@@ -451,6 +533,18 @@ class KeyProfile:
             return ESTABLISHED
         return UNSEEN if e is None else SEEN
 
+    def class_state(self, net_class: str) -> int:
+        """ESTABLISHED or UNSEEN for a network class (hosting, vpn, tor, isp)."""
+        return ESTABLISHED if self._is_known("n:" + net_class) else UNSEEN
+
+    def known_classes(self) -> list[str]:
+        """The network classes the key has established (empty: no ASN history)."""
+        return [c for c in NET_CLASSES if self._is_known("n:" + c)]
+
+    def established_asns(self) -> int:
+        """How many networks (ASNs) in the table are established."""
+        return sum(1 for e in self.asns.values() if e[2] >= ESTABLISHED_DAYS)
+
     def _touch(self, entry: list[Any], its: int, n: int, days_at: int, name: str) -> bool:
         """Count ``n`` uses at ``its``; a new UTC day adds a day. True when newly established."""
         entry[0] += n
@@ -489,11 +583,22 @@ class KeyProfile:
                 new.append(c)
         if geo.asn is not None:
             a = self.asns.get(geo.asn)
+            cls = geo.net_class
             if a is None:
                 _evict(self.asns, MAX_ASNS, 2)
                 self.asns[geo.asn] = [1, its, 1]
-            else:
-                self._touch(a, its, 1, 2, f"a:{geo.asn}")
+                if cls is not None and not self.learned:  # learning: what it uses is normal
+                    self._remember("n:" + cls)
+            elif self._touch(a, its, 1, 2, f"a:{geo.asn}") and cls is not None:
+                self._remember("n:" + cls)  # an established network establishes its class
+        net = geo.network
+        if net is not self.last_net and net is not None:  # the resolver shares one str per net
+            self.last_net = net
+            i, mask = network_slot(net)
+            nets = self.hour_nets
+            if not nets[i] & mask:
+                nets[i] |= mask
+                self.net_bits += 1
         if geo.lat is None or geo.lon is None:
             return
         p = self.places.get(place)
@@ -582,6 +687,14 @@ class KeyProfile:
         if isinstance(agent, str) and agent:
             self._remember("u:" + agent)
             learned = True
+        net_class = evidence.get("net_class")
+        if isinstance(net_class, str) and net_class:
+            self._remember("n:" + net_class)
+            learned = True
+        nets = evidence.get("distinct_networks")
+        if isinstance(nets, int) and not isinstance(nets, bool) and nets > 0:
+            self.net_peak = max(self.net_peak, float(nets))
+            learned = True
         hour = evidence.get("hour_utc")
         if isinstance(hour, int) and 0 <= hour < 24:
             self.hour_slots[hour] = max(self.hour_slots[hour], 1)
@@ -643,6 +756,8 @@ class KeyProfile:
             hour_new=self.hour_new,
             agents=self.agents,
             held=list(self.held),
+            hour_nets=bytes(self.hour_nets) if self.net_bits else b"",
+            net_peak10=round(self.net_peak * 10),
         )
 
     def to_bytes(self) -> bytes:
@@ -665,6 +780,10 @@ class KeyProfile:
         )
         p.learned, p.total_events = b.learned, b.total_events
         p.countries, p.asns, p.agents = b.countries, b.asns, b.agents
+        if len(b.hour_nets) == NET_BITS // 8:
+            p.hour_nets = bytearray(b.hour_nets)
+            p.net_bits = int.from_bytes(b.hour_nets).bit_count()
+        p.net_peak = b.net_peak10 / 10.0
         v2 = b.version >= 2 and len(b.known) == KNOWN_BYTES  # v1: float coordinates
         p.places = b.places if not v2 else {
             k: [v[0], v[1], v[2] / 100.0, v[3] / 100.0, v[4]] for k, v in b.places.items()

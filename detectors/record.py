@@ -47,6 +47,8 @@ class ProfileRecord(msgspec.Struct, array_like=True, omit_defaults=False):
     hour_new: list[str] = []  # countries not established seen this hour
     agents: dict[str, list[int]] = {}  # user-agent family -> [last_seen_day, days_seen]
     held: list[float] = []  # volume maxima seen while a volume incident was open
+    hour_nets: bytes = b""  # 128-bit sketch of this hour's client networks (b"": none)
+    net_peak10: int = 0  # decaying maximum of distinct client networks an hour, in tenths
 
 
 _DECODER = msgspec.msgpack.Decoder(ProfileRecord)

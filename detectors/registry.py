@@ -10,9 +10,11 @@ from collections.abc import Callable
 from detectors import (
     impossible_travel,
     key_in_query,
+    network_fanout,
     network_spread,
     new_agent,
     new_asn,
+    new_class,
     new_country,
     new_place,
     off_hours,
@@ -32,7 +34,9 @@ DETECTORS: tuple[tuple[str, Evaluate], ...] = (
     (impossible_travel.TYPE, impossible_travel.evaluate),  # geo.impossible_travel
     (new_country.TYPE, new_country.evaluate),  # geo.new_country
     (new_place.TYPE, new_place.evaluate),  # geo.new_place
+    (network_fanout.TYPE, network_fanout.evaluate),  # network.fanout
     (new_asn.TYPE, new_asn.evaluate),  # network.new_asn
+    (new_class.TYPE, new_class.evaluate),  # network.new_class
     (network_spread.TYPE, network_spread.evaluate),  # network.spread
     (off_hours.TYPE, off_hours.evaluate),  # time.off_hours
     (key_in_query.TYPE, key_in_query.evaluate),  # transport.key_in_query
@@ -53,6 +57,11 @@ OTHER_TYPES: tuple[str, ...] = ("leak.public_code",)
 PER_EVENT_TYPES = frozenset(
     {key_in_query.TYPE, revoked_in_use.TYPE, second_key.TYPE, usage_spike.TYPE}
 )
+
+
+# Detectors that judge the event's network (ASN) and return nothing without an ASN database;
+# the analyzer does not run them when its resolver has none.
+NEEDS_ASN = frozenset({new_asn.TYPE, new_class.TYPE})
 
 
 def detector_types() -> list[str]:

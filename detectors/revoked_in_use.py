@@ -5,11 +5,18 @@ copy being tested, a forgotten deployment, or the thief the revocation was for. 
 is moot, so the policy notifies; the incident counts the attempts and each alert names the
 client network (IP/24, IPv6 /48), so attempts from several networks are visible at a glance.
 The analyzer does not profile refused requests: a dead key's callers are not its usage.
+
+Severity rises with the spread of the secret: the incident keeps a 64-bit sketch of the client
+networks its attempts came from (``remember``), and from ``revoked_networks_high`` distinct
+networks within one incident the signal is high (paged): one forgotten deployment tries from one
+network, a leaked secret from many. The action that high maps to does nothing to a dead key (the
+key store ignores a throttle of a revoked or expired key); the severity is for people.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import zlib
 from functools import lru_cache
 
 from detectors.config import EvalContext
@@ -35,12 +42,28 @@ def network_of(ip: str) -> str:
     return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
 
 
+def _bit(network: str) -> int:
+    return 1 << (zlib.crc32(network.encode()) & 63)
+
+
 def evaluate(event: AccessEvent, profile: KeyProfile, ctx: EvalContext) -> list[Signal]:
     """Signal every refused attempt with a dead key (the incident keeps one alert)."""
     if event.auth not in DEAD_KEY:
         return []
+    network = network_of(event.ip)
+    inc = profile.incidents.get(TYPE)
+    seen = inc.nets if inc is not None and event.ts - inc.last_seen <= ctx.config.cooldown_s else 0
+    networks = (seen | _bit(network)).bit_count()
+    severity = "high" if networks >= ctx.config.revoked_networks_high else "medium"
     path = event.path.split("?", 1)[0]  # never the query: it may hold a key
-    evidence = {"auth": event.auth, "network": network_of(event.ip), "ip": event.ip,
+    evidence = {"auth": event.auth, "network": network, "ip": event.ip,
                 "status": event.status, "method": event.method, "path": path,
-                "gateway": event.gateway}  # fmt: skip
-    return [Signal(TYPE, "medium", evidence)]
+                "gateway": event.gateway, "networks": networks}  # fmt: skip
+    return [Signal(TYPE, severity, evidence)]  # type: ignore[arg-type]
+
+
+def remember(profile: KeyProfile, event: AccessEvent) -> None:
+    """Add the event's client network to its (just recorded) incident's sketch."""
+    inc = profile.incidents.get(TYPE)
+    if inc is not None:
+        inc.nets |= _bit(network_of(event.ip))

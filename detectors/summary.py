@@ -47,6 +47,20 @@ def _new_asn(e: dict[str, Any]) -> str:
     return f"via AS{e.get('asn')} {e.get('asn_org') or ''} (new network)".replace("  ", " ")
 
 
+def _new_class(e: dict[str, Any]) -> str:
+    org = e.get("asn_org") or ""
+    return f"from a {e.get('net_class')} network, AS{e.get('asn')} {org} (new class)".replace(
+        "  ", " "
+    )
+
+
+def _fanout(e: dict[str, Any]) -> str:
+    return (
+        f"from {e.get('distinct_networks')} client networks within an hour "
+        f"(usually at most {e.get('usual_max')})"
+    )
+
+
 def _key_in_query(e: dict[str, Any]) -> str:
     return "with the key in the query string"
 
@@ -56,7 +70,9 @@ def _second_key(e: dict[str, Any]) -> str:
 
 
 def _revoked_in_use(e: dict[str, Any]) -> str:
-    return f"while {e.get('auth')} (refused), from {e.get('network')}"
+    spread = e.get("networks") or 0
+    more = f" ({spread} client networks so far)" if spread > 1 else ""
+    return f"while {e.get('auth')} (refused), from {e.get('network')}{more}"
 
 
 _PHRASES: dict[str, Callable[[dict[str, Any]], str]] = {
@@ -66,6 +82,8 @@ _PHRASES: dict[str, Callable[[dict[str, Any]], str]] = {
     "network.spread": _spread,
     "geo.impossible_travel": _travel,
     "network.new_asn": _new_asn,
+    "network.new_class": _new_class,
+    "network.fanout": _fanout,
     "time.off_hours": _off_hours,
     "usage.spike": _spike,
     "transport.key_in_query": _key_in_query,

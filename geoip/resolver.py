@@ -19,7 +19,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import sys
 import time
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +31,8 @@ import maxminddb
 
 from core.errors import ConfigError
 from detectors.model import GeoInfo
+from detectors.revoked_in_use import network_of
+from geoip.netclass import class_of, load_classes
 
 log = logging.getLogger("keywatch.geoip")
 
@@ -115,7 +119,11 @@ def _city_fields(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 class GeoResolver:
-    """City (default: packaged GeoLite2) and optional ASN lookups behind an LRU cache."""
+    """City (default: packaged GeoLite2) and optional ASN lookups behind an LRU cache.
+
+    Each result also carries the client network (IPv4 /24, IPv6 /48) and, with an ASN database,
+    the network class of its ASN from ``classes`` (default: the shipped table, geoip.netclass).
+    """
 
     def __init__(
         self,
@@ -123,7 +131,10 @@ class GeoResolver:
         asn_db: Path | None = None,
         cache_size: int = 65536,
         reload_every_s: float | None = RELOAD_EVERY_S,
+        classes: Mapping[int, str] | Path | None = None,
     ) -> None:
+        # A table, or the file to load it from (None: the shipped table).
+        self.classes = classes if isinstance(classes, Mapping) else load_classes(classes)
         self.city_path = city_db if city_db is not None else default_city_db()
         self.asn_path = asn_db
         self._stamps = (_stamp(self.city_path), _stamp(asn_db) if asn_db else None)
@@ -187,11 +198,13 @@ class GeoResolver:
                 if isinstance(asn, dict):
                     fields["asn"] = asn.get("autonomous_system_number")
                     fields["asn_org"] = asn.get("autonomous_system_organization")
+                    fields["net_class"] = class_of(self.classes, fields["asn"])
         except (ValueError, maxminddb.InvalidDatabaseError):
             return None
         if not any(v is not None for v in fields.values()):
             return None
-        return GeoInfo(**fields)
+        # Interned: every IP of a network shares one str, so the profile compares by identity.
+        return GeoInfo(**fields, network=sys.intern(network_of(addr)))
 
     def close(self) -> None:
         """Close the database readers (idempotent)."""

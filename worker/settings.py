@@ -136,6 +136,7 @@ _ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("redis_url", "KEYWATCH_REDIS_URL", _url),
     ("geoip_city_db", "KEYWATCH_GEOIP_CITY_DB", _existing_file),
     ("geoip_asn_db", "KEYWATCH_GEOIP_ASN_DB", _existing_file),
+    ("network_classes", "KEYWATCH_NETWORK_CLASSES", _existing_file),
     ("policy_file", "KEYWATCH_POLICY", _existing_file),
     ("web_port", "KEYWATCH_WEB_PORT", _port),
     ("scanner_web_port", "KEYWATCH_SCANNER_WEB_PORT", _port),
@@ -188,6 +189,7 @@ class Settings:
     redis_url: str | None = None
     geoip_city_db: Path | None = None  # None: the maxminddb-geolite2 database
     geoip_asn_db: Path | None = None
+    network_classes: Path | None = None  # ASN -> network class table; None: geoip's shipped one
     policy_file: Path | None = None
     web_port: int = 6066
     scanner_web_port: int = 6067

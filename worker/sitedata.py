@@ -194,3 +194,39 @@ SITE_DATA: tuple[tuple[str, str, float, float, str, str, str], ...] = (
     ("BG", "Blagoevgrad", 42.02, 23.1, "Europe/Sofia", "5.104.163", "attack"),
     ("BG", "Vratsa", 43.21, 23.56, "Europe/Sofia", "188.124.79", "attack"),
 )
+
+# Simulated networks, for an ASN database under the simulators (``site_networks``; used by
+# ``benchmarks/eval_quality.py --asn``). Home sites are people's access networks: three ISPs
+# per country, numbered from the private-use range (RFC 6996) so that no real operator is
+# misnamed. Attack sites are where stolen keys are used from: three in four are rented machines
+# or VPN exits (real hosting/VPN ASNs from geoip/network_classes.toml), one in four a
+# residential network (a proxy, a compromised home machine).
+_RENTED_NETS: tuple[tuple[int, str], ...] = (
+    (14061, "DigitalOcean, LLC"),
+    (16276, "OVH SAS"),
+    (24940, "Hetzner Online GmbH"),
+    (20473, "The Constant Company, LLC"),
+    (9009, "M247 Europe SRL"),
+    (51167, "Contabo GmbH"),
+    (16509, "Amazon.com, Inc."),
+    (45102, "Alibaba (US) Technology Co., Ltd."),
+    (63949, "Akamai Connected Cloud"),
+)
+_PRIVATE_ASN = 64512  # ref: RFC 6996, 64512-65534 are for private use
+
+
+def site_networks() -> dict[str, tuple[int, str]]:
+    """The /24 of every site -> (ASN, organisation), for a simulated GeoLite2-ASN database."""
+    countries = sorted({row[0] for row in SITE_DATA})
+    out: dict[str, tuple[int, str]] = {}
+    seen: dict[str, int] = {}
+    rented = 0
+    for cc, _city, _lat, _lon, _tz, prefix, role in SITE_DATA:
+        i = seen[cc] = seen.get(cc, -1) + 1
+        if role == "attack" and i % 4 != 3:
+            out[f"{prefix}.0/24"] = _RENTED_NETS[rented % len(_RENTED_NETS)]
+            rented += 1
+        else:
+            asn = _PRIVATE_ASN + 3 * countries.index(cc) + i % 3
+            out[f"{prefix}.0/24"] = (asn, f"Simulated ISP {cc}-{i % 3 + 1}")
+    return out

@@ -166,7 +166,8 @@ def geo_resolver(kapp: WorkerApp) -> Any:
     """The GeoIP resolver from settings (None city db: the maxminddb-geolite2 database)."""
     from geoip.resolver import GeoResolver
 
-    return GeoResolver(kapp.settings.geoip_city_db, kapp.settings.geoip_asn_db)
+    s = kapp.settings
+    return GeoResolver(s.geoip_city_db, s.geoip_asn_db, classes=s.network_classes)
 
 
 def register(kapp: WorkerApp) -> None:

@@ -173,7 +173,8 @@ def command(
     by_hash = by_id = store = None
     if os.environ.get("KEYWATCH_DATABASE_URL"):
         by_hash, by_id, store = _store_lookups(settings.database_url)
-    with GeoResolver(settings.geoip_city_db, settings.geoip_asn_db) as geo:
+    geoip = (settings.geoip_city_db, settings.geoip_asn_db)
+    with GeoResolver(*geoip, classes=settings.network_classes) as geo:
         replay = Replay(Analyzer(geo, policy), fmt, by_hash, by_id)
         try:
             alerts = _run(replay, files, out, console)

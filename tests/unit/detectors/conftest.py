@@ -18,6 +18,10 @@ DAY, HOUR = 86400.0, 3600.0
 LONDON, LONDON_NEW_ASN = "81.2.69.10", "81.2.70.10"
 MOSCOW, MOSCOW6, SYDNEY, PARIS = "5.255.255.5", "2a02:6b8::1", "1.1.1.5", "2.2.2.5"
 US_NO_COORDS, BERLIN_COARSE = "3.3.3.5", "6.6.6.5"
+# London again, from a cloud (AWS), another cloud (DigitalOcean) and a VPN network (M247); and a
+# /16 of the home ISP in London, so many client networks (/24s) of one place and network exist.
+LONDON_AWS, LONDON_DO, LONDON_VPN = "81.2.71.10", "81.2.72.10", "81.2.73.10"
+HOME_ISP_16 = "81.3"
 
 CITY = {
     "81.2.69.0/24": {
@@ -55,6 +59,10 @@ CITY = {
         "lon": 151.2,
         "accuracy_km": 20,
     },
+    **{
+        net: {"country": "GB", "city": "London", "lat": 51.51, "lon": -0.09, "accuracy_km": 20}
+        for net in ("81.2.71.0/24", "81.2.72.0/24", "81.2.73.0/24", "81.3.0.0/16")
+    },
     "2.2.2.0/24": {"country": "FR", "city": "Paris", "lat": 48.85, "lon": 2.35, "accuracy_km": 20},
     "3.3.3.0/24": {"country": "US"},
     "6.6.6.0/24": {"country": "DE", "lat": 52.52, "lon": 13.4, "accuracy_km": 1000},
@@ -63,6 +71,10 @@ ASN = {
     "81.2.69.0/24": {"asn": 100, "org": "Home Net"},
     "81.2.70.0/24": {"asn": 200, "org": "Other Net"},
     "5.255.255.0/24": {"asn": 300, "org": "Far Net"},
+    "81.2.71.0/24": {"asn": 16509, "org": "Amazon.com, Inc."},
+    "81.2.72.0/24": {"asn": 14061, "org": "DigitalOcean, LLC"},
+    "81.2.73.0/24": {"asn": 9009, "org": "M247 Europe SRL"},
+    "81.3.0.0/16": {"asn": 100, "org": "Home Net"},
 }
 
 

@@ -45,6 +45,9 @@ def test_round_trip(trained: Callable[[], KeyProfile]) -> None:
     prof.incidents["usage.spike"] = Incident("high", T0, T0 + 60, 3, "01ABC", 34, "at 20x")
     prof.agents["acme-sdk"] = [20000, 2]
     prof.held = [3.0, 9.0, 90.0]
+    for net in ("81.2.69.0/24", "2a02:6b8::/48", "5.255.255.0/24"):
+        prof.count_network(net)
+    prof.net_peak = 7.2
     again = KeyProfile.from_bytes(prof.to_bytes())
     for name in (
         "learned",
@@ -62,6 +65,9 @@ def test_round_trip(trained: Callable[[], KeyProfile]) -> None:
         "peaks",
         "held",
         "base5",
+        "hour_nets",
+        "net_bits",
+        "net_peak",
     ):
         assert getattr(again, name) == getattr(prof, name), name
     assert again.how == pytest.approx(prof.how, rel=1e-3)
@@ -92,6 +98,9 @@ def test_busy_key_stays_under_two_kilobytes() -> None:
             "critical", T0, T0, 99999, "01JD0000000000000000000000", 44, "x" * 60
         )
     prof.hour_new = [f"C{i:02d}" for i in range(8)]
+    for i in range(200):  # a fleet's hour: the network sketch full
+        prof.count_network(f"10.{i}.0.0/24")
+    prof.net_peak = 479.9
     assert len(prof.countries) == MAX_COUNTRIES
     assert len(prof.to_bytes()) <= 2048
 

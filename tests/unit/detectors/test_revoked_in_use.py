@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from detectors import revoked_in_use
+from detectors import incidents, revoked_in_use
 from detectors.analyzer import Analyzer
 from detectors.config import DetectorConfig, EvalContext
 from detectors.model import AccessEvent, KeyContext, Signal
@@ -52,21 +52,51 @@ def test_registered_per_event_and_summarised() -> None:
     assert "revoked" in text and "n" in text
 
 
-def test_a_revoked_key_tried_from_several_networks_notifies_once(
-    geo: GeoResolver, trained: Callable[[], KeyProfile]
+@pytest.mark.parametrize(
+    "ips, severities, networks",
+    [
+        # A forgotten deployment: one network, retrying. One incident, one notify alert.
+        ([MOSCOW] * 5, ["medium"], 1),
+        ([MOSCOW, MOSCOW6, MOSCOW], ["medium"], 1),  # a dual-stack host: two networks
+        # The secret is spread: a third network pages (high); later ones add to the incident.
+        ([MOSCOW, MOSCOW, SYDNEY, PARIS, MOSCOW6], ["medium", "high"], 3),
+    ],
+)
+def test_a_revoked_key_tried_from_more_networks_rises_to_high(
+    geo: GeoResolver,
+    trained: Callable[[], KeyProfile],
+    ips: list[str],
+    severities: list[str],
+    networks: int,
 ) -> None:
-    """Repeated attempts (same network, then others) are one incident: one notify alert."""
-    ips = [MOSCOW, MOSCOW, SYDNEY, PARIS, MOSCOW6]
+    """Repeated attempts are one incident; its severity rises with the networks trying."""
     events = [AccessEvent(NOW + i, "k1", ip, "GET", "/v1/x", 401, auth="revoked")
               for i, ip in enumerate(ips)]  # fmt: skip
     prof, alerts = Analyzer(geo).analyze(
         KeyContext("k1", status="revoked"), trained(), events, NOW + 10
     )
-    (alert,) = alerts
-    assert (alert.severity, alert.action, alert.kind) == ("medium", "notify", "anomaly")
-    assert [s.type for s in alert.signals] == ["auth.revoked_in_use"]
-    assert alert.signals[0].evidence["network"] == "5.255.255.0/24"
+    assert [a.severity for a in alerts] == severities
+    assert alerts[0].action == "notify" and alerts[0].kind == "anomaly"
+    assert all([s.type for s in a.signals] == ["auth.revoked_in_use"] for a in alerts)
+    assert alerts[0].signals[0].evidence["network"] == "5.255.255.0/24"
+    assert alerts[-1].signals[-1].evidence["networks"] == networks
     assert prof.incidents["auth.revoked_in_use"].count == len(ips)
+    again = KeyProfile.from_bytes(prof.to_bytes())  # the sketch survives a checkpoint
+    assert again.incidents["auth.revoked_in_use"].nets == prof.incidents["auth.revoked_in_use"].nets
+
+
+def test_an_old_incident_does_not_count_its_networks(trained: Callable[[], KeyProfile]) -> None:
+    """After the cooldown a new incident starts from the one network trying now."""
+    prof = trained()
+    ctx = EvalContext(DetectorConfig())
+    for i, ip in enumerate(("203.0.113.7", "198.51.100.7", "192.0.2.7")):
+        ev = AccessEvent(NOW + i, "k1", ip, auth="revoked")
+        assert revoked_in_use.evaluate(ev, prof, ctx)
+        incidents.record(prof, revoked_in_use.evaluate(ev, prof, ctx), ev.ts, 6 * 3600.0)
+        revoked_in_use.remember(prof, ev)
+    late = AccessEvent(NOW + 7 * 3600.0, "k1", "203.0.113.9", auth="revoked")
+    (sig,) = revoked_in_use.evaluate(late, prof, ctx)
+    assert (sig.severity, sig.evidence["networks"]) == ("medium", 1)
 
 
 def test_refused_requests_are_not_profiled(

@@ -40,6 +40,7 @@ MAX_ASNS = 8
 MAX_AGENTS = 4
 MAX_HOUR_NEW = 8  # network.spread is critical at 8
 RING = 16  # per-minute slots kept: the 5-minute window and duty cycles of up to 15 minutes
+_ZERO_RING = (0,) * RING
 KNOWN_BYTES = 64  # 512-bit hashed set of established entries
 # 1970-01-01 was a Thursday: shift absolute hours so that Monday 00:00 UTC is bucket 0.
 _WEEK_OFFSET_H = 72
@@ -73,6 +74,18 @@ def _resize_ring(old: list[int], minute: int) -> list[int]:
         for m in range(minute - min(len(old), RING) + 1, minute + 1):
             ring[m % RING] = old[m % len(old)]
     return ring
+
+
+_ALL_HOURS = (1 << 24) - 1
+
+
+def _usual_mask(active: int, tol: int) -> int:
+    """Hours of day within ``tol`` hours (circularly) of an active one, as a 24-bit mask."""
+    mask = active
+    for k in range(1, min(tol, 12) + 1):
+        mask |= ((active << k) | (active >> (24 - k))) & _ALL_HOURS  # d-k was active
+        mask |= ((active >> k) | (active << (24 - k))) & _ALL_HOURS  # d+k was active
+    return mask
 
 
 def _bits(name: str) -> tuple[int, int]:
@@ -207,7 +220,7 @@ class KeyProfile:
         self.base5 = 0
         self.t1 = self.t5 = self.t60 = self.t_level = 1 << 30
         self.vol_hit = False  # the last counted event made a volume window cross
-        self.usual_hours = (1 << 24) - 1
+        self.usual_hours = _ALL_HOURS
 
     # ---- rate bookkeeping (hot path) -------------------------------------------------------
 
@@ -226,7 +239,16 @@ class KeyProfile:
         ):
             self.last_ts = ts
             self.total_events += 1
-            self._count(minute % RING)
+            # One more event in this minute and hour (``_count``, inlined: the hot path).
+            ring, slot = self.ring, minute % RING
+            c = ring[slot] = ring[slot] + 1
+            h = self.cur_count = self.cur_count + 1
+            self.vol_hit = (
+                c == self.t1
+                or c + self.base5 == self.t5
+                or h == self.t60
+                or (h >= self.t_level and not (h - self.t_level) & 7)
+            )
             return False
         self.vol_hit = False
         if ts < self.last_ts:
@@ -273,11 +295,19 @@ class KeyProfile:
         hour = minute // 60
         if hour != self.cur_hour:
             self.advance_hour(hour, ts, cfg)
-        for m in range(max(prev + 1, minute - RING + 1), minute + 1):
-            ring[m % RING] = 0
         self.ring_minute = minute
-        self.base5 = (ring[(minute - 1) % RING] + ring[(minute - 2) % RING]
-                      + ring[(minute - 3) % RING] + ring[(minute - 4) % RING])  # fmt: skip
+        gap = minute - prev
+        if prev < 0 or gap >= RING:  # idle for the whole ring (the common case of a quiet key)
+            ring[:] = _ZERO_RING
+            self.base5 = 0
+            return
+        for m in range(prev + 1, minute + 1):
+            ring[m % RING] = 0
+        if gap >= 5:  # the 4 minutes before this one were all idle
+            self.base5 = 0
+        else:
+            self.base5 = (ring[(minute - 1) % RING] + ring[(minute - 2) % RING]
+                          + ring[(minute - 3) % RING] + ring[(minute - 4) % RING])  # fmt: skip
 
     def advance_hour(self, hour: int, ts: float, cfg: DetectorConfig) -> None:
         """Close the current hour (and learn the empty ones since), then derive thresholds."""
@@ -368,13 +398,13 @@ class KeyProfile:
         self.t_level = max(math.ceil(cfg.level_ratio * self.level), cfg.volume_floor[2])
         slots = self.hour_slots
         if sum(slots) < cfg.off_hours_min_active_slots:
-            self.usual_hours = (1 << 24) - 1
+            self.usual_hours = _ALL_HOURS
             return
-        tol, mask = cfg.off_hours_tolerance_h, 0
-        for d in range(24):
-            if any(slots[(d + k) % 24] for k in range(-tol, tol + 1)):
-                mask |= 1 << d
-        self.usual_hours = mask
+        active = 0
+        for d, n in enumerate(slots):
+            if n:
+                active |= 1 << d
+        self.usual_hours = _usual_mask(active, cfg.off_hours_tolerance_h)
 
     def start_learning(self, ts: float) -> None:
         """(Re)start learning: a new key, or one idle so long that its rhythm is stale."""

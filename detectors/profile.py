@@ -16,7 +16,10 @@ What a profile holds (every table capped, the least established entry evicted fi
   weekends do not shrink them; 168 hour-of-week and 24 hour-of-day EWMAs (for reports);
 - per hour of day, the number of hour slots in which the key was active (off-hours detection);
 - the last location and its time (impossible travel); countries not established seen this hour
-  (spread); learning state (see ``DetectorConfig``); open incidents per signal type.
+  (spread); learning state (see ``DetectorConfig``); open incidents per signal type;
+- its endpoint mix: requests per endpoint ("/v1/users", kept as a 16-bit hash of the name),
+  this hour's and all closed hours' (<= 8 endpoints, the rest counted together; halved when
+  large, so old use fades; 6 bytes per endpoint serialized).
 
 Serialized as a typed, versioned ``detectors.record.ProfileRecord`` (msgpack, array-like, new
 fields appended with defaults; version 1 profiles decode and are migrated). A busy key with every
@@ -39,6 +42,9 @@ MAX_PLACES = 8
 MAX_ASNS = 8
 MAX_AGENTS = 4
 MAX_HOUR_NEW = 8  # network.spread is critical at 8
+MAX_PATHS = 8  # endpoints whose share is kept; one slot (OTHER_PATH) is every other endpoint
+OTHER_PATH = 0  # the id of "every other endpoint"; a name's id is never 0
+_PATHS_HALVE_AT = 60000  # closed-hour counts are halved when one passes this: old use fades
 RING = 16  # per-minute slots kept: the 5-minute window and duty cycles of up to 15 minutes
 _ZERO_RING = (0,) * RING
 KNOWN_BYTES = 64  # 512-bit hashed set of established entries
@@ -86,6 +92,25 @@ def _usual_mask(active: int, tol: int) -> int:
         mask |= ((active << k) | (active >> (24 - k))) & _ALL_HOURS  # d-k was active
         mask |= ((active >> k) | (active << (24 - k))) & _ALL_HOURS  # d+k was active
     return mask
+
+
+def endpoint_key(name: str) -> int:
+    """The id of an endpoint name in ``KeyProfile.paths``: 16 bits of its CRC-32, never 0."""
+    return (zlib.crc32(name.encode()) & 0xFFFF) or 1
+
+
+def _pack_paths(paths: dict[int, list[int]]) -> bytes:
+    """Endpoint ids and counts as unsigned 16-bit triples (counts saturate at 65535)."""
+    flat = array("H")
+    for k, (past, now) in paths.items():
+        flat.extend((k, min(past, 65535), min(now, 65535)))
+    return flat.tobytes()
+
+
+def _unpack_paths(raw: bytes) -> dict[int, list[int]]:
+    flat = array("H")
+    flat.frombytes(raw[: len(raw) - len(raw) % 6])
+    return {flat[i]: [flat[i + 1], flat[i + 2]] for i in range(0, len(flat), 3)}
 
 
 def _bits(name: str) -> tuple[int, int]:
@@ -168,6 +193,7 @@ class KeyProfile:
         "loc_lat",
         "loc_lon",
         "loc_ts",
+        "paths",
         "peaks",
         "places",
         "ring",
@@ -214,6 +240,7 @@ class KeyProfile:
         self.loc_country = ""
         self.loc_key = ""
         self.incidents: dict[str, Incident] = {}
+        self.paths: dict[int, list[int]] = {}  # endpoint id -> [closed hours' count, this hour's]
         # Derived (not serialized): sum of the 4 minutes before the current one, the volume
         # thresholds (per minute, per 5 minutes, per hour, per hour from a new place) and the
         # usual-hours mask.
@@ -315,6 +342,8 @@ class KeyProfile:
             self._learn_hour(self.cur_hour, self.cur_count, cfg)
             for h in range(self.cur_hour + 1, min(hour, self.cur_hour + 169)):
                 self._learn_hour(h, 0, cfg)
+            if self.paths:
+                self._learn_paths(self.cur_hour)
         self._settle_volume(hour * 3600.0, cfg)
         self.cur_hour = hour
         self.cur_count = 0
@@ -365,7 +394,7 @@ class KeyProfile:
     def _learn_hour(self, hour: int, n: int, cfg: DetectorConfig) -> None:
         d = hour % 24
         if n > 0:  # hours are learned whatever is open: off-hours is never evidence alone
-            self.hour_slots[d] = min(self.hour_slots[d] + 1, 65535)
+            self.hour_slots[d] = min(self.hour_slots[d] + 1, 255)  # only "any" and a sum count
         if self._volume_frozen(hour * 3600):
             if n > 0:  # held back until the incident ends without escalation
                 hd = self.held
@@ -387,6 +416,45 @@ class KeyProfile:
             pk[0] = max(pk[0] * decay, float(self.hour_max1))
             pk[1] = max(pk[1] * decay, float(self.hour_max5))
             pk[2] = max(pk[2] * decay, float(n))
+
+    def count_path(self, endpoint: int) -> None:
+        """One request on an endpoint not in the table yet (the analyzer counts the others)."""
+        paths = self.paths
+        if len(paths) - (OTHER_PATH in paths) >= MAX_PATHS - 1:
+            endpoint = OTHER_PATH
+        e = paths.get(endpoint)
+        if e is None:
+            paths[endpoint] = [0, 1]
+        else:
+            e[1] += 1
+
+    def _learn_paths(self, hour: int) -> None:
+        """Close the hour's endpoint counts into the key's mix.
+
+        Not an hour of abnormal volume (a young volume incident touched it) nor while the key
+        is under suspicion: an attacker's harvest must not become the key's mix. A full table
+        gives up its least used endpoint (under 1% of the mix) to "*", so an application's new
+        endpoints get a slot of their own.
+        """
+        paths = self.paths
+        if self._volume_frozen(hour * 3600) or self._under_suspicion():
+            for e in paths.values():
+                e[1] = 0
+            return
+        total = most = 0
+        for e in paths.values():
+            total += e[0] + e[1]
+            e[0] += e[1]
+            e[1] = 0
+            most = max(most, e[0])
+        while most > _PATHS_HALVE_AT:
+            most //= 2
+            for e in paths.values():
+                e[0] //= 2
+        if len(paths) >= MAX_PATHS and OTHER_PATH in paths:
+            least = min((k for k in paths if k != OTHER_PATH), key=lambda k: paths[k][0])
+            if paths[least][0] * 100 < total:
+                paths[OTHER_PATH][0] += paths.pop(least)[0]
 
     def _derive(self, hour: int, cfg: DetectorConfig) -> None:
         pk, r = self.peaks, cfg.volume_ratio
@@ -522,6 +590,10 @@ class KeyProfile:
             if a is None:
                 _evict(self.asns, MAX_ASNS, 2)
                 self.asns[geo.asn] = [1, its, 1]
+            elif its // 86400 == a[1] // 86400:  # same day: the common case, inlined
+                a[0] += 1
+                if its > a[1]:
+                    a[1] = its
             else:
                 self._touch(a, its, 1, 2, f"a:{geo.asn}")
         if geo.lat is None or geo.lon is None:
@@ -590,7 +662,8 @@ class KeyProfile:
         """An alert was resolved as benign: make what it was about normal for the key.
 
         Establishes the country, place, network or user agent in the evidence, marks the hour as
-        usual, or lifts the volume maxima to the observed rate; closes the incident of that type.
+        usual, lifts the volume maxima to the observed rate, or makes the endpoint a common one
+        of the key's mix; closes the incident of that type.
         Returns whether anything was learned. Pure: the caller persists the profile.
         """
         its, learned = int(ts), False
@@ -625,6 +698,11 @@ class KeyProfile:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
                 self.peaks[at] = max(self.peaks[at], float(v))
                 learned = True
+        endpoint = evidence.get("endpoint")
+        mixed = self.paths.get(endpoint_key(endpoint)) if isinstance(endpoint, str) else None
+        if mixed is not None:  # as common as all the others together
+            mixed[0] = max(mixed[0], min(sum(v[0] for v in self.paths.values()), _PATHS_HALVE_AT))
+            learned = True
         self.incidents.pop(signal_type, None)
         if learned and self.cur_hour >= 0:
             self._derive(self.cur_hour, _DEFAULT_CFG)
@@ -659,7 +737,7 @@ class KeyProfile:
             _quantize(self.how),
             _quantize(self.hod),
             round(self.level, 2),
-            array("H", self.hour_slots).tobytes(),
+            bytes(self.hour_slots),  # one byte each (two before the endpoint mix was added)
             self.cur_hour,
             self.cur_count,
             self.ring_minute,
@@ -673,6 +751,7 @@ class KeyProfile:
             hour_new=self.hour_new,
             agents=self.agents,
             held=list(self.held),
+            paths=_pack_paths(self.paths),
         )
 
     def to_bytes(self) -> bytes:
@@ -700,9 +779,12 @@ class KeyProfile:
             k: [v[0], v[1], v[2] / 100.0, v[3] / 100.0, v[4]] for k, v in b.places.items()
         }  # fmt: skip
         p.how, p.hod, p.level = _dequantize(b.how), _dequantize(b.hod), b.level
-        slots = array("H")
-        slots.frombytes(b.hour_slots)
-        p.hour_slots = list(slots)
+        if len(b.hour_slots) == 24:
+            p.hour_slots = list(b.hour_slots)
+        else:  # written as 16-bit counts: saturate as they are now
+            slots = array("H")
+            slots.frombytes(b.hour_slots)
+            p.hour_slots = [min(n, 255) for n in slots]
         p.cur_hour, p.cur_count, p.ring_minute = b.cur_hour, b.cur_count, b.ring_minute
         p.ring = b.ring if len(b.ring) == RING else _resize_ring(b.ring, b.ring_minute)  # fmt: skip
         if b.loc is not None:
@@ -717,6 +799,7 @@ class KeyProfile:
             p.peaks = [max(1.0, p.level / 30.0), max(1.0, p.level / 8.0), p.level]
         if len(b.held) == 3:
             p.held = list(b.held)
+        p.paths = _unpack_paths(b.paths)
         if len(b.hour_max) == 2:
             p.hour_max1, p.hour_max5 = b.hour_max
         if len(b.known) == KNOWN_BYTES:

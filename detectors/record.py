@@ -32,7 +32,7 @@ class ProfileRecord(msgspec.Struct, array_like=True, omit_defaults=False):
     how: bytes
     hod: bytes
     level: float
-    hour_slots: bytes
+    hour_slots: bytes  # 24 counts, one byte each (16-bit before the endpoint mix; both decode)
     cur_hour: int
     cur_count: int
     ring_minute: int
@@ -47,6 +47,7 @@ class ProfileRecord(msgspec.Struct, array_like=True, omit_defaults=False):
     hour_new: list[str] = []  # countries not established seen this hour
     agents: dict[str, list[int]] = {}  # user-agent family -> [last_seen_day, days_seen]
     held: list[float] = []  # volume maxima seen while a volume incident was open
+    paths: bytes = b""  # endpoint mix: uint16 triples (endpoint id, closed hours', this hour's)
 
 
 _DECODER = msgspec.msgpack.Decoder(ProfileRecord)

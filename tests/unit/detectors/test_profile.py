@@ -19,6 +19,7 @@ from detectors.profile import (
     UNSEEN,
     Incident,
     KeyProfile,
+    endpoint_key,
     hour_of_week,
 )
 from detectors.record import VERSION, ProfileRecord, decode
@@ -92,6 +93,10 @@ def test_busy_key_stays_under_two_kilobytes() -> None:
             "critical", T0, T0, 99999, "01JD0000000000000000000000", 44, "x" * 60
         )
     prof.hour_new = [f"C{i:02d}" for i in range(8)]
+    for i in range(20):  # the endpoint table: full, counts saturated
+        prof.count_path(endpoint_key(f"/v1/endpoint-{i}"))
+    for e in prof.paths.values():
+        e[0], e[1] = 70000, 70000
     assert len(prof.countries) == MAX_COUNTRIES
     assert len(prof.to_bytes()) <= 2048
 

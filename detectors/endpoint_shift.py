@@ -26,26 +26,41 @@ _MAX_LEN = 48
 _CACHE_MAX = 4096
 CACHE: dict[str, int] = {}  # request path -> endpoint id (the analyzer reads it inline)
 _NAMES: dict[int, str] = {}  # endpoint id -> name, for evidence (ids are what profiles keep)
+_IDS: dict[str, int] = {}  # cut path -> endpoint id
+
+
+def _cut(path: str) -> str:
+    """The path up to its third "/" (or its query string): cheap, not yet redacted."""
+    end = len(path)
+    for sep in "?#":
+        k = path.find(sep, 0, end)
+        if k >= 0:
+            end = k
+    i = path.find("/", 1, end)
+    j = path.find("/", i + 1, end) if i > 0 else -1
+    return path[: j if j >= 0 else end]
 
 
 def endpoint_of(path: str) -> str:
     """The endpoint of a request path: its first two segments, without the query."""
-    cut = path.split("?", 1)[0].split("#", 1)[0]
-    i = cut.find("/", 1)
-    j = cut.find("/", i + 1) if i > 0 else -1
-    return redact_text(cut if j < 0 else cut[:j])[:_MAX_LEN]
+    return redact_text(_cut(path))[:_MAX_LEN]
 
 
 def endpoint_id(path: str) -> int:
-    """The id of a request path's endpoint (cached per path)."""
+    """The id of a request path's endpoint (cached per path and per endpoint)."""
     key = CACHE.get(path)
     if key is None:
-        name = endpoint_of(path)
-        key = endpoint_key(name)
+        cut = _cut(path)  # paths naming records ("/v1/users/4711") share their endpoint
+        key = _IDS.get(cut)
+        if key is None:
+            name = redact_text(cut)[:_MAX_LEN]
+            key = endpoint_key(name)
+            if len(_IDS) < _CACHE_MAX:
+                _IDS[cut] = key
+            if len(_NAMES) < _CACHE_MAX:
+                _NAMES[key] = name
         if len(CACHE) < _CACHE_MAX:
             CACHE[path] = key
-        if len(_NAMES) < _CACHE_MAX:
-            _NAMES[key] = name
     return key
 
 

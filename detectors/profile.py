@@ -53,6 +53,7 @@ _WEEK_OFFSET_H = 72
 _Q = 1800.0  # log-quantization steps per e-fold
 _UNKNOWN = -1.0
 _VOLUME = "usage.spike"
+_ENDPOINT_SHIFT = "usage.endpoint_shift"
 _THROTTLE_RANK = 30  # incidents.rank of a "high" decision: an escalated incident is not learned
 UNSEEN, SEEN, ESTABLISHED = 0, 1, 2
 
@@ -431,13 +432,19 @@ class KeyProfile:
     def _learn_paths(self, hour: int) -> None:
         """Close the hour's endpoint counts into the key's mix.
 
-        Not an hour of abnormal volume (a young volume incident touched it) nor while the key
-        is under suspicion: an attacker's harvest must not become the key's mix. A full table
+        Not an hour of abnormal volume (a young volume incident or an endpoint shift touched
+        it) nor while the key is under suspicion: an attacker's harvest must not become the
+        key's mix. A full table
         gives up its least used endpoint (under 1% of the mix) to "*", so an application's new
         endpoints get a slot of their own.
         """
-        paths = self.paths
-        if self._volume_frozen(hour * 3600) or self._under_suspicion():
+        paths, start = self.paths, hour * 3600
+        shift = self.incidents.get(_ENDPOINT_SHIFT)
+        if (
+            self._volume_frozen(start)
+            or (shift is not None and shift.last_seen >= start)
+            or self._under_suspicion()
+        ):
             for e in paths.values():
                 e[1] = 0
             return

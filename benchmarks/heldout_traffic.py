@@ -24,9 +24,9 @@ from worker.traffic import (
     ATTACK_UAS,
     AWAY,
     DAY,
+    ENDPOINTS,
     HOME,
     HOUR,
-    PATHS,
     Label,
     Row,
     Site,
@@ -36,7 +36,8 @@ from worker.traffic import (
 
 START = 1804464000.0  # 2027-03-08T00:00:00Z, a Monday
 SLOT = 600.0
-Segment = tuple[float, float, float, Site, str]  # start, end, per hour, site, user agent
+# start, end, per hour, site, user agent, focus endpoint ("" or "!top"), share of requests on it
+Segment = tuple[float, float, float, Site, str, str, float]
 Component = Callable[[float, random.Random], list[Segment]]
 
 
@@ -51,6 +52,7 @@ class HeldKey:
     label: Label | None = None
     home: Site | None = None
     ua: str = "acme-go/0.9"
+    mix: list[tuple[str, float]] = field(default_factory=list)  # endpoint, weight (sum 1)
 
     def stream(self, start: float, days: int) -> Iterator[Row]:
         """Events in time order."""
@@ -59,8 +61,8 @@ class HeldKey:
         t = start
         while t < start + days * DAY:
             for comp in self.parts:
-                for a, b, per_hour, site, ua in comp(t, rnd):
-                    _sample(rnd, self.key_id, a, b, per_hour, site, ua, held)
+                for seg in comp(t, rnd):
+                    _sample(rnd, self.key_id, seg, self.mix, held)
             t += SLOT
             while held and held[0][0] < t - SLOT:
                 yield heapq.heappop(held)
@@ -68,10 +70,29 @@ class HeldKey:
             yield heapq.heappop(held)
 
 
+def _mix(rnd: random.Random) -> list[tuple[str, float]]:
+    """Endpoints an application calls: a Dirichlet(0.6) share over 1-8 of the catalog."""
+    picked = rnd.sample(ENDPOINTS, min(8, 1 + int(rnd.expovariate(1 / 2.5))))
+    w = [rnd.gammavariate(0.6, 1.0) + 1e-9 for _ in picked]
+    total = sum(w)
+    return sorted(((p, x / total) for p, x in zip(picked, w, strict=True)), key=lambda e: -e[1])
+
+
+def _path(rnd: random.Random, mix: list[tuple[str, float]], focus: str, share: float) -> str:
+    if focus and rnd.random() < share:
+        return mix[0][0] if focus == "!top" and mix else focus
+    u = rnd.random()
+    for p, w in mix:
+        u -= w
+        if u <= 0:
+            return p
+    return mix[-1][0] if mix else "/v1/items"
+
+
 def _sample(
-    rnd: random.Random, key: str, a: float, b: float, per_hour: float, site: Site, ua: str,
-    out: list[Row],
-) -> None:  # fmt: skip
+    rnd: random.Random, key: str, seg: Segment, mix: list[tuple[str, float]], out: list[Row]
+) -> None:
+    a, b, per_hour, site, ua, focus, share = seg
     mean = per_hour * (b - a) / HOUR
     if mean <= 0:
         return
@@ -84,7 +105,8 @@ def _sample(
     for _ in range(n):
         c = rnd.choice(centres)
         ts = min(b - 1e-3, max(a, c + rnd.gauss(0, 20)))
-        path = rnd.choice(PATHS) + ("" if rnd.random() < 0.7 else "/" + str(rnd.randrange(999)))
+        path = _path(rnd, mix, focus, share)
+        path += "" if rnd.random() < 0.7 else "/" + str(rnd.randrange(999))
         status = 200 if rnd.random() < 0.95 else rnd.choice((400, 404, 429, 500))
         row = (ts, key, site.ip(rnd.randrange(6)), "GET", path, status, "gw-h", ua)
         heapq.heappush(out, row)
@@ -110,7 +132,7 @@ def office(rnd: random.Random, per_day: float, site: Site, ua: str) -> Component
     """Weekday office hours, sine-shaped."""
     lo, hi = rnd.uniform(6.5, 10), rnd.uniform(15.5, 20)
     scale = per_day / ((hi - lo) * 0.85)
-    return lambda t, r: [(t, t + SLOT, scale * _office_curve(site, t, lo, hi), site, ua)]
+    return lambda t, r: [(t, t + SLOT, scale * _office_curve(site, t, lo, hi), site, ua, "", 0.0)]
 
 
 def always(rnd: random.Random, per_hour: float, site: Site, ua: str, growth: float = 1.0,
@@ -120,14 +142,15 @@ def always(rnd: random.Random, per_hour: float, site: Site, ua: str, growth: flo
     def comp(t: float, r: random.Random) -> list[Segment]:
         lh, _ = local(site, t)
         g = 1.0 + (growth - 1.0) * min(1.0, max(0.0, (t - at) / (36 * HOUR))) if at else 1.0
-        return [(t, t + SLOT, per_hour * g * (0.6 + 0.4 * math.sin(math.pi * lh / 24)), site, ua)]
+        rate = per_hour * g * (0.6 + 0.4 * math.sin(math.pi * lh / 24))
+        return [(t, t + SLOT, rate, site, ua, "", 0.0)]
 
     return comp
 
 
 def job(hour_utc: float, per_run: float, site: Site, ua: str, every_days: int = 1,
-        first: float = 0.0, late_p: float = 0.0) -> Component:  # fmt: skip
-    """A scheduled job (every N days from ``first``), sometimes late."""
+        first: float = 0.0, late_p: float = 0.0, focus: str = "") -> Component:  # fmt: skip
+    """A scheduled job (every N days from ``first``), sometimes late, mostly on ``focus``."""
 
     def comp(t: float, r: random.Random) -> list[Segment]:
         day = math.floor(t / DAY)
@@ -138,14 +161,22 @@ def job(hour_utc: float, per_run: float, site: Site, ua: str, every_days: int = 
             s += r.uniform(120, 500)
         dur = 900.0
         a, b = max(s, t), min(s + dur, t + SLOT)
-        return [(a, b, per_run * HOUR / dur, site, ua)] if a < b else []
+        return [(a, b, per_run * HOUR / dur, site, ua, focus, 0.9)] if a < b else []
 
     return comp
+
+
+def _focus(rnd: random.Random) -> str:
+    """What a job pages through: the app's own calls, its top endpoint, or any endpoint."""
+    u = rnd.random()
+    return "" if u < 0.45 else "!top" if u < 0.75 else rnd.choice(ENDPOINTS)
 
 
 def _key(rnd: random.Random, shape: str) -> HeldKey:
     home = rnd.choice(HOME)
     k = HeldKey(f"h{rnd.getrandbits(28):07x}", shape, rnd.getrandbits(31), home=home)
+    k.mix = _mix(random.Random(k.seed + 1))  # own draws: the key plan stays as it was
+    jobs = random.Random(k.seed + 2)
     vol = rnd.lognormvariate(math.log(12), 1.0)
     if shape == "office":
         k.parts.append(office(rnd, min(1000, max(100, vol * 15)), home, k.ua))
@@ -160,7 +191,8 @@ def _key(rnd: random.Random, shape: str) -> HeldKey:
             if not _office_curve(fleet[0], t, 7, 21) or r.random() > runs / 84:
                 return []
             a = t + r.random() * 300
-            return [(a, a + 240, r.uniform(600, 3000), r.choice(fleet), "gitlab-runner 16.8")]
+            rate, site = r.uniform(600, 3000), r.choice(fleet)
+            return [(a, a + 240, rate, site, "gitlab-runner 16.8", "", 0.0)]
 
         k.parts.append(ci)
     elif shape == "multi_region":
@@ -182,20 +214,23 @@ def _key(rnd: random.Random, shape: str) -> HeldKey:
 
         k.parts.append(trip)
     elif shape == "cron_late":
-        k.parts.append(job(rnd.randint(0, 23) + 58 / 60, vol * 40, home, "cron", late_p=0.4))
+        k.parts.append(job(rnd.randint(0, 23) + 58 / 60, vol * 40, home, "cron", late_p=0.4,
+                           focus=_focus(jobs)))  # fmt: skip
     elif shape == "launch":
         k.parts.append(always(rnd, min(25, vol), home, k.ua, rnd.uniform(5, 10),
                               START + rnd.uniform(10, 17) * DAY))  # fmt: skip
     elif shape == "weekly":
         k.parts.append(office(rnd, 200, home, k.ua))
         k.parts.append(job(rnd.uniform(0, 6), rnd.uniform(2000, 15000), home, k.ua, 7,
-                           START + 9 * DAY))  # fmt: skip
+                           START + 9 * DAY, focus=_focus(jobs)))  # fmt: skip
     elif shape == "monthly":
         k.parts.append(always(rnd, min(100, vol), home, k.ua))
-        k.parts.append(job(3.0, rnd.uniform(8000, 25000), home, k.ua, 30, START + 5 * DAY))
+        k.parts.append(job(3.0, rnd.uniform(8000, 25000), home, k.ua, 30, START + 5 * DAY,
+                           focus=_focus(jobs)))  # fmt: skip
     elif shape == "sparse":
         k.parts.append(office(rnd, rnd.uniform(2, 6), home, "curl/8.1.2"))
-        k.parts.append(job(rnd.uniform(8, 16), rnd.uniform(50, 300), home, "curl/8.1.2", 7))
+        k.parts.append(job(rnd.uniform(8, 16), rnd.uniform(50, 300), home, "curl/8.1.2", 7,
+                           focus=_focus(jobs)))  # fmt: skip
     return k
 
 
@@ -233,13 +268,15 @@ def _attack(k: HeldKey, name: str, rnd: random.Random, days: int) -> None:
         a, b, rate = work, work + HOUR, rnd.uniform(800, 2500)
     elif name == "duty_cycle":
         a, b, per_min = work, work + rnd.uniform(2, 4) * HOUR, rnd.uniform(200, 500)
+        harvest = random.Random(k.seed + 3)  # what it harvests
+        target, share = harvest.choice(ENDPOINTS), harvest.uniform(0.7, 1.0)
 
         def duty(t: float, r: random.Random) -> list[Segment]:
             out: list[Segment] = []
             for m in range(int(SLOT // 60)):
                 s = t + m * 60
                 if a <= s < b and int((s - a) // 60) % 10 < 3:
-                    out.append((s, s + 60, per_min * 60, home, k.ua))
+                    out.append((s, s + 60, per_min * 60, home, k.ua, target, share))
             return out
 
         k.parts.append(duty)
@@ -257,9 +294,9 @@ def _window(a: float, b: float, per_hour: float, sites: list[Site], ua: str) -> 
         lo, hi = max(a, t), min(b, t + SLOT)
         if lo >= hi:
             return []
-        segs = [(lo, hi, per_hour / len(sites), s, ua) for s in sites]
-        if lo == a:
-            segs.append((a, a + 1e-3, HOUR / 1e-3, sites[0], ua))  # exactly one at a, on average
+        segs = [(lo, hi, per_hour / len(sites), s, ua, "", 0.0) for s in sites]
+        if lo == a:  # exactly one at a, on average
+            segs.append((a, a + 1e-3, HOUR / 1e-3, sites[0], ua, "", 0.0))
         return segs
 
     return comp

@@ -12,7 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from operator import attrgetter
 
-from detectors import incidents, key_in_query, revoked_in_use, second_key, usage_spike
+from detectors import (
+    endpoint_shift,
+    incidents,
+    key_in_query,
+    revoked_in_use,
+    second_key,
+    usage_spike,
+)
 from detectors.config import DetectorConfig, EvalContext, agent_family, place_of
 from detectors.model import AccessEvent, Alert, GeoInfo, KeyContext, Signal
 from detectors.policy import DefaultPolicy, Policy
@@ -58,6 +65,7 @@ class Analyzer:
         # counting; the key in the query string; a second key), which saves a call per event.
         by_type = dict(chosen)
         self._spike = by_type.get(usage_spike.TYPE)
+        self._shift = by_type.get(endpoint_shift.TYPE)
         self._in_query = by_type.get(key_in_query.TYPE)
         self._second_key = by_type.get(second_key.TYPE)
         self._dead_key = by_type.get(revoked_in_use.TYPE)
@@ -99,10 +107,15 @@ class Analyzer:
         horizon = detected_at + cfg.max_future_skew_s
         ordered = sorted(events, key=_BY_TS) if len(events) > 1 else events
         last_ip: str | None = None
+        # A batch's few addresses alternate: each is resolved (and named) once per batch.
+        located: dict[str, tuple[GeoInfo | None, str]] = {}
         geo: GeoInfo | None = None
         place = ""
         last_ua: str | None = None
         agent, agent_day, observe_agent = "", -1, prof.observe_agent
+        # Requests per endpoint this hour (the key's endpoint mix, usage.endpoint_shift).
+        paths, endpoints, endpoint_id = prof.paths, endpoint_shift.CACHE, endpoint_shift.endpoint_id
+        shift = self._shift
         # A run: consecutive non-late events with the very GeoInfo object of the non-late event
         # before them (the resolver caches one object per IP). Their country/ASN/place counts
         # are added in one step when the run ends (``KeyProfile.add_geo_run``): nothing reads a
@@ -115,8 +128,11 @@ class Analyzer:
             ts = ev.ts if ev.ts <= horizon else detected_at
             if ev.ip != last_ip:
                 last_ip = ev.ip
-                geo = lookup(ev.ip) if lookup is not None else None
-                place = place_of(geo)
+                where = located.get(last_ip)
+                if where is None:
+                    geo = lookup(last_ip) if lookup is not None else None
+                    where = located[last_ip] = (geo, place_of(geo))
+                geo, place = where
                 ctx.geo, ctx.place = geo, place
             if ev.user_agent != last_ua:
                 last_ua = ev.user_agent
@@ -132,6 +148,14 @@ class Analyzer:
                         revoked_in_use.remember(prof, ev)  # its network, for the next attempt
                 continue
             late = ctx.late = count_event(ts, cfg)
+            ep = endpoints.get(ev.path)
+            if ep is None:
+                ep = endpoint_id(ev.path)
+            pe = paths.get(ep)
+            if pe is not None:
+                pe[1] += 1
+            else:
+                prof.count_path(ep)
             its = int(ts)
             day, hour = its // 86400, its // 3600
             ctx.hour_of_day = hour % 24
@@ -140,8 +164,13 @@ class Analyzer:
                 prof.add_geo_run(prev, place_of(prev), run_n, int(run_last))  # type: ignore[arg-type]
                 run_n = 0
             signals: list[Signal] | None = None
-            if prof.vol_hit and spike is not None:
-                signals = spike(ev, prof, ctx) or None
+            if prof.vol_hit:
+                if spike is not None:
+                    signals = spike(ev, prof, ctx) or None
+                if shift is not None:
+                    found = shift(ev, prof, ctx)
+                    if found:
+                        signals = found if signals is None else signals + found
             if ev.key_in_query and in_query is not None:
                 found = in_query(ev, prof, ctx)
                 if found:

@@ -44,6 +44,13 @@ class DetectorConfig:
     level_ratio: float = 10.0
     volume_escalate_s: float = 3600.0
 
+    # usage.endpoint_shift: abnormal volume (a usage.spike window over its threshold) of which
+    # one endpoint carries >= endpoint_share of the hour's requests while it carried less than
+    # 1/endpoint_ratio of that in the key's mix (>= endpoint_min_history requests learned).
+    endpoint_share: float = 0.6
+    endpoint_ratio: float = 4.0
+    endpoint_min_history: int = 500
+
     # network.spread: countries the key has not established, seen within one clock hour.
     spread_min_countries: int = 4
     spread_critical_countries: int = 8

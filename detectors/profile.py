@@ -24,6 +24,9 @@ What a profile holds (every table capped, the least established entry evicted fi
   (16 bytes; distinct count estimated from the bits set, within a few percent up to ~150), and
   a decaying maximum of that count per active hour: the key's own fan-out (fleets and
   multi-region services use many networks every hour, an office one or two).
+- its endpoint mix: requests per endpoint ("/v1/users", kept as a 16-bit hash of the name),
+  this hour's and all closed hours' (<= 8 endpoints, the rest counted together; halved when
+  large, so old use fades; 6 bytes per endpoint serialized).
 
 Serialized as a typed, versioned ``detectors.record.ProfileRecord`` (msgpack, array-like, new
 fields appended with defaults; version 1 profiles decode and are migrated). A busy key with every
@@ -39,7 +42,7 @@ from functools import lru_cache
 from typing import Any
 
 from detectors.config import DetectorConfig
-from detectors.model import GeoInfo
+from detectors.model import SEVERITY_RANK, GeoInfo
 from detectors.record import ESTABLISHED_DAYS, VERSION, ProfileRecord, decode, encode
 
 MAX_COUNTRIES = 8
@@ -49,7 +52,11 @@ MAX_AGENTS = 4
 MAX_HOUR_NEW = 8  # network.spread is critical at 8
 NET_BITS = 128  # bits of the per-hour sketch of client networks (network.fanout)
 NET_CLASSES = ("hosting", "isp", "tor", "vpn")  # geoip.netclass.CLASSES, sorted
+MAX_PATHS = 8  # endpoints whose share is kept; one slot (OTHER_PATH) is every other endpoint
+OTHER_PATH = 0  # the id of "every other endpoint"; a name's id is never 0
+_PATHS_HALVE_AT = 60000  # closed-hour counts are halved when one passes this: old use fades
 RING = 16  # per-minute slots kept: the 5-minute window and duty cycles of up to 15 minutes
+_ZERO_RING = (0,) * RING
 KNOWN_BYTES = 64  # 512-bit hashed set of established entries
 # 1970-01-01 was a Thursday: shift absolute hours so that Monday 00:00 UTC is bucket 0.
 _WEEK_OFFSET_H = 72
@@ -57,8 +64,10 @@ _Q = 1800.0  # log-quantization steps per e-fold
 _UNKNOWN = -1.0
 _VOLUME = "usage.spike"
 _FANOUT = "network.fanout"
+_ENDPOINT_SHIFT = "usage.endpoint_shift"
 _THROTTLE_RANK = 30  # incidents.rank of a "high" decision: an escalated incident is not learned
 UNSEEN, SEEN, ESTABLISHED = 0, 1, 2
+_SEVERITY_NAMES = {rank: name for name, rank in SEVERITY_RANK.items()}
 
 
 @lru_cache(maxsize=1 << 14)
@@ -105,6 +114,37 @@ def _resize_ring(old: list[int], minute: int) -> list[int]:
     return ring
 
 
+_ALL_HOURS = (1 << 24) - 1
+
+
+def _usual_mask(active: int, tol: int) -> int:
+    """Hours of day within ``tol`` hours (circularly) of an active one, as a 24-bit mask."""
+    mask = active
+    for k in range(1, min(tol, 12) + 1):
+        mask |= ((active << k) | (active >> (24 - k))) & _ALL_HOURS  # d-k was active
+        mask |= ((active >> k) | (active << (24 - k))) & _ALL_HOURS  # d+k was active
+    return mask
+
+
+def endpoint_key(name: str) -> int:
+    """The id of an endpoint name in ``KeyProfile.paths``: 16 bits of its CRC-32, never 0."""
+    return (zlib.crc32(name.encode()) & 0xFFFF) or 1
+
+
+def _pack_paths(paths: dict[int, list[int]]) -> bytes:
+    """Endpoint ids and counts as unsigned 16-bit triples (counts saturate at 65535)."""
+    flat = array("H")
+    for k, (past, now) in paths.items():
+        flat.extend((k, min(past, 65535), min(now, 65535)))
+    return flat.tobytes()
+
+
+def _unpack_paths(raw: bytes) -> dict[int, list[int]]:
+    flat = array("H")
+    flat.frombytes(raw[: len(raw) - len(raw) % 6])
+    return {flat[i]: [flat[i + 1], flat[i + 2]] for i in range(0, len(flat), 3)}
+
+
 def _bits(name: str) -> tuple[int, int]:
     h = zlib.crc32(name.encode())
     return h % (KNOWN_BYTES * 8), (h >> 16) % (KNOWN_BYTES * 8)
@@ -115,6 +155,11 @@ def _evict(table: dict[Any, list[Any]], cap: int, days_at: int) -> None:
     while len(table) >= cap:
         victim = min(table, key=lambda k: (table[k][days_at], table[k][0], table[k][1]))
         del table[victim]
+
+
+def _severity_name(stored: str | int) -> str:
+    """An incident's severity as stored: its rank, or (older records) its name."""
+    return stored if isinstance(stored, str) else _SEVERITY_NAMES[stored]
 
 
 class Incident:
@@ -149,7 +194,7 @@ class Incident:
     def to_list(self) -> list[Any]:
         """Compact serialized form."""
         out: list[Any] = [
-            self.severity,
+            SEVERITY_RANK[self.severity],  # a rank (1 byte); the name in records before v2.1
             round(self.opened),
             round(self.last_seen),
             self.count,
@@ -198,6 +243,7 @@ class KeyProfile:
         "loc_ts",
         "net_bits",
         "net_peak",
+        "paths",
         "peaks",
         "places",
         "ring",
@@ -249,13 +295,14 @@ class KeyProfile:
         self.loc_country = ""
         self.loc_key = ""
         self.incidents: dict[str, Incident] = {}
+        self.paths: dict[int, list[int]] = {}  # endpoint id -> [closed hours' count, this hour's]
         # Derived (not serialized): sum of the 4 minutes before the current one, the volume
         # thresholds (per minute, per 5 minutes, per hour, per hour from a new place) and the
         # usual-hours mask.
         self.base5 = 0
         self.t1 = self.t5 = self.t60 = self.t_level = 1 << 30
         self.vol_hit = False  # the last counted event made a volume window cross
-        self.usual_hours = (1 << 24) - 1
+        self.usual_hours = _ALL_HOURS
 
     # ---- rate bookkeeping (hot path) -------------------------------------------------------
 
@@ -274,7 +321,16 @@ class KeyProfile:
         ):
             self.last_ts = ts
             self.total_events += 1
-            self._count(minute % RING)
+            # One more event in this minute and hour (``_count``, inlined: the hot path).
+            ring, slot = self.ring, minute % RING
+            c = ring[slot] = ring[slot] + 1
+            h = self.cur_count = self.cur_count + 1
+            self.vol_hit = (
+                c == self.t1
+                or c + self.base5 == self.t5
+                or h == self.t60
+                or (h >= self.t_level and not (h - self.t_level) & 7)
+            )
             return False
         self.vol_hit = False
         if ts < self.last_ts:
@@ -321,11 +377,19 @@ class KeyProfile:
         hour = minute // 60
         if hour != self.cur_hour:
             self.advance_hour(hour, ts, cfg)
-        for m in range(max(prev + 1, minute - RING + 1), minute + 1):
-            ring[m % RING] = 0
         self.ring_minute = minute
-        self.base5 = (ring[(minute - 1) % RING] + ring[(minute - 2) % RING]
-                      + ring[(minute - 3) % RING] + ring[(minute - 4) % RING])  # fmt: skip
+        gap = minute - prev
+        if prev < 0 or gap >= RING:  # idle for the whole ring (the common case of a quiet key)
+            ring[:] = _ZERO_RING
+            self.base5 = 0
+            return
+        for m in range(prev + 1, minute + 1):
+            ring[m % RING] = 0
+        if gap >= 5:  # the 4 minutes before this one were all idle
+            self.base5 = 0
+        else:
+            self.base5 = (ring[(minute - 1) % RING] + ring[(minute - 2) % RING]
+                          + ring[(minute - 3) % RING] + ring[(minute - 4) % RING])  # fmt: skip
 
     def advance_hour(self, hour: int, ts: float, cfg: DetectorConfig) -> None:
         """Close the current hour (and learn the empty ones since), then derive thresholds."""
@@ -333,6 +397,8 @@ class KeyProfile:
             self._learn_hour(self.cur_hour, self.cur_count, cfg)
             for h in range(self.cur_hour + 1, min(hour, self.cur_hour + 169)):
                 self._learn_hour(h, 0, cfg)
+            if self.paths:
+                self._learn_paths(self.cur_hour)
         self._settle_volume(hour * 3600.0, cfg)
         self._close_networks(cfg)  # before cur_hour moves: it judges the hour that ends
         self.cur_hour = hour
@@ -413,7 +479,7 @@ class KeyProfile:
     def _learn_hour(self, hour: int, n: int, cfg: DetectorConfig) -> None:
         d = hour % 24
         if n > 0:  # hours are learned whatever is open: off-hours is never evidence alone
-            self.hour_slots[d] = min(self.hour_slots[d] + 1, 65535)
+            self.hour_slots[d] = min(self.hour_slots[d] + 1, 255)  # only "any" and a sum count
         if self._volume_frozen(hour * 3600):
             if n > 0:  # held back until the incident ends without escalation
                 hd = self.held
@@ -436,6 +502,51 @@ class KeyProfile:
             pk[1] = max(pk[1] * decay, float(self.hour_max5))
             pk[2] = max(pk[2] * decay, float(n))
 
+    def count_path(self, endpoint: int) -> None:
+        """One request on an endpoint not in the table yet (the analyzer counts the others)."""
+        paths = self.paths
+        if len(paths) - (OTHER_PATH in paths) >= MAX_PATHS - 1:
+            endpoint = OTHER_PATH
+        e = paths.get(endpoint)
+        if e is None:
+            paths[endpoint] = [0, 1]
+        else:
+            e[1] += 1
+
+    def _learn_paths(self, hour: int) -> None:
+        """Close the hour's endpoint counts into the key's mix.
+
+        Not an hour of abnormal volume (a young volume incident or an endpoint shift touched
+        it) nor while the key is under suspicion: an attacker's harvest must not become the
+        key's mix. A full table
+        gives up its least used endpoint (under 1% of the mix) to "*", so an application's new
+        endpoints get a slot of their own.
+        """
+        paths, start = self.paths, hour * 3600
+        shift = self.incidents.get(_ENDPOINT_SHIFT)
+        if (
+            self._volume_frozen(start)
+            or (shift is not None and shift.last_seen >= start)
+            or self._under_suspicion()
+        ):
+            for e in paths.values():
+                e[1] = 0
+            return
+        total = most = 0
+        for e in paths.values():
+            total += e[0] + e[1]
+            e[0] += e[1]
+            e[1] = 0
+            most = max(most, e[0])
+        while most > _PATHS_HALVE_AT:
+            most //= 2
+            for e in paths.values():
+                e[0] //= 2
+        if len(paths) >= MAX_PATHS and OTHER_PATH in paths:
+            least = min((k for k in paths if k != OTHER_PATH), key=lambda k: paths[k][0])
+            if paths[least][0] * 100 < total:
+                paths[OTHER_PATH][0] += paths.pop(least)[0]
+
     def _derive(self, hour: int, cfg: DetectorConfig) -> None:
         pk, r = self.peaks, cfg.volume_ratio
         self.t1 = max(math.ceil(r * max(pk[0], cfg.peak_floor[0])), cfg.volume_floor[0])
@@ -446,13 +557,13 @@ class KeyProfile:
         self.t_level = max(math.ceil(cfg.level_ratio * self.level), cfg.volume_floor[2])
         slots = self.hour_slots
         if sum(slots) < cfg.off_hours_min_active_slots:
-            self.usual_hours = (1 << 24) - 1
+            self.usual_hours = _ALL_HOURS
             return
-        tol, mask = cfg.off_hours_tolerance_h, 0
-        for d in range(24):
-            if any(slots[(d + k) % 24] for k in range(-tol, tol + 1)):
-                mask |= 1 << d
-        self.usual_hours = mask
+        active = 0
+        for d, n in enumerate(slots):
+            if n:
+                active |= 1 << d
+        self.usual_hours = _usual_mask(active, cfg.off_hours_tolerance_h)
 
     def start_learning(self, ts: float) -> None:
         """(Re)start learning: a new key, or one idle so long that its rhythm is stale."""
@@ -589,6 +700,10 @@ class KeyProfile:
                 self.asns[geo.asn] = [1, its, 1]
                 if cls is not None and not self.learned:  # learning: what it uses is normal
                     self._remember("n:" + cls)
+            elif its // 86400 == a[1] // 86400:  # same day: the common case, inlined
+                a[0] += 1
+                if its > a[1]:
+                    a[1] = its
             elif self._touch(a, its, 1, 2, f"a:{geo.asn}") and cls is not None:
                 self._remember("n:" + cls)  # an established network establishes its class
         net = geo.network
@@ -665,7 +780,8 @@ class KeyProfile:
         """An alert was resolved as benign: make what it was about normal for the key.
 
         Establishes the country, place, network or user agent in the evidence, marks the hour as
-        usual, or lifts the volume maxima to the observed rate; closes the incident of that type.
+        usual, lifts the volume maxima to the observed rate, or makes the endpoint a common one
+        of the key's mix; closes the incident of that type.
         Returns whether anything was learned. Pure: the caller persists the profile.
         """
         its, learned = int(ts), False
@@ -708,6 +824,11 @@ class KeyProfile:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
                 self.peaks[at] = max(self.peaks[at], float(v))
                 learned = True
+        endpoint = evidence.get("endpoint")
+        mixed = self.paths.get(endpoint_key(endpoint)) if isinstance(endpoint, str) else None
+        if mixed is not None:  # as common as all the others together
+            mixed[0] = max(mixed[0], min(sum(v[0] for v in self.paths.values()), _PATHS_HALVE_AT))
+            learned = True
         self.incidents.pop(signal_type, None)
         if learned and self.cur_hour >= 0:
             self._derive(self.cur_hour, _DEFAULT_CFG)
@@ -742,7 +863,7 @@ class KeyProfile:
             _quantize(self.how),
             _quantize(self.hod),
             round(self.level, 2),
-            array("H", self.hour_slots).tobytes(),
+            bytes(self.hour_slots),  # one byte each (two before the endpoint mix was added)
             self.cur_hour,
             self.cur_count,
             self.ring_minute,
@@ -758,6 +879,7 @@ class KeyProfile:
             held=list(self.held),
             hour_nets=bytes(self.hour_nets) if self.net_bits else b"",
             net_peak10=round(self.net_peak * 10),
+            paths=_pack_paths(self.paths),
         )
 
     def to_bytes(self) -> bytes:
@@ -789,16 +911,19 @@ class KeyProfile:
             k: [v[0], v[1], v[2] / 100.0, v[3] / 100.0, v[4]] for k, v in b.places.items()
         }  # fmt: skip
         p.how, p.hod, p.level = _dequantize(b.how), _dequantize(b.hod), b.level
-        slots = array("H")
-        slots.frombytes(b.hour_slots)
-        p.hour_slots = list(slots)
+        if len(b.hour_slots) == 24:
+            p.hour_slots = list(b.hour_slots)
+        else:  # written as 16-bit counts: saturate as they are now
+            slots = array("H")
+            slots.frombytes(b.hour_slots)
+            p.hour_slots = [min(n, 255) for n in slots]
         p.cur_hour, p.cur_count, p.ring_minute = b.cur_hour, b.cur_count, b.ring_minute
         p.ring = b.ring if len(b.ring) == RING else _resize_ring(b.ring, b.ring_minute)  # fmt: skip
         if b.loc is not None:
             ms, lat, lon, p.loc_acc, p.loc_country, p.loc_key = b.loc
             p.loc_ts = ms / 1000.0
             p.loc_lat, p.loc_lon = (lat / 1000.0, lon / 1000.0) if v2 else (lat, lon)
-        p.incidents = {t: Incident(*v) for t, v in b.incidents.items()}
+        p.incidents = {t: Incident(_severity_name(v[0]), *v[1:]) for t, v in b.incidents.items()}
         p.hour_new = b.hour_new
         if len(b.peaks) == 3:
             p.peaks = list(b.peaks)
@@ -806,6 +931,7 @@ class KeyProfile:
             p.peaks = [max(1.0, p.level / 30.0), max(1.0, p.level / 8.0), p.level]
         if len(b.held) == 3:
             p.held = list(b.held)
+        p.paths = _unpack_paths(b.paths)
         if len(b.hour_max) == 2:
             p.hour_max1, p.hour_max5 = b.hour_max
         if len(b.known) == KNOWN_BYTES:

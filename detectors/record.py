@@ -32,7 +32,7 @@ class ProfileRecord(msgspec.Struct, array_like=True, omit_defaults=False):
     how: bytes
     hod: bytes
     level: float
-    hour_slots: bytes
+    hour_slots: bytes  # 24 counts, one byte each (16-bit before the endpoint mix; both decode)
     cur_hour: int
     cur_count: int
     ring_minute: int
@@ -49,6 +49,7 @@ class ProfileRecord(msgspec.Struct, array_like=True, omit_defaults=False):
     held: list[float] = []  # volume maxima seen while a volume incident was open
     hour_nets: bytes = b""  # 128-bit sketch of this hour's client networks (b"": none)
     net_peak10: int = 0  # decaying maximum of distinct client networks an hour, in tenths
+    paths: bytes = b""  # endpoint mix: uint16 triples (endpoint id, closed hours', this hour's)
 
 
 _DECODER = msgspec.msgpack.Decoder(ProfileRecord)

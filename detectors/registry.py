@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from detectors import (
+    endpoint_shift,
     impossible_travel,
     key_in_query,
     network_fanout,
@@ -41,6 +42,7 @@ DETECTORS: tuple[tuple[str, Evaluate], ...] = (
     (off_hours.TYPE, off_hours.evaluate),  # time.off_hours
     (key_in_query.TYPE, key_in_query.evaluate),  # transport.key_in_query
     (second_key.TYPE, second_key.evaluate),  # transport.second_key
+    (endpoint_shift.TYPE, endpoint_shift.evaluate),  # usage.endpoint_shift
     (usage_spike.TYPE, usage_spike.evaluate),  # usage.spike
 )
 
@@ -55,7 +57,7 @@ OTHER_TYPES: tuple[str, ...] = ("leak.public_code",)
 # that repeats the context of one for which they all returned nothing. The gateway's verdict is
 # per event too (a refused request runs only ``revoked_in_use``, see detectors.analyzer).
 PER_EVENT_TYPES = frozenset(
-    {key_in_query.TYPE, revoked_in_use.TYPE, second_key.TYPE, usage_spike.TYPE}
+    {endpoint_shift.TYPE, key_in_query.TYPE, revoked_in_use.TYPE, second_key.TYPE, usage_spike.TYPE}
 )
 
 

@@ -39,6 +39,14 @@ def _spike(e: dict[str, Any]) -> str:
     return f"at {e.get('observed_per_hour')} requests/hour"
 
 
+def _endpoint_shift(e: dict[str, Any]) -> str:
+    share, usual = e.get("share_this_hour", 0), e.get("usual_share", 0)
+    return (
+        f"mostly on {e.get('endpoint')} ({100 * share:.0f}% of this hour, "
+        f"usually {100 * usual:.1f}%)"
+    )
+
+
 def _off_hours(e: dict[str, Any]) -> str:
     return f"at {e.get('hour_utc'):02d}:00 UTC, outside its usual hours"
 
@@ -86,6 +94,7 @@ _PHRASES: dict[str, Callable[[dict[str, Any]], str]] = {
     "network.fanout": _fanout,
     "time.off_hours": _off_hours,
     "usage.spike": _spike,
+    "usage.endpoint_shift": _endpoint_shift,
     "transport.key_in_query": _key_in_query,
     "transport.second_key": _second_key,
     "auth.revoked_in_use": _revoked_in_use,

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from worker.traffic import (
     ATTACK_UAS,
     AWAY,
+    DATA_ENDPOINTS,
     DAY,
     HOME,
     HOUR,
@@ -210,14 +211,14 @@ def plan_cron_late(rnd: random.Random, days: int) -> list[KeyPlan]:
         r = em.rnd
         s = t0 + hour * HOUR + 55 * MINUTE + (r.uniform(2, 9) * MINUTE if r.random() < 0.3 else 0)
         dur = r.uniform(8, 15) * MINUTE
-        em.poisson(s, s + dur, n * r.uniform(0.8, 1.2) * HOUR / dur, site, 1)
+        em.poisson(s, s + dur, n * r.uniform(0.8, 1.2) * HOUR / dur, site, 1, focus="job")
 
     return [KeyPlan(_kid(rnd), "cron_late", rnd.getrandbits(32), day, [site], "cron/1.0")]
 
 
 def _batch(em: Emitter, s: float, n: float, site: Site) -> None:
     dur = em.rnd.uniform(20, 60) * MINUTE
-    em.poisson(s, s + dur, n * HOUR / dur, site, 1)
+    em.poisson(s, s + dur, n * HOUR / dur, site, 1, focus="job")
 
 
 def plan_weekly(rnd: random.Random, days: int) -> list[KeyPlan]:
@@ -257,7 +258,8 @@ def plan_rotation(rnd: random.Random, days: int) -> list[KeyPlan]:
     base = (plan_office if rnd.random() < 0.5 else plan_server)(rnd, days)[0]
     r = rnd.randint(6, days - 5)
     old = KeyPlan(base.key_id, "rotation", base.seed, base.day, base.home, base.ua, last_day=r + 1)
-    new = KeyPlan(_kid(rnd), "rotation", rnd.getrandbits(32), base.day, base.home, base.ua, r)
+    new = KeyPlan(_kid(rnd), "rotation", rnd.getrandbits(32), base.day, base.home, base.ua, r,
+                  mix_seed=base.seed)  # fmt: skip
     return [old, new]
 
 
@@ -274,7 +276,7 @@ def plan_sparse(rnd: random.Random, days: int) -> list[KeyPlan]:
         _, dow = local(site, local_time(site, t0, 12.0))
         if dow == weekday:
             s = local_time(site, t0, r.uniform(9, 16))
-            em.poisson(s, s + r.uniform(5, 15) * MINUTE, n * 6, site, 1)
+            em.poisson(s, s + r.uniform(5, 15) * MINUTE, n * 6, site, 1, focus="job")
 
     return [KeyPlan(_kid(rnd), "sparse", rnd.getrandbits(32), day, [site], "curl/8.5.0")]
 
@@ -403,6 +405,9 @@ def attack(name: str, victim: KeyPlan, rnd: random.Random, start: float, days: i
         a = _workhour(victim, t0, rnd)
         b, per_min = a + 3 * HOUR, rnd.uniform(300, 800)
         home, vua = victim.home[0], victim.ua
+        # It harvests one resource (whichever the attacker wants, the key's favourite or not).
+        r2 = random.Random(victim.seed ^ 0xD07)  # (the attack plan's own draws stay as they were)
+        target, share = r2.choice(DATA_ENDPOINTS), r2.uniform(0.85, 1.0)
 
         def cycle(em: Emitter, d: int, t: float) -> None:
             for k in range(36):
@@ -410,7 +415,7 @@ def attack(name: str, victim: KeyPlan, rnd: random.Random, start: float, days: i
                 if t <= s < t + DAY:
                     if k == 0:
                         em.at(s, home, 0, vua)
-                    em.poisson(s, s + 120.0, per_min * 60, home, 3, vua)
+                    em.poisson(s, s + 120.0, per_min * 60, home, 3, vua, target, share)
 
         victim.overlays.append(cycle)
         victim.label = Label(victim.key_id, victim.shape, name, a, b)

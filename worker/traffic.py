@@ -22,6 +22,7 @@ off-hours + spike), ``probe_then_attack`` (a few probes days before the attack, 
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import random
@@ -51,6 +52,14 @@ COMPROMISE_GRADE = frozenset({"distributed", "night_scraping", "classic", "probe
 SDK_UAS = ("acme-sdk-python/2.3.1", "acme-sdk-node/5.0.2", "acme-cli/1.8.0", "Terraform/1.9.5")
 ATTACK_UAS = ("python-requests/2.31.0", "curl/8.5.0", "Go-http-client/1.1", "okhttp/4.12.0")
 PATHS = ("/v1/users", "/v1/orders", "/v1/payments", "/v1/search", "/v1/items", "/v1/reports")
+# The platform's endpoint catalog. A key's application calls a handful of them, a few far more
+# than the others; a harvest (scraping one resource) concentrates on a data endpoint.
+ENDPOINTS = (*PATHS, "/v1/customers", "/v1/invoices", "/v1/events", "/v1/files", "/v1/webhooks",
+             "/v1/exports")  # fmt: skip
+_EXPORTS = ("/v1/exports", "/v1/reports", "/v1/events", "/v1/invoices")
+DATA_ENDPOINTS = ("/v1/users", "/v1/orders", "/v1/payments", "/v1/search", "/v1/items",
+                  "/v1/customers", "/v1/invoices", "/v1/files")  # fmt: skip
+_UNIFORM = (PATHS, tuple((i + 1) / len(PATHS) for i in range(len(PATHS))), "")
 
 Row = tuple[float, str, str, str, str, int, str, str]  # ts, key, ip, method, path, status, gw, ua
 
@@ -115,6 +124,28 @@ class Label:
     end: float = 0.0
 
 
+Mix = tuple[tuple[str, ...], tuple[float, ...], str]  # endpoints, cumulative weights, job's
+
+
+def endpoint_mix(seed: int) -> Mix:
+    """A key's endpoints (2-7 of the catalog) with Zipf weights: its application's own calls.
+
+    Also what its scheduled jobs, if it has any, page through: the application's usual calls at
+    volume (a backfill: ""), its busiest endpoint (syncing its orders), or an export endpoint
+    its daily traffic may never call.
+    """
+    r = random.Random(seed ^ 0x5EED1E55)
+    paths = tuple(r.sample(ENDPOINTS, r.randint(2, 7)))
+    w = [1.0 / (i + 1) ** 1.1 for i in range(len(paths))]
+    total, acc, cum = sum(w), 0.0, []
+    for x in w:
+        acc += x / total
+        cum.append(acc)
+    u = r.random()
+    job = "" if u < 0.4 else paths[0] if u < 0.75 else r.choice(_EXPORTS)
+    return paths, tuple(cum), job
+
+
 @dataclass(slots=True)
 class Emitter:
     """Collects one key's events for one day (the generator sorts them)."""
@@ -123,22 +154,49 @@ class Emitter:
     rnd: random.Random
     ua: str
     out: list[Row] = field(default_factory=list)
+    mix: Mix = _UNIFORM
+
+    def endpoint(self, focus: str = "") -> str:
+        """An endpoint of the key's mix; ``focus`` "job" is its jobs' one, else a literal path."""
+        if focus == "job":
+            focus = self.mix[2]
+        if focus:
+            return focus
+        paths, cum, _ = self.mix
+        return paths[min(bisect.bisect_left(cum, self.rnd.random()), len(paths) - 1)]
 
     def at(self, ts: float, site: Site, ip_i: int, ua: str | None = None, path: str = "") -> None:
-        """One request."""
+        """One request (on ``path``, else an endpoint of the key's mix; some name a record)."""
         r = self.rnd.random()
         status = 200 if r < 0.96 else (404 if r < 0.99 else 500)
         method = "GET" if r < 0.8 or r >= 0.96 else "POST"
         gw = f"gw-{site.country.lower()}-1"
-        p = path or PATHS[int(self.rnd.random() * 6)]
+        p = path or self.endpoint()
+        if r < 0.3:  # GET /v1/users/4711
+            p = f"{p}/{int(r * 33333)}"
         self.out.append((ts, self.key_id, site.ip(ip_i), method, p, status, gw, ua or self.ua))
 
     def poisson(
-        self, a: float, b: float, per_hour: float, site: Site, ips: int, ua: str | None = None
+        self,
+        a: float,
+        b: float,
+        per_hour: float,
+        site: Site,
+        ips: int,
+        ua: str | None = None,
+        focus: str = "",
+        share: float = 0.95,
     ) -> None:
-        """Poisson arrivals in [a, b) at ``per_hour``."""
-        for _ in range(poisson(self.rnd, per_hour * (b - a) / HOUR)):
-            self.at(a + self.rnd.random() * (b - a), site, self.rnd.randrange(ips), ua)
+        """Poisson arrivals in [a, b) at ``per_hour``; with ``focus``, ``share`` of them on it.
+
+        A job pages through one endpoint (``focus``: a path, or "job" for the key's jobs'
+        endpoint, see ``endpoint_mix``); the rest of its requests are the application's usual
+        calls.
+        """
+        rnd = self.rnd
+        for _ in range(poisson(rnd, per_hour * (b - a) / HOUR)):
+            path = self.endpoint(focus) if focus and rnd.random() < share else ""
+            self.at(a + rnd.random() * (b - a), site, rnd.randrange(ips), ua, path)
 
     def bursty(self, a: float, b: float, per_hour: float, site: Site, ips: int) -> None:
         """Clustered arrivals (page loads, paginations): bursts of 1-60 requests within seconds."""
@@ -183,6 +241,7 @@ class KeyPlan:
     last_day: int = 10**6
     overlays: list[DayFn] = field(default_factory=list)
     label: Label | None = None
+    mix_seed: int = -1  # whose endpoint mix (a rotated key keeps its application's); -1: seed
 
     def stream(self, start: float, days: int) -> Iterator[Row]:
         """This key's events in time order, day by day."""
@@ -190,8 +249,9 @@ class KeyPlan:
         # A day's local hours spill up to ~14 h into the UTC days around it: hold rows back
         # until no later day can emit anything earlier.
         held: list[Row] = []
+        mix = endpoint_mix(self.seed if self.mix_seed < 0 else self.mix_seed)
         for d in range(max(0, self.first_day), min(days, self.last_day)):
-            em = Emitter(self.key_id, rnd, self.ua)
+            em = Emitter(self.key_id, rnd, self.ua, mix=mix)
             t0 = start + d * DAY
             self.day(em, d, t0)
             for fn in self.overlays:

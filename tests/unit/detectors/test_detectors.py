@@ -53,7 +53,7 @@ def with_agent(prof: KeyProfile, family: str = "acme-sdk") -> KeyProfile:
 
 def test_registry_is_alphabetical_and_complete() -> None:
     assert detector_types() == sorted(detector_types())
-    assert len(DETECTORS) == 13
+    assert len(DETECTORS) == 14
 
 
 @pytest.mark.parametrize(

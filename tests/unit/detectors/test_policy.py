@@ -11,6 +11,7 @@ from core.errors import ConfigError
 from detectors.model import AccessEvent, GeoInfo, KeyContext, Signal
 from detectors.policy import DefaultPolicy, combined_severity
 from detectors.policy_file import load_policy, parse_policy
+from detectors.registry import signal_types
 
 LIVE = KeyContext("k1", "acme", "live")
 TEST = KeyContext("k2", "acme", "test")
@@ -172,11 +173,7 @@ def test_built_in_defaults() -> None:
     assert p.routing == {"slack": "medium", "webhook": "low", "pagerduty": "high"}
 
 
-KNOWN = (
-    "auth.revoked_in_use, client.new_user_agent, geo.impossible_travel, geo.new_country, "
-    "geo.new_place, leak.public_code, network.new_asn, network.spread, time.off_hours, "
-    "transport.key_in_query, transport.second_key, usage.spike"
-)
+KNOWN = ", ".join(sorted(signal_types()))  # every registered signal, named in the error
 ACTIONS = "expected one of log, notify, throttle, revoke"
 
 

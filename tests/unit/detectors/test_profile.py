@@ -19,6 +19,7 @@ from detectors.profile import (
     UNSEEN,
     Incident,
     KeyProfile,
+    endpoint_key,
     hour_of_week,
 )
 from detectors.record import VERSION, ProfileRecord, decode
@@ -101,6 +102,10 @@ def test_busy_key_stays_under_two_kilobytes() -> None:
     for i in range(200):  # a fleet's hour: the network sketch full
         prof.count_network(f"10.{i}.0.0/24")
     prof.net_peak = 479.9
+    for i in range(20):  # the endpoint table: full, counts saturated
+        prof.count_path(endpoint_key(f"/v1/endpoint-{i}"))
+    for e in prof.paths.values():
+        e[0], e[1] = 70000, 70000
     assert len(prof.countries) == MAX_COUNTRIES
     assert len(prof.to_bytes()) <= 2048
 
@@ -251,3 +256,18 @@ def test_learn_feedback(
     survivor = KeyProfile.from_bytes(prof.to_bytes())  # what was learned is persisted
     assert survivor.to_bytes() == prof.to_bytes()
     assert not prof.learn_feedback("geo.new_country", {"unrelated": 1}, T0)
+
+
+@pytest.mark.parametrize("stored", ["high", 3])
+def test_incident_severity_decodes_as_name_or_rank(stored: str | int) -> None:
+    """Records before the rank encoding stored the severity's name; both decode the same."""
+    prof = KeyProfile()
+    prof.incidents["usage.spike"] = Incident(
+        "high", T0, T0 + 60, 5, "01JD0000000000000000000000", 30, "n"
+    )
+    rec = prof.to_record()
+    assert rec.incidents["usage.spike"][0] == 3  # what this release writes
+    rec.incidents["usage.spike"][0] = stored
+    again = KeyProfile.from_record(rec)
+    assert again.incidents["usage.spike"].severity == "high"
+    assert again.incidents["usage.spike"].to_list() == prof.incidents["usage.spike"].to_list()

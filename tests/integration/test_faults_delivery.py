@@ -12,8 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.integration.test_faults_redis import revoke_alert
-from tests.support.faults import Sink, collect, publish, serving, topics_env, wait_for
+from tests.support.events import anomaly_alert
+from tests.support.faults import Sink, serving, wait_for
+from tests.support.kafka import collect, publish, topics_env
 from tests.support.procs import keywatch_env, running
 from worker.devstack import EmbeddedBroker
 from worker.keystore.store import KeyStore
@@ -46,7 +47,7 @@ async def test_failing_and_hanging_sinks_retry_then_dead_letter_without_stalling
     policy = tmp_path / "policy.toml"
     policy.write_text(POLICY)
     topics = topics_env(topic_suffix)
-    alerts = [revoke_alert(k.key_id, f"01JDSINKS{i:017d}", "notify") for i, k in enumerate(keys)]
+    alerts = [anomaly_alert(k.key_id, f"01JDSINKS{i:017d}", "notify") for i, k in enumerate(keys)]
     alerts[0]["action"], alerts[1]["action"] = "revoke", "throttle"
     slack, hook, pd = Sink(delay_s=60), Sink(status=500), Sink(status=202)
     with serving(slack, hook, pd):

@@ -1,5 +1,5 @@
 """Fault-injection helpers for end-to-end tests: a service "switch" (a TCP proxy in its own
-thread), local HTTP sinks that fail or hang, Kafka publish/collect helpers and polling."""
+thread), local HTTP sinks that fail or hang, and polling."""
 
 from __future__ import annotations
 
@@ -7,25 +7,14 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
 from tests.unit.response.proxy import TcpProxy
 from worker.devstack import free_port
-
-TOPIC_NAMES = ("ACCESS", "ALERTS", "KEY_ACTIONS", "LEAKS", "DEAD_LETTER", "EVENTS_BY_KEY",
-               "CODE_PUSH")  # fmt: skip
-
-
-def topics_env(suffix: str) -> dict[str, str]:
-    """``KEYWATCH_TOPIC_*`` variables giving a test its own topics on a shared broker."""
-    return {f"KEYWATCH_TOPIC_{n}": f"{n.lower()}-{suffix}" for n in TOPIC_NAMES}
 
 
 def with_port(url: str, port: int) -> str:
@@ -144,47 +133,6 @@ def serving(*sinks: Sink) -> Iterator[tuple[Sink, ...]]:
             sink.released.set()
             server.shutdown()
             server.server_close()
-
-
-async def publish(
-    bootstrap: str, topic: str, values: Sequence[Any], key: bytes | None = None
-) -> None:
-    """Send JSON values (or raw bytes) to ``topic`` and wait for the broker's acks."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        for value in values:
-            raw = value if isinstance(value, bytes) else orjson.dumps(value)
-            await producer.send_and_wait(topic, raw, key=key)
-    finally:
-        await producer.stop()
-
-
-async def collect(
-    bootstrap: str, topic: str, until: Callable[[list[Any]], bool], within: float
-) -> list[Any]:
-    """Read ``topic`` from the start until ``until(messages)`` holds or ``within`` seconds pass
-    (then returns what it has: the caller asserts)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                metadata_max_age_ms=1000)  # fmt: skip
-    await consumer.start()
-    found: list[Any] = []
-    try:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline and not until(found):
-            batch = await consumer.getmany(timeout_ms=300)
-            for msgs in batch.values():
-                found += [_loads(m.value) for m in msgs]
-    finally:
-        await consumer.stop()
-    return found
-
-
-def _loads(raw: bytes | None) -> Any:
-    try:
-        return orjson.loads(raw or b"null")
-    except orjson.JSONDecodeError:
-        return raw
 
 
 async def wait_for(predicate: Callable[[], Any], within: float, what: str) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detectors.model import iso
+from worker.traffic import EgressSite, dist_km, poisson
 
 ATTACKS = ("new_country", "spike", "off_hours", "compromise", "impossible_travel")
 DAY, HOUR = 86400, 3600
@@ -26,8 +27,8 @@ DEFAULT_START = 1793577600.0  # 2026-11-02T00:00:00Z, a Monday: the last two of 
 
 
 @dataclass(frozen=True, slots=True)
-class Site:
-    """A city with a /24 of egress addresses that geolocate there."""
+class Site(EgressSite):
+    """A site with a fixed UTC offset (no daylight saving: the classic simulation)."""
 
     country: str
     city: str
@@ -35,10 +36,6 @@ class Site:
     lon: float
     utc_offset: int
     prefix: str
-
-    def ip(self, i: int) -> str:
-        """The i-th (0..5) egress address of the site."""
-        return f"{self.prefix}.{10 * (i % 6 + 1)}"
 
 
 HOME_SITES = (
@@ -99,13 +96,6 @@ class KeyPlan:
     attacks: list[tuple[AttackLabel, Site | None, float]] = field(default_factory=list)
 
 
-def _dist(a: Site, b: Site) -> float:
-    p1, p2 = math.radians(a.lat), math.radians(b.lat)
-    dl = math.radians(b.lon - a.lon)
-    c = math.sin(p1) * math.sin(p2) + math.cos(p1) * math.cos(p2) * math.cos(dl)
-    return 6371.0 * math.acos(max(-1.0, min(1.0, c)))
-
-
 def rate(plan: KeyPlan, t: float, start: float, days: int) -> float:
     """Benign requests per hour of a key at time t (before bursts)."""
     site = plan.sites[0]
@@ -122,18 +112,6 @@ def rate(plan: KeyPlan, t: float, start: float, days: int) -> float:
         return 0.0
     mid = (plan.start_h + plan.end_h) / 2
     return plan.peak * grow * (0.55 + 0.45 * math.cos(math.pi * (lh - mid) / 12))
-
-
-def _poisson(rnd: random.Random, lam: float) -> int:
-    if lam <= 0:
-        return 0
-    if lam > 40:
-        return max(0, round(rnd.gauss(lam, math.sqrt(lam))))
-    limit, k, p = math.exp(-lam), 0, rnd.random()
-    while p > limit:
-        k += 1
-        p *= rnd.random()
-    return k
 
 
 Row = tuple[float, str, str, str, str, int, str]  # ts, key_id, ip, method, path, status, gateway
@@ -186,7 +164,7 @@ def _emit(
     site: Site | None,
 ) -> None:
     """Append Poisson(per_hour) events in [a, b) from the key's sites, or from ``site``."""
-    for _ in range(_poisson(rnd, per_hour * (b - a) / HOUR)):
+    for _ in range(poisson(rnd, per_hour * (b - a) / HOUR)):
         ts = a + rnd.random() * (b - a)
         if site is None:
             si = 0 if len(plan.sites) == 1 or rnd.random() < 0.6 else rnd.randrange(len(plan.sites))
@@ -269,7 +247,7 @@ def _find_time(
 
 def _travel_site(rnd: random.Random, plan: KeyPlan) -> Site:
     """A site >= 3000 km from every site of the key, in one of its countries when possible."""
-    far = [s for s in HOME_SITES + ATTACK_SITES if all(_dist(s, k) >= 3000 for k in plan.sites)]
+    far = [s for s in HOME_SITES + ATTACK_SITES if all(dist_km(s, k) >= 3000 for k in plan.sites)]
     known = {k.country for k in plan.sites}
     same = [s for s in far if s.country in known]
     return rnd.choice(same or far)

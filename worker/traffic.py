@@ -55,9 +55,24 @@ PATHS = ("/v1/users", "/v1/orders", "/v1/payments", "/v1/search", "/v1/items", "
 Row = tuple[float, str, str, str, str, int, str, str]  # ts, key, ip, method, path, status, gw, ua
 
 
+class EgressSite:
+    """A city with a /24 of egress addresses that geolocate there: what the simulators' sites
+    share (``worker.simulate.Site`` keeps a fixed UTC offset, :class:`Site` an IANA zone)."""
+
+    __slots__ = ()
+    country: str
+    lat: float
+    lon: float
+    prefix: str
+
+    def ip(self, i: int) -> str:
+        """The i-th (0..5) egress address of the site."""
+        return f"{self.prefix}.{10 * (i % 6 + 1)}"
+
+
 @dataclass(frozen=True, slots=True)
-class Site:
-    """A city with a /24 of egress addresses that geolocate there."""
+class Site(EgressSite):
+    """A real-world site (``worker.sitedata``): local time from its IANA zone."""
 
     country: str
     city: str
@@ -66,10 +81,6 @@ class Site:
     tz: str
     prefix: str
     role: str
-
-    def ip(self, i: int) -> str:
-        """The i-th (0..5) egress address of the site."""
-        return f"{self.prefix}.{10 * (i % 6 + 1)}"
 
 
 SITES = tuple(Site(*row) for row in SITE_DATA)
@@ -95,7 +106,7 @@ def local_time(site: Site, day_start: float, hour: float) -> float:
     return day_start + (hour - _offset_h(site.tz, int((day_start + 12 * HOUR) // HOUR))) * HOUR
 
 
-def dist_km(a: Site, b: Site) -> float:
+def dist_km(a: EgressSite, b: EgressSite) -> float:
     """Great-circle distance."""
     p1, p2 = math.radians(a.lat), math.radians(b.lat)
     c = math.sin(p1) * math.sin(p2) + math.cos(p1) * math.cos(p2) * math.cos(

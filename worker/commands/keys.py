@@ -12,7 +12,7 @@ import orjson
 
 from core.errors import InvalidTransition, KeyStoreError
 from worker.commands.links import link_command
-from worker.keystore.service import KafkaAnnouncer, KeyService
+from worker.keystore.service import KeyService, command_service
 from worker.keystore.store import KeyRecord, KeyStore, utcnow
 from worker.settings import Settings
 
@@ -45,22 +45,14 @@ def _with_service(fn: Callable[[KeyService], Awaitable[T]]) -> T:
     listening = _broker_answers(settings.broker_urls)
 
     async def run() -> T:
-        from worker.keystore.redis_view import RedisView
+        async with command_service(settings, announce=listening) as service:
+            store = service.store
 
-        store = KeyStore(settings.database_url)
-        redis = RedisView(settings.redis_url) if settings.redis_url else None
-        announcer = (
-            KafkaAnnouncer(settings.broker_urls, settings.topics.key_actions, 3.0)
-            if listening
-            else None
-        )
+            def unannounced() -> int:
+                return sum(not entry.kafka_done for entry in store.pending_outbox())
 
-        def unannounced() -> int:
-            return sum(not entry.kafka_done for entry in store.pending_outbox())
-
-        try:
             before = await asyncio.to_thread(unannounced)
-            result = await fn(KeyService(store, redis, announcer))
+            result = await fn(service)
             if await asyncio.to_thread(unannounced) > before:  # this command's change waits
                 click.echo(
                     f"keywatch: note: no broker at {settings.broker}; the key-actions "
@@ -68,12 +60,6 @@ def _with_service(fn: Callable[[KeyService], Awaitable[T]]) -> T:
                     err=True,
                 )
             return result
-        finally:
-            if announcer is not None:
-                await announcer.close()
-            if redis is not None:
-                await redis.close()
-            store.close()
 
     return asyncio.run(run())
 

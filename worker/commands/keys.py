@@ -23,6 +23,15 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
+def _get(key_id: str) -> KeyRecord:
+    """One key's record, read from the configured key store."""
+    store = KeyStore(_settings().database_url)
+    try:
+        return store.get(key_id)
+    finally:
+        store.close()
+
+
 def _emit(obj: Any) -> None:
     click.echo(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode())
 
@@ -140,11 +149,7 @@ def create(
 def limits(key_id: str, rate_limits: tuple[str, ...], clear: bool, as_json: bool) -> None:
     """Show or replace a key's rate limits; gateways apply a change within a second."""
     if not rate_limits and not clear:
-        store = KeyStore(_settings().database_url)
-        try:
-            rec = store.get(key_id)
-        finally:
-            store.close()
+        rec = _get(key_id)
         if as_json:
             _emit({"key_id": rec.key_id, "rate_limits": list(rec.rate_limits)})
         else:
@@ -192,11 +197,7 @@ def list_keys(account: str | None, status: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def show(key_id: str, as_json: bool) -> None:
     """Show one key's metadata and status."""
-    store = KeyStore(_settings().database_url)
-    try:
-        rec = store.get(key_id)
-    finally:
-        store.close()
+    rec = _get(key_id)
     if as_json:
         _emit(_record_json(rec))
     else:

@@ -21,7 +21,7 @@ import redis
 
 from tests.support.kafka import create_topics, publish, topics_env
 from tests.support.procs import Proc, keywatch, keywatch_env, running
-from tests.unit.alerting.receiver import Receiver, serving
+from tests.support.receiver import Receiver, serving
 from tests.unit.alerting.test_interactions import block_actions, signed
 from worker.devstack import EmbeddedBroker
 from worker.keystore.alerts import AlertStore, AlertView

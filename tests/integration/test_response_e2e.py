@@ -20,7 +20,7 @@ from tests.support.events import anomaly_alert
 from tests.support.faults import wait_for
 from tests.support.kafka import collect, publish, topics_env
 from tests.support.procs import keywatch_env, running
-from tests.unit.alerting.receiver import Receiver, serving
+from tests.support.receiver import Receiver, serving
 from worker.devstack import EmbeddedBroker
 from worker.keystore.redis_view import CACHE_KEY, REVOKED_SET
 from worker.keystore.store import KeyStore

@@ -26,9 +26,10 @@ from core.keyformat import NewKey, generate_key
 from tests.support.codehost import AFTER, FakeGitHub, post, push_body
 from tests.support.codehost import SECRET as SCANNER_SECRET
 from tests.support.events import anomaly_alert
-from tests.support.faults import Sink, serving, wait_for
+from tests.support.faults import wait_for
 from tests.support.kafka import collect, publish, topics_env
 from tests.support.procs import keywatch_env, running
+from tests.support.receiver import Receiver, serving
 from worker.devstack import EmbeddedBroker
 from worker.keystore.store import KeyStore
 
@@ -92,9 +93,9 @@ async def test_no_full_key_in_any_output(
     policy.write_text(POLICY)
     topics = topics_env(topic_suffix)
     # the webhook always fails; PagerDuty redirects to another host, which must never be asked
-    slack, hook, pd, trap = Sink(), Sink(status=503), Sink(status=307), Sink()
-    with serving(slack, hook, pd, trap):
-        pd.headers = {"location": trap.url}
+    slack, hook, pd, trap = Receiver(), Receiver(default=(503, {})), Receiver(), Receiver()
+    with serving(slack), serving(hook), serving(pd), serving(trap):
+        pd.default = (307, {"location": trap.url})
         env = keywatch_env(
             broker.url, sqlite_url, tmp_path, redis_url, KEYWATCH_POLICY=str(policy),
             KEYWATCH_LOG_LEVEL="DEBUG", KEYWATCH_SLACK_WEBHOOK_URL=slack.url,
@@ -115,7 +116,9 @@ async def test_no_full_key_in_any_output(
             raised = await collect(broker.bootstrap, topics["KEYWATCH_TOPIC_ALERTS"],
                                    lambda m: bool(_raised(m)), 30)  # fmt: skip
             # three alerts reach PagerDuty (high and up); its 307 elsewhere is not followed
-            await wait_for(lambda: len(slack.hits) >= 4 and len(pd.hits) >= 3, 10, "deliveries")
+            await wait_for(
+                lambda: len(slack.received) >= 4 and len(pd.received) >= 3, 10, "deliveries"
+            )
             rekeyed = await collect(broker.bootstrap, topics["KEYWATCH_TOPIC_EVENTS_BY_KEY"],
                                     lambda m: False, 3)  # fmt: skip
             outputs = {
@@ -136,7 +139,7 @@ async def test_no_full_key_in_any_output(
     assert rekeyed  # the events went through the pipeline
     types = {s["type"] for a in _raised(raised) for s in a["signals"]}
     assert "transport.key_in_query" in types
-    assert trap.hits == []  # no redirect followed to a host nobody configured
+    assert trap.received == []  # no redirect followed to a host nobody configured
     assert len(outputs["log"]) > 10_000  # DEBUG really was on
     for key in issued:
         body = key.secret[len(key.prefix) :]

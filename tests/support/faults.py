@@ -1,15 +1,12 @@
 """Fault-injection helpers for end-to-end tests: a service "switch" (a TCP proxy in its own
-thread), local HTTP sinks that fail or hang, and polling."""
+thread) and polling (receivers that fail or hang: ``tests.support.receiver``)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -63,76 +60,6 @@ class ServiceSwitch:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-@dataclass
-class Hit:
-    """One request a sink received."""
-
-    path: str
-    body: bytes
-    at: float
-
-
-@dataclass
-class Sink:
-    """A local HTTP server standing in for Slack/webhook/PagerDuty: answers ``status`` after
-    ``delay_s`` (a hang when the delay outlasts the client's timeout)."""
-
-    status: int = 200
-    delay_s: float = 0.0
-    headers: dict[str, str] = field(default_factory=dict)
-    hits: list[Hit] = field(default_factory=list)
-    port: int = 0
-    released: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def url(self) -> str:
-        """Where keywatch should POST."""
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def bodies(self) -> list[str]:
-        """Every body received, decoded."""
-        return [h.body.decode(errors="replace") for h in self.hits]
-
-
-def _handler(sink: Sink) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", 0)))
-            sink.hits.append(Hit(self.path, body, time.monotonic()))
-            if sink.delay_s:
-                sink.released.wait(sink.delay_s)  # released at shutdown
-            with contextlib.suppress(OSError):
-                self.send_response(sink.status)
-                for name, value in sink.headers.items():
-                    self.send_header(name, value)
-                self.send_header("content-length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    return Handler
-
-
-@contextlib.contextmanager
-def serving(*sinks: Sink) -> Iterator[tuple[Sink, ...]]:
-    """Run each sink on a free loopback port for the duration of the block."""
-    servers = []
-    for sink in sinks:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(sink))
-        sink.port = server.server_address[1]
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-    try:
-        yield sinks
-    finally:
-        for sink, server in zip(sinks, servers, strict=True):
-            sink.released.set()
-            server.shutdown()
-            server.server_close()
 
 
 async def wait_for(predicate: Callable[[], Any], within: float, what: str) -> None:

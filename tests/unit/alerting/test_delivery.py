@@ -20,7 +20,7 @@ from core.httpdate import retry_after
 from core.keyformat import generate_key
 from core.retry import RetryPolicy
 from detectors.policy import DeliveryConfig, load_policy
-from tests.unit.alerting.receiver import Receiver, serving
+from tests.support.receiver import Receiver, serving
 from worker.alerting.http import client
 from worker.alerting.pagerduty import PagerDutySink
 from worker.alerting.render import slack_message

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from core.errors import InputError
-from tests.unit.alerting.receiver import Receiver, serving
+from tests.support.receiver import Receiver, serving
 from worker.alerting.http import client
 from worker.alerting.interactions import (
     SignatureError,

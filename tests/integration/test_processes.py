@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +57,11 @@ def gone(pid: int) -> bool:
         return True
 
 
-def two_processes(
+@pytest.fixture
+def proc(
     broker: EmbeddedBroker, sqlite_url: str, tmp_path: Path, topic_suffix: str
-) -> Proc:
-    """``keywatch worker`` with two processes, its access topic created with ``PARTITIONS``."""
+) -> Iterator[Proc]:
+    """A healthy ``keywatch worker`` of two processes (its access topic has ``PARTITIONS``)."""
     topics = topics_env(topic_suffix)
     env = keywatch_env(
         broker.url, sqlite_url, tmp_path, KEYWATCH_SESSION_TIMEOUT_S="3",
@@ -67,88 +69,79 @@ def two_processes(
         KEYWATCH_WORKER_PROCESSES="2", **topics,
     )  # fmt: skip
     asyncio.run(create_topics(broker.bootstrap, [topics["KEYWATCH_TOPIC_ACCESS"]], PARTITIONS))
-    return Proc(["worker"], env, tmp_path / "worker.log")
-
-
-def test_two_processes_share_the_work_and_stop_together(
-    broker: EmbeddedBroker, sqlite_url: str, tmp_path: Path, topic_suffix: str
-) -> None:
-    proc = two_processes(broker, sqlite_url, tmp_path, topic_suffix)
-    by_key, access = proc.env["KEYWATCH_TOPIC_EVENTS_BY_KEY"], proc.env["KEYWATCH_TOPIC_ACCESS"]
+    supervisor = Proc(["worker"], env, tmp_path / "worker.log")
     try:
-        proc.wait_healthy()
-        children = settled(proc, by_key)
-        pids = [c["pid"] for c in children]
-        assert len(set(pids)) == 2 and proc.proc.pid not in pids
-
-        # Each partition of the re-keyed topic (so each key's profile) is owned by one process.
-        owned = [set(c["partitions"][by_key]) for c in children]
-        assert owned[0].isdisjoint(owned[1]) and owned[0] | owned[1] == set(range(PARTITIONS))
-
-        now = time.time()
-        events = [kong(now - 600 + i * 0.1, KEYS[i % len(KEYS)], "8.8.8.8") for i in range(4000)]
-        values = [orjson.dumps(events[i : i + 100]) for i in range(0, len(events), 100)]
-        asyncio.run(publish(broker.bootstrap, access, values))
-        proc.wait_metric("keywatch_events_analyzed_total", len(events), timeout=60)
-        time.sleep(1.5)  # a checkpoint: every profile is on the changelog
-        text = proc.metrics()
-        # summed over both processes: none lost, none analyzed twice
-        assert metric(text, "keywatch_events_total", format="kong") == len(events)
-        assert metric(text, "keywatch_events_analyzed_total") == len(events)
-        # both processes did part of the work
-        per_child = [
-            metric(httpx.get(f"http://127.0.0.1:{p}/metrics", timeout=5).text,
-                   "keywatch_events_analyzed_total")
-            for p in _child_ports(proc)
-        ]  # fmt: skip
-        assert sum(per_child) == len(events) and all(n > 0 for n in per_child)
-
-        # every key's profile reached the changelog on its own partition
-        changelog = f"{proc.env['KEYWATCH_APP_ID']}-profiles-changelog"
-        records = asyncio.run(changelog_records(broker.bootstrap, changelog, set(KEYS)))
-        assert {r.key.decode() for r in records} == set(KEYS)
-        for r in records:
-            assert r.partition == partition_for(r.key.decode(), PARTITIONS)
-
-        # SIGTERM to the supervisor stops every child
-        assert proc.stop(signal.SIGTERM, timeout=30) == 0
-        deadline = time.monotonic() + 5
-        while not all(gone(p) for p in pids) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert all(gone(p) for p in pids)
+        supervisor.wait_healthy()
+        yield supervisor
     finally:
-        proc.stop(signal.SIGKILL)
+        supervisor.stop(signal.SIGTERM, timeout=30)
 
 
-def test_a_killed_process_is_restarted_and_work_goes_on(
-    broker: EmbeddedBroker, sqlite_url: str, tmp_path: Path, topic_suffix: str
-) -> None:
-    proc = two_processes(broker, sqlite_url, tmp_path, topic_suffix)
+def test_two_processes_share_the_work_and_stop_together(proc: Proc, broker: EmbeddedBroker) -> None:
     by_key, access = proc.env["KEYWATCH_TOPIC_EVENTS_BY_KEY"], proc.env["KEYWATCH_TOPIC_ACCESS"]
-    try:
-        proc.wait_healthy()
-        before = settled(proc, by_key)
-        victim = before[0]["pid"]
-        os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            status, body = health(proc)
-            pids = [c.get("pid") for c in body["processes"]]
-            if status == 200 and victim not in pids and all(pids):
-                break
-            time.sleep(0.3)
-        else:
-            raise AssertionError(f"killed child not replaced: {body}\n{proc.output()[-3000:]}")
-        assert "worker_process_died" in proc.output()
-        settled(proc, by_key)
+    children = settled(proc, by_key)
+    pids = [c["pid"] for c in children]
+    assert len(set(pids)) == 2 and proc.proc.pid not in pids
 
-        now = time.time()
-        events = [kong(now - 60 + i * 0.01, KEYS[i % len(KEYS)], "8.8.8.8") for i in range(1000)]
-        asyncio.run(publish(broker.bootstrap, access, [orjson.dumps(events)]))
-        proc.wait_metric("keywatch_events_analyzed_total", len(events), timeout=60)
-        assert proc.proc.poll() is None  # the supervisor itself never stopped
-    finally:
-        proc.stop(signal.SIGTERM, timeout=30)
+    # Each partition of the re-keyed topic (so each key's profile) is owned by one process.
+    owned = [set(c["partitions"][by_key]) for c in children]
+    assert owned[0].isdisjoint(owned[1]) and owned[0] | owned[1] == set(range(PARTITIONS))
+
+    now = time.time()
+    events = [kong(now - 600 + i * 0.1, KEYS[i % len(KEYS)], "8.8.8.8") for i in range(4000)]
+    values = [orjson.dumps(events[i : i + 100]) for i in range(0, len(events), 100)]
+    asyncio.run(publish(broker.bootstrap, access, values))
+    proc.wait_metric("keywatch_events_analyzed_total", len(events), timeout=60)
+    time.sleep(1.5)  # a checkpoint: every profile is on the changelog
+    text = proc.metrics()
+    # summed over both processes: none lost, none analyzed twice
+    assert metric(text, "keywatch_events_total", format="kong") == len(events)
+    assert metric(text, "keywatch_events_analyzed_total") == len(events)
+    # both processes did part of the work
+    per_child = [
+        metric(httpx.get(f"http://127.0.0.1:{p}/metrics", timeout=5).text,
+               "keywatch_events_analyzed_total")
+        for p in _child_ports(proc)
+    ]  # fmt: skip
+    assert sum(per_child) == len(events) and all(n > 0 for n in per_child)
+
+    # every key's profile reached the changelog on its own partition
+    changelog = f"{proc.env['KEYWATCH_APP_ID']}-profiles-changelog"
+    records = asyncio.run(changelog_records(broker.bootstrap, changelog, set(KEYS)))
+    assert {r.key.decode() for r in records} == set(KEYS)
+    for r in records:
+        assert r.partition == partition_for(r.key.decode(), PARTITIONS)
+
+    # SIGTERM to the supervisor stops every child
+    assert proc.stop(signal.SIGTERM, timeout=30) == 0
+    deadline = time.monotonic() + 5
+    while not all(gone(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(gone(p) for p in pids)
+
+
+def test_a_killed_process_is_restarted_and_work_goes_on(proc: Proc, broker: EmbeddedBroker) -> None:
+    by_key, access = proc.env["KEYWATCH_TOPIC_EVENTS_BY_KEY"], proc.env["KEYWATCH_TOPIC_ACCESS"]
+    before = settled(proc, by_key)
+    victim = before[0]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status, body = health(proc)
+        pids = [c.get("pid") for c in body["processes"]]
+        if status == 200 and victim not in pids and all(pids):
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError(f"killed child not replaced: {body}\n{proc.output()[-3000:]}")
+    assert "worker_process_died" in proc.output()
+    settled(proc, by_key)
+
+    now = time.time()
+    events = [kong(now - 60 + i * 0.01, KEYS[i % len(KEYS)], "8.8.8.8") for i in range(1000)]
+    asyncio.run(publish(broker.bootstrap, access, [orjson.dumps(events)]))
+    proc.wait_metric("keywatch_events_analyzed_total", len(events), timeout=60)
+    assert proc.proc.poll() is None  # the supervisor itself never stopped
 
 
 async def changelog_records(bootstrap: str, topic: str, keys: set[str]) -> list[Any]:

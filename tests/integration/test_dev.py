@@ -104,7 +104,7 @@ def test_dev_runs_everything_hands_off_and_stops_cleanly(tmp_path: Path) -> None
     revoked = keywatch("keys", "revoke", key_id, "--reason", "handoff test", cwd=tmp_path)
     assert revoked.returncode == 0 and revoked.stderr == "", revoked.stderr
     assert time.monotonic() - started < 10
-    listed = json.loads(keywatch("keys", "list", "--json").stdout, cwd=tmp_path)
+    listed = json.loads(keywatch("keys", "list", "--json", cwd=tmp_path).stdout)
     assert [(k["key_id"], k["status"]) for k in listed] == [(key_id, "revoked")]
     # the stack's Redis view and key-actions announcement happened (not left pending)
     view = redis.Redis.from_url(values["KEYWATCH_REDIS_URL"])

@@ -22,7 +22,8 @@ import redis
 from tests.support.kafka import create_topics, publish, topics_env
 from tests.support.procs import Proc, keywatch, keywatch_env, running
 from tests.support.receiver import Receiver, serving
-from tests.unit.alerting.test_interactions import block_actions, signed
+from tests.support.slack import SECRET as SLACK_SECRET
+from tests.support.slack import block_actions, signed
 from worker.devstack import EmbeddedBroker
 from worker.keystore.alerts import AlertStore, AlertView
 from worker.keystore.redis_view import THROTTLE_KEY
@@ -30,7 +31,6 @@ from worker.keystore.store import KeyStore
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
-SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 GERMANY, RUSSIA = "5.9.0.1", "77.88.8.8"  # GeoLite2 (the default database): DE and RU
 POLICY = """
 [delivery]
@@ -86,7 +86,7 @@ def test_benign_stops_recurring_compromised_revokes_statuses_survive(
     with serving(Receiver()) as slack:
         env = keywatch_env(
             broker.url, database_url, tmp_path, redis_url, KEYWATCH_POLICY=str(policy),
-            KEYWATCH_SLACK_WEBHOOK_URL=slack.url, KEYWATCH_SLACK_SIGNING_SECRET=SIGNING_SECRET,
+            KEYWATCH_SLACK_WEBHOOK_URL=slack.url, KEYWATCH_SLACK_SIGNING_SECRET=SLACK_SECRET,
             KEYWATCH_SESSION_TIMEOUT_S="3", **topics,
         )  # fmt: skip
         # Four days of ordinary use from Germany every 15 minutes, then a spike: throttled.

@@ -30,41 +30,36 @@ DEFAULT_START = 1793577600.0  # 2026-11-02T00:00:00Z, a Monday: the last two of 
 class Site(EgressSite):
     """A site with a fixed UTC offset (no daylight saving: the classic simulation)."""
 
-    country: str
-    city: str
-    lat: float
-    lon: float
     utc_offset: int
-    prefix: str
 
 
 HOME_SITES = (
-    Site("US", "Raleigh", 35.75, -78.72, -5, "152.7.99"),
-    Site("US", "San Jose", 37.27, -121.84, -8, "162.194.128"),
-    Site("DE", "Dresden", 51.05, 13.75, 1, "141.56.228"),
-    Site("DE", "Bergisch Gladbach", 51.01, 7.11, 1, "217.83.238"),
-    Site("GB", "London", 51.51, -0.09, 0, "86.181.88"),
-    Site("GB", "Bristol", 51.45, -2.58, 0, "51.9.171"),
-    Site("FR", "Paris", 48.89, 2.34, 1, "82.230.180"),
-    Site("JP", "Tokyo", 35.69, 139.75, 9, "219.196.150"),
-    Site("BR", "Goiânia", -16.64, -49.26, -3, "201.88.216"),
-    Site("IN", "Mumbai", 18.98, 72.83, 5, "27.4.16"),
-    Site("AU", "Sydney", -33.84, 151.21, 10, "32.42.182"),
-    Site("CA", "Calgary", 51.16, -114.06, -7, "172.219.194"),
-    Site("NL", "Rotterdam", 51.93, 4.46, 1, "82.156.153"),
-    Site("SG", "Singapore", 1.29, 103.86, 8, "203.92.116"),
-    Site("KR", "Seoul", 37.6, 126.98, 9, "121.165.253"),
-    Site("ZA", "Johannesburg", -26.23, 28.06, 2, "155.234.239"),
+    Site("US", "Raleigh", 35.75, -78.72, "152.7.99", -5),
+    Site("US", "San Jose", 37.27, -121.84, "162.194.128", -8),
+    Site("DE", "Dresden", 51.05, 13.75, "141.56.228", 1),
+    Site("DE", "Bergisch Gladbach", 51.01, 7.11, "217.83.238", 1),
+    Site("GB", "London", 51.51, -0.09, "86.181.88", 0),
+    Site("GB", "Bristol", 51.45, -2.58, "51.9.171", 0),
+    Site("FR", "Paris", 48.89, 2.34, "82.230.180", 1),
+    Site("JP", "Tokyo", 35.69, 139.75, "219.196.150", 9),
+    Site("BR", "Goiânia", -16.64, -49.26, "201.88.216", -3),
+    Site("IN", "Mumbai", 18.98, 72.83, "27.4.16", 5),
+    Site("AU", "Sydney", -33.84, 151.21, "32.42.182", 10),
+    Site("CA", "Calgary", 51.16, -114.06, "172.219.194", -7),
+    Site("NL", "Rotterdam", 51.93, 4.46, "82.156.153", 1),
+    Site("SG", "Singapore", 1.29, 103.86, "203.92.116", 8),
+    Site("KR", "Seoul", 37.6, 126.98, "121.165.253", 9),
+    Site("ZA", "Johannesburg", -26.23, 28.06, "155.234.239", 2),
 )
 ATTACK_SITES = (
-    Site("RU", "Moscow", 55.75, 37.62, 3, "93.175.16"),
-    Site("RU", "St Petersburg", 59.89, 30.26, 3, "92.100.20"),
-    Site("CN", "Guangzhou", 23.12, 113.25, 8, "113.67.110"),
-    Site("NG", "Lagos", 6.45, 3.4, 1, "41.58.65"),
-    Site("VN", "Hanoi", 21.03, 105.85, 7, "118.70.207"),
-    Site("UA", "Kiev", 50.45, 30.52, 2, "185.128.234"),
-    Site("RO", "Bucharest", 44.43, 26.1, 2, "188.26.239"),
-    Site("ID", "Jakarta", -6.17, 106.83, 7, "139.192.131"),
+    Site("RU", "Moscow", 55.75, 37.62, "93.175.16", 3),
+    Site("RU", "St Petersburg", 59.89, 30.26, "92.100.20", 3),
+    Site("CN", "Guangzhou", 23.12, 113.25, "113.67.110", 8),
+    Site("NG", "Lagos", 6.45, 3.4, "41.58.65", 1),
+    Site("VN", "Hanoi", 21.03, 105.85, "118.70.207", 7),
+    Site("UA", "Kiev", 50.45, 30.52, "185.128.234", 2),
+    Site("RO", "Bucharest", 44.43, 26.1, "188.26.239", 2),
+    Site("ID", "Jakarta", -6.17, 106.83, "139.192.131", 7),
 )
 _PATHS = ("/v1/users", "/v1/orders", "/v1/payments", "/v1/search", "/v1/items", "/v1/reports")
 

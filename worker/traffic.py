@@ -55,12 +55,13 @@ PATHS = ("/v1/users", "/v1/orders", "/v1/payments", "/v1/search", "/v1/items", "
 Row = tuple[float, str, str, str, str, int, str, str]  # ts, key, ip, method, path, status, gw, ua
 
 
+@dataclass(frozen=True, slots=True)
 class EgressSite:
     """A city with a /24 of egress addresses that geolocate there: what the simulators' sites
-    share (``worker.simulate.Site`` keeps a fixed UTC offset, :class:`Site` an IANA zone)."""
+    share (``worker.simulate.Site`` adds a fixed UTC offset, :class:`Site` an IANA zone)."""
 
-    __slots__ = ()
     country: str
+    city: str
     lat: float
     lon: float
     prefix: str
@@ -74,16 +75,13 @@ class EgressSite:
 class Site(EgressSite):
     """A real-world site (``worker.sitedata``): local time from its IANA zone."""
 
-    country: str
-    city: str
-    lat: float
-    lon: float
     tz: str
-    prefix: str
     role: str
 
 
-SITES = tuple(Site(*row) for row in SITE_DATA)
+SITES = tuple(
+    Site(c, city, lat, lon, prefix, tz, role) for c, city, lat, lon, tz, prefix, role in SITE_DATA
+)
 HOME = tuple(s for s in SITES if s.role == "home")
 AWAY = tuple(s for s in SITES if s.role == "attack")
 

@@ -21,7 +21,7 @@ import redis
 
 from tests.support.kafka import create_topics, publish, topics_env
 from tests.support.procs import Proc, keywatch, keywatch_env, running
-from tests.support.receiver import Receiver, serving
+from tests.support.receiver import FAST_DELIVERY, Receiver, serving
 from tests.support.slack import SECRET as SLACK_SECRET
 from tests.support.slack import block_actions, signed
 from worker.devstack import EmbeddedBroker
@@ -32,13 +32,6 @@ from worker.keystore.store import KeyStore
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 GERMANY, RUSSIA = "5.9.0.1", "77.88.8.8"  # GeoLite2 (the default database): DE and RU
-POLICY = """
-[delivery]
-max_attempts = 3
-base_delay_s = 0.05
-max_delay_s = 0.1
-slack_min_interval_s = 0.0
-"""
 
 
 SDK, CURL = "acme-sdk/2.3 python/3.12", "curl/8.4.0"  # the key's own client; a new one
@@ -79,7 +72,7 @@ def test_benign_stops_recurring_compromised_revokes_statuses_survive(
     key = rec.key_id
     topics = topics_env(topic_suffix)
     policy = tmp_path / "policy.toml"
-    policy.write_text(POLICY)
+    policy.write_text(FAST_DELIVERY)
     access = topics["KEYWATCH_TOPIC_ACCESS"]
     asyncio.run(create_topics(broker.bootstrap, [access]))
     now = time.time()

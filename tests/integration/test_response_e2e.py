@@ -20,19 +20,12 @@ from tests.support.events import anomaly_alert
 from tests.support.faults import wait_for
 from tests.support.kafka import collect, publish, topics_env
 from tests.support.procs import keywatch_env, running
-from tests.support.receiver import Receiver, serving
+from tests.support.receiver import FAST_DELIVERY, Receiver, serving
 from worker.devstack import EmbeddedBroker
 from worker.keystore.redis_view import CACHE_KEY, REVOKED_SET
 from worker.keystore.store import KeyStore
 
 SECRET = "whsec_" + base64.b64encode(b"e2e-secret-e2e-secret-e2e-secret").decode()
-POLICY = """
-[delivery]
-max_attempts = 3
-base_delay_s = 0.05
-max_delay_s = 0.1
-slack_min_interval_s = 0.0
-"""
 
 
 def _alert(key_id: str, secret: str) -> dict[str, Any]:
@@ -67,7 +60,7 @@ async def test_alert_to_revocation_and_delivery(
     r = redis.Redis.from_url(redis_url)
     r.set(CACHE_KEY.format(record.key_hash), b'{"status": "active"}')
     policy = tmp_path / "policy.toml"
-    policy.write_text(POLICY)
+    policy.write_text(FAST_DELIVERY)
     topics = topics_env(topic_suffix)
     with serving(Receiver()) as slack, serving(Receiver()) as hook:
         env = keywatch_env(
@@ -116,7 +109,7 @@ async def test_throttle_expiry_resolves_pagerduty_and_leaks_are_delivered(
     store = KeyStore(sqlite_url)
     _, record = store.create("acme", "live")
     policy = tmp_path / "policy.toml"
-    policy.write_text("throttle_ttl_s = 1\n" + POLICY)
+    policy.write_text("throttle_ttl_s = 1\n" + FAST_DELIVERY)
     topics = topics_env(topic_suffix)
     alert = _alert(record.key_id, "-") | {"severity": "high", "action": "throttle"}
     leak = _alert(record.key_id, "-") | {

@@ -11,6 +11,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+# A policy for tests with receivers: deliveries retried quickly (3 attempts 50-100 ms apart), no
+# pause between Slack posts.
+FAST_DELIVERY = """
+[delivery]
+max_attempts = 3
+base_delay_s = 0.05
+max_delay_s = 0.1
+slack_min_interval_s = 0.0
+"""
+
 
 @dataclass
 class Received:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -16,13 +15,12 @@ from typing import Any
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.support.procs import Proc  # noqa: E402
+from tests.support.procs import Proc, metric  # noqa: E402
 
 # Public addresses in a few countries (GeoLite2): traffic gets real geo lookups.
 IPS = ("8.8.8.8", "5.9.0.1", "81.2.69.142", "91.198.174.192", "1.1.1.1", "77.88.8.8")
@@ -63,16 +61,6 @@ def messages(n: int, keys: int, per_message: int) -> list[bytes]:
     if per_message == 1:
         return [orjson.dumps(e) for e in events]
     return [orjson.dumps(events[i : i + per_message]) for i in range(0, n, per_message)]
-
-
-async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    """Create a topic (the gateways' topic exists before keywatch starts)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, partitions, 1)])
-    finally:
-        await admin.close()
 
 
 async def produce(bootstrap: str, topic: str, values: list[bytes]) -> float:
@@ -133,15 +121,6 @@ def cpu_seconds(pid: int) -> float:
         tree |= {p for p, (parent, _) in stats.items() if parent in tree}
     for p in tree:
         total += stats.get(p, (0, 0.0))[1]
-    return total
-
-
-def metric(text: str, name: str) -> float:
-    """Sum of every sample of ``name`` (all label sets) in Prometheus text."""
-    total = 0.0
-    for line in text.splitlines():
-        if re.match(rf"^{re.escape(name)}(\{{.*\}})? ", line):
-            total += float(line.rsplit(" ", 1)[1])
     return total
 
 

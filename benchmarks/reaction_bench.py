@@ -26,7 +26,7 @@ import orjson
 import redis
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
-from common import produce  # benchmarks/common.py: also puts the repository on sys.path
+from common import produce, wait_for  # benchmarks/common.py: also puts the repository on sys.path
 
 from tests.support.procs import keywatch_env, running
 from worker.devstack import EmbeddedBroker
@@ -81,18 +81,6 @@ def background(bootstrap: str, topic: str, key_ids: list[str], stop: threading.E
     asyncio.run(loop())
 
 
-def wait_metric(proc, name: str, target: float, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    """Poll /metrics until the sum of ``name`` reaches ``target``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        total = sum(float(line.rsplit(" ", 1)[1]) for line in proc.metrics().splitlines()
-                    if line.startswith(name) and not line.startswith("#"))  # fmt: skip
-        if total >= target:
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"{name} did not reach {target} in {timeout}s")
-
-
 def trial(bootstrap: str, topic: str, key_id: str, key_hash: str, r: redis.Redis,
           engine: sa.Engine) -> float:  # fmt: skip
     """One burst; seconds from broker acknowledgement to revoked in Redis and SQL."""
@@ -135,7 +123,7 @@ def main() -> None:
             n = HISTORY_H * PER_HOUR * (len(trial_keys) + len(bg_keys))
             t = time.perf_counter()
             asyncio.run(produce(broker.bootstrap, topic, values))
-            wait_metric(proc, "keywatch_events_analyzed_total", n, 600)
+            wait_for(proc, "keywatch_events_analyzed_total", n, 600)
             print(f"history: {n:,} events analyzed in {time.perf_counter() - t:.1f} s")
             stop = threading.Event()
             bg = threading.Thread(target=background, args=(broker.bootstrap, topic, bg_keys, stop))

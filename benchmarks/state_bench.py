@@ -28,15 +28,15 @@ import tracemalloc
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from common import IPS, create_topic, kong_event, metric, produce, wait_for
+from aiokafka import AIOKafkaProducer
+from common import IPS, kong_event, produce, wait_for
 
 from detectors.analyzer import Analyzer
 from detectors.model import AccessEvent, KeyContext
 from detectors.profile import KeyProfile
 from geoip.resolver import GeoResolver
-from tests.support.procs import Proc, keywatch_env
+from tests.support.kafka import create_topics, reported_end
+from tests.support.procs import Proc, keywatch_env, metric
 from worker.devstack import EmbeddedBroker
 from worker.partitioning import partition_for
 
@@ -92,12 +92,7 @@ def codec_costs(values: list[bytes]) -> tuple[float, float]:
 
 async def fill_changelog(bootstrap: str, topic: str, keys: int, values: list[bytes]) -> None:
     """One changelog record per key, as ChangelogTable.flush_changelog writes them."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    finally:
-        await admin.close()
+    await create_topics(bootstrap, [topic], PARTITIONS)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)  # as the worker's producer
     await producer.start()
     try:
@@ -110,23 +105,12 @@ async def fill_changelog(bootstrap: str, topic: str, keys: int, values: list[byt
         await producer.stop()
 
 
-async def reported_end(bootstrap: str, topic: str) -> int:
-    """The sum of the broker's end offsets (ListOffsets latest) over the topic's partitions."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        return sum((await consumer.end_offsets(tps)).values())
-    finally:
-        await consumer.stop()
-
-
 def time_to_first_analysis(
     broker: EmbeddedBroker, tmp: Path, app_id: str, seal: str
 ) -> tuple[float, str, str]:
     """Seconds from process start to a probe event analyzed; the final /metrics; the log."""
     topic = f"state-access-{secrets.token_hex(3)}"
-    asyncio.run(create_topic(broker.bootstrap, topic, PARTITIONS))
+    asyncio.run(create_topics(broker.bootstrap, [topic], PARTITIONS))
     env = keywatch_env(
         broker.url, f"sqlite:///{tmp / (app_id + '.db')}", tmp, KEYWATCH_APP_ID=app_id,
         KEYWATCH_PARTITIONS=str(PARTITIONS), KEYWATCH_LOG_LEVEL="INFO",
@@ -188,7 +172,9 @@ def main() -> None:
         asyncio.run(fill_changelog(b.bootstrap, f"{app_id}-profiles-changelog", args.keys, values))
         print(f"changelog of {args.keys:,} profiles written in {time.perf_counter() - t0:.1f}s")
         full, metrics, log = time_to_first_analysis(b, tmp, app_id, args.seal)
-        reported = asyncio.run(reported_end(b.bootstrap, f"{app_id}-profiles-changelog"))
+        reported = asyncio.run(
+            reported_end(b.bootstrap, f"{app_id}-profiles-changelog", PARTITIONS)
+        )
     recovered = metric(metrics, "keywatch_profiles") - 1  # the probe's own profile
     print(
         f"start to first analysis: empty changelog {base:.1f}s, {args.keys:,} profiles "

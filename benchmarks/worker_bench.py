@@ -29,8 +29,9 @@ import threading
 import time
 from pathlib import Path
 
-from common import ceiling, cpu_seconds, create_topic, messages, produce, wait_for
+from common import ceiling, cpu_seconds, messages, produce, wait_for
 
+from tests.support.kafka import create_topics
 from tests.support.procs import keywatch_env, running
 from worker.devstack import EmbeddedBroker
 
@@ -49,7 +50,7 @@ def run_case(
 ) -> dict:
     """One input shape through a fresh worker, then the ceiling on the same topic."""
     topic = f"bench-access-{per_message}-{secrets.token_hex(3)}"
-    asyncio.run(create_topic(broker.bootstrap, topic, PARTITIONS))
+    asyncio.run(create_topics(broker.bootstrap, [topic], PARTITIONS))
     values = messages(n, keys, per_message)
     warm = messages(1, 1, 1)
     env = keywatch_env(

@@ -14,6 +14,7 @@ from core.errors import ConfigError, KeyStoreError
 from worker.ingest.ips import TrustedProxies
 from worker.keystore.ratelimits import RateLimit, parse_limits
 from worker.settings import Settings
+from worker.settings import _positive_float as positive_float
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_LISTEN = "127.0.0.1:6068"
@@ -121,13 +122,6 @@ def _fail_mode(value: str) -> str:
     return value
 
 
-def _positive(value: str) -> float:
-    x = float(value)
-    if not x > 0:
-        raise ValueError("must be positive")
-    return x
-
-
 def _default_limits(value: str) -> tuple[RateLimit, ...]:
     limits = parse_limits(p for p in value.split(",") if p.strip())
     if not limits or any(lim.limit < 1 for lim in limits):
@@ -160,9 +154,9 @@ def load_limits(path: Path) -> dict[str, Any]:
 _ENV: tuple[tuple[str, str, Any], ...] = (
     ("KEYWATCH_GATEWAY_LISTEN", "listen", parse_listen),
     ("KEYWATCH_GATEWAY_FAIL_MODE", "fail_mode", _fail_mode),
-    ("KEYWATCH_GATEWAY_CACHE_TTL_S", "cache_ttl_s", _positive),
-    ("KEYWATCH_GATEWAY_REDIS_TIMEOUT_S", "redis_timeout_s", _positive),
-    ("KEYWATCH_GATEWAY_NEGATIVE_TTL_S", "negative_ttl_s", _positive),
+    ("KEYWATCH_GATEWAY_CACHE_TTL_S", "cache_ttl_s", positive_float),
+    ("KEYWATCH_GATEWAY_REDIS_TIMEOUT_S", "redis_timeout_s", positive_float),
+    ("KEYWATCH_GATEWAY_NEGATIVE_TTL_S", "negative_ttl_s", positive_float),
     ("KEYWATCH_GATEWAY_THROTTLE_LIMIT", "throttle_limit", _throttle_limit),
     ("KEYWATCH_GATEWAY_DEFAULT_LIMIT", "default_limits", _default_limits),
     ("KEYWATCH_GATEWAY_BUFFER", "buffer_events", int),

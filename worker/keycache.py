@@ -91,11 +91,7 @@ class KeyCache:
         hits, missing = self.hashes.split(set(hashes))
         if missing:
             found = await self._query(self._by_hash, missing)
-            for h in missing:
-                rec = found.get(h)
-                ctx = context_of(rec) if rec is not None else None
-                self.hashes.put(h, ctx, self.ttl if ctx else self.negative_ttl)
-                hits[h] = ctx
+            self._remember(self.hashes, missing, found, hits)
         return hits
 
     def use_identities(self, lookup: BulkLookup) -> None:
@@ -107,11 +103,7 @@ class KeyCache:
         hits, missing = self.identity_cache.split(set(ids))
         if missing:
             found = await self._query(self._by_identity, missing)
-            for k in missing:
-                rec = found.get(k)
-                ctx = context_of(rec) if rec is not None else None
-                self.identity_cache.put(k, ctx, self.ttl if ctx else self.negative_ttl)
-                hits[k] = ctx
+            self._remember(self.identity_cache, missing, found, hits)
         return hits
 
     async def contexts(self, key_ids: Iterable[str]) -> dict[str, KeyContext | None]:
@@ -124,12 +116,23 @@ class KeyCache:
                 # Detection goes on with default contexts; the next batch asks again.
                 log.warning("key_context_unavailable", error=str(exc), keys=len(missing))
                 return {**hits, **dict.fromkeys(missing)}
-            for k in missing:
-                rec = found.get(k)
-                ctx = context_of(rec) if rec is not None else None
-                self.ids.put(k, ctx, self.ttl if ctx else self.negative_ttl)
-                hits[k] = ctx
+            self._remember(self.ids, missing, found, hits)
         return hits
+
+    def _remember(
+        self,
+        cache: _Expiring,
+        missing: list[str],
+        found: Mapping[str, KeyRecord],
+        hits: dict[str, KeyContext | None],
+    ) -> None:
+        """Cache the store's answers for ``missing`` (unknown: a miss, for ``negative_ttl``) and
+        add them to ``hits``."""
+        for k in missing:
+            rec = found.get(k)
+            ctx = context_of(rec) if rec is not None else None
+            cache.put(k, ctx, self.ttl if ctx else self.negative_ttl)
+            hits[k] = ctx
 
     async def _query(self, lookup: BulkLookup, keys: list[str]) -> Mapping[str, KeyRecord]:
         self.queries += 1

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detectors.model import iso
+from worker.traffic import EgressSite, dist_km, poisson
 
 ATTACKS = ("new_country", "spike", "off_hours", "compromise", "impossible_travel")
 DAY, HOUR = 86400, 3600
@@ -26,48 +27,39 @@ DEFAULT_START = 1793577600.0  # 2026-11-02T00:00:00Z, a Monday: the last two of 
 
 
 @dataclass(frozen=True, slots=True)
-class Site:
-    """A city with a /24 of egress addresses that geolocate there."""
+class Site(EgressSite):
+    """A site with a fixed UTC offset (no daylight saving: the classic simulation)."""
 
-    country: str
-    city: str
-    lat: float
-    lon: float
     utc_offset: int
-    prefix: str
-
-    def ip(self, i: int) -> str:
-        """The i-th (0..5) egress address of the site."""
-        return f"{self.prefix}.{10 * (i % 6 + 1)}"
 
 
 HOME_SITES = (
-    Site("US", "Raleigh", 35.75, -78.72, -5, "152.7.99"),
-    Site("US", "San Jose", 37.27, -121.84, -8, "162.194.128"),
-    Site("DE", "Dresden", 51.05, 13.75, 1, "141.56.228"),
-    Site("DE", "Bergisch Gladbach", 51.01, 7.11, 1, "217.83.238"),
-    Site("GB", "London", 51.51, -0.09, 0, "86.181.88"),
-    Site("GB", "Bristol", 51.45, -2.58, 0, "51.9.171"),
-    Site("FR", "Paris", 48.89, 2.34, 1, "82.230.180"),
-    Site("JP", "Tokyo", 35.69, 139.75, 9, "219.196.150"),
-    Site("BR", "Goiânia", -16.64, -49.26, -3, "201.88.216"),
-    Site("IN", "Mumbai", 18.98, 72.83, 5, "27.4.16"),
-    Site("AU", "Sydney", -33.84, 151.21, 10, "32.42.182"),
-    Site("CA", "Calgary", 51.16, -114.06, -7, "172.219.194"),
-    Site("NL", "Rotterdam", 51.93, 4.46, 1, "82.156.153"),
-    Site("SG", "Singapore", 1.29, 103.86, 8, "203.92.116"),
-    Site("KR", "Seoul", 37.6, 126.98, 9, "121.165.253"),
-    Site("ZA", "Johannesburg", -26.23, 28.06, 2, "155.234.239"),
+    Site("US", "Raleigh", 35.75, -78.72, "152.7.99", -5),
+    Site("US", "San Jose", 37.27, -121.84, "162.194.128", -8),
+    Site("DE", "Dresden", 51.05, 13.75, "141.56.228", 1),
+    Site("DE", "Bergisch Gladbach", 51.01, 7.11, "217.83.238", 1),
+    Site("GB", "London", 51.51, -0.09, "86.181.88", 0),
+    Site("GB", "Bristol", 51.45, -2.58, "51.9.171", 0),
+    Site("FR", "Paris", 48.89, 2.34, "82.230.180", 1),
+    Site("JP", "Tokyo", 35.69, 139.75, "219.196.150", 9),
+    Site("BR", "Goiânia", -16.64, -49.26, "201.88.216", -3),
+    Site("IN", "Mumbai", 18.98, 72.83, "27.4.16", 5),
+    Site("AU", "Sydney", -33.84, 151.21, "32.42.182", 10),
+    Site("CA", "Calgary", 51.16, -114.06, "172.219.194", -7),
+    Site("NL", "Rotterdam", 51.93, 4.46, "82.156.153", 1),
+    Site("SG", "Singapore", 1.29, 103.86, "203.92.116", 8),
+    Site("KR", "Seoul", 37.6, 126.98, "121.165.253", 9),
+    Site("ZA", "Johannesburg", -26.23, 28.06, "155.234.239", 2),
 )
 ATTACK_SITES = (
-    Site("RU", "Moscow", 55.75, 37.62, 3, "93.175.16"),
-    Site("RU", "St Petersburg", 59.89, 30.26, 3, "92.100.20"),
-    Site("CN", "Guangzhou", 23.12, 113.25, 8, "113.67.110"),
-    Site("NG", "Lagos", 6.45, 3.4, 1, "41.58.65"),
-    Site("VN", "Hanoi", 21.03, 105.85, 7, "118.70.207"),
-    Site("UA", "Kiev", 50.45, 30.52, 2, "185.128.234"),
-    Site("RO", "Bucharest", 44.43, 26.1, 2, "188.26.239"),
-    Site("ID", "Jakarta", -6.17, 106.83, 7, "139.192.131"),
+    Site("RU", "Moscow", 55.75, 37.62, "93.175.16", 3),
+    Site("RU", "St Petersburg", 59.89, 30.26, "92.100.20", 3),
+    Site("CN", "Guangzhou", 23.12, 113.25, "113.67.110", 8),
+    Site("NG", "Lagos", 6.45, 3.4, "41.58.65", 1),
+    Site("VN", "Hanoi", 21.03, 105.85, "118.70.207", 7),
+    Site("UA", "Kiev", 50.45, 30.52, "185.128.234", 2),
+    Site("RO", "Bucharest", 44.43, 26.1, "188.26.239", 2),
+    Site("ID", "Jakarta", -6.17, 106.83, "139.192.131", 7),
 )
 _PATHS = ("/v1/users", "/v1/orders", "/v1/payments", "/v1/search", "/v1/items", "/v1/reports")
 
@@ -99,13 +91,6 @@ class KeyPlan:
     attacks: list[tuple[AttackLabel, Site | None, float]] = field(default_factory=list)
 
 
-def _dist(a: Site, b: Site) -> float:
-    p1, p2 = math.radians(a.lat), math.radians(b.lat)
-    dl = math.radians(b.lon - a.lon)
-    c = math.sin(p1) * math.sin(p2) + math.cos(p1) * math.cos(p2) * math.cos(dl)
-    return 6371.0 * math.acos(max(-1.0, min(1.0, c)))
-
-
 def rate(plan: KeyPlan, t: float, start: float, days: int) -> float:
     """Benign requests per hour of a key at time t (before bursts)."""
     site = plan.sites[0]
@@ -122,18 +107,6 @@ def rate(plan: KeyPlan, t: float, start: float, days: int) -> float:
         return 0.0
     mid = (plan.start_h + plan.end_h) / 2
     return plan.peak * grow * (0.55 + 0.45 * math.cos(math.pi * (lh - mid) / 12))
-
-
-def _poisson(rnd: random.Random, lam: float) -> int:
-    if lam <= 0:
-        return 0
-    if lam > 40:
-        return max(0, round(rnd.gauss(lam, math.sqrt(lam))))
-    limit, k, p = math.exp(-lam), 0, rnd.random()
-    while p > limit:
-        k += 1
-        p *= rnd.random()
-    return k
 
 
 Row = tuple[float, str, str, str, str, int, str]  # ts, key_id, ip, method, path, status, gateway
@@ -186,7 +159,7 @@ def _emit(
     site: Site | None,
 ) -> None:
     """Append Poisson(per_hour) events in [a, b) from the key's sites, or from ``site``."""
-    for _ in range(_poisson(rnd, per_hour * (b - a) / HOUR)):
+    for _ in range(poisson(rnd, per_hour * (b - a) / HOUR)):
         ts = a + rnd.random() * (b - a)
         if site is None:
             si = 0 if len(plan.sites) == 1 or rnd.random() < 0.6 else rnd.randrange(len(plan.sites))
@@ -269,7 +242,7 @@ def _find_time(
 
 def _travel_site(rnd: random.Random, plan: KeyPlan) -> Site:
     """A site >= 3000 km from every site of the key, in one of its countries when possible."""
-    far = [s for s in HOME_SITES + ATTACK_SITES if all(_dist(s, k) >= 3000 for k in plan.sites)]
+    far = [s for s in HOME_SITES + ATTACK_SITES if all(dist_km(s, k) >= 3000 for k in plan.sites)]
     known = {k.country for k in plan.sites}
     same = [s for s in far if s.country in known]
     return rnd.choice(same or far)

@@ -65,23 +65,32 @@ Row = tuple[float, str, str, str, str, int, str, str]  # ts, key, ip, method, pa
 
 
 @dataclass(frozen=True, slots=True)
-class Site:
-    """A city with a /24 of egress addresses that geolocate there."""
+class EgressSite:
+    """A city with a /24 of egress addresses that geolocate there: what the simulators' sites
+    share (``worker.simulate.Site`` adds a fixed UTC offset, :class:`Site` an IANA zone)."""
 
     country: str
     city: str
     lat: float
     lon: float
-    tz: str
     prefix: str
-    role: str
 
     def ip(self, i: int) -> str:
         """The i-th (0..5) egress address of the site."""
         return f"{self.prefix}.{10 * (i % 6 + 1)}"
 
 
-SITES = tuple(Site(*row) for row in SITE_DATA)
+@dataclass(frozen=True, slots=True)
+class Site(EgressSite):
+    """A real-world site (``worker.sitedata``): local time from its IANA zone."""
+
+    tz: str
+    role: str
+
+
+SITES = tuple(
+    Site(c, city, lat, lon, prefix, tz, role) for c, city, lat, lon, tz, prefix, role in SITE_DATA
+)
 HOME = tuple(s for s in SITES if s.role == "home")
 AWAY = tuple(s for s in SITES if s.role == "attack")
 
@@ -104,7 +113,7 @@ def local_time(site: Site, day_start: float, hour: float) -> float:
     return day_start + (hour - _offset_h(site.tz, int((day_start + 12 * HOUR) // HOUR))) * HOUR
 
 
-def dist_km(a: Site, b: Site) -> float:
+def dist_km(a: EgressSite, b: EgressSite) -> float:
     """Great-circle distance."""
     p1, p2 = math.radians(a.lat), math.radians(b.lat)
     c = math.sin(p1) * math.sin(p2) + math.cos(p1) * math.cos(p2) * math.cos(

@@ -9,8 +9,6 @@ the message; forged and stale presses are refused. Statuses survive the restarts
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,10 +19,11 @@ import orjson
 import pytest
 import redis
 
-from tests.integration.test_pipeline import create_topics, publish
-from tests.support.procs import ROOT, Proc, keywatch_env, running
-from tests.unit.alerting.receiver import Receiver, serving
-from tests.unit.alerting.test_interactions import block_actions, signed
+from tests.support.kafka import create_topics, publish, topics_env
+from tests.support.procs import Proc, keywatch, keywatch_env, running
+from tests.support.receiver import FAST_DELIVERY, Receiver, serving
+from tests.support.slack import SECRET as SLACK_SECRET
+from tests.support.slack import block_actions, signed
 from worker.devstack import EmbeddedBroker
 from worker.keystore.alerts import AlertStore, AlertView
 from worker.keystore.redis_view import THROTTLE_KEY
@@ -32,15 +31,7 @@ from worker.keystore.store import KeyStore
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
-SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 GERMANY, RUSSIA = "5.9.0.1", "77.88.8.8"  # GeoLite2 (the default database): DE and RU
-POLICY = """
-[delivery]
-max_attempts = 3
-base_delay_s = 0.05
-max_delay_s = 0.1
-slack_min_interval_s = 0.0
-"""
 
 
 SDK, CURL = "acme-sdk/2.3 python/3.12", "curl/8.4.0"  # the key's own client; a new one
@@ -72,11 +63,6 @@ def types(view: AlertView) -> set[str]:
     return {str(s["type"]) for s in view.alert.signals}
 
 
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "worker.cli", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
-
-
 def test_benign_stops_recurring_compromised_revokes_statuses_survive(
     broker: EmbeddedBroker, database_url: str, redis_url: str, tmp_path: Path, topic_suffix: str
 ) -> None:
@@ -84,17 +70,16 @@ def test_benign_stops_recurring_compromised_revokes_statuses_survive(
     alerts = AlertStore(store)
     _, rec = store.create("acme", "live")
     key = rec.key_id
-    names = ("ACCESS", "ALERTS", "KEY_ACTIONS", "LEAKS", "DEAD_LETTER", "EVENTS_BY_KEY", "FEEDBACK")
-    topics = {f"KEYWATCH_TOPIC_{n}": f"{n.lower()}-{topic_suffix}" for n in names}
+    topics = topics_env(topic_suffix)
     policy = tmp_path / "policy.toml"
-    policy.write_text(POLICY)
+    policy.write_text(FAST_DELIVERY)
     access = topics["KEYWATCH_TOPIC_ACCESS"]
     asyncio.run(create_topics(broker.bootstrap, [access]))
     now = time.time()
     with serving(Receiver()) as slack:
         env = keywatch_env(
             broker.url, database_url, tmp_path, redis_url, KEYWATCH_POLICY=str(policy),
-            KEYWATCH_SLACK_WEBHOOK_URL=slack.url, KEYWATCH_SLACK_SIGNING_SECRET=SIGNING_SECRET,
+            KEYWATCH_SLACK_WEBHOOK_URL=slack.url, KEYWATCH_SLACK_SIGNING_SECRET=SLACK_SECRET,
             KEYWATCH_SESSION_TIMEOUT_S="3", **topics,
         )  # fmt: skip
         # Four days of ordinary use from Germany every 15 minutes, then a spike: throttled.
@@ -117,8 +102,8 @@ def test_benign_stops_recurring_compromised_revokes_statuses_survive(
             r = redis.Redis.from_url(redis_url)
             wait_for(lambda: r.exists(THROTTLE_KEY.format(rec.key_hash)), 30, "Redis", first)
 
-            done = cli(env, "alerts", "resolve", alert.alert.id, "--benign",
-                       "--note", "load test", "--by", "cli:alice")  # fmt: skip
+            done = keywatch("alerts", "resolve", alert.alert.id, "--benign",
+                            "--note", "load test", "--by", "cli:alice", env=env)  # fmt: skip
             assert done.returncode == 0, done.stderr
             assert "resolved as benign; throttle lifted" in done.stdout
             assert store.get(key).throttled_until is None
@@ -179,7 +164,7 @@ def test_benign_stops_recurring_compromised_revokes_statuses_survive(
         assert "Resolved as *compromised* by alice" in orjson.dumps(update[0]).decode()
 
     # Statuses and evidence live in SQL: they outlive the workers.
-    listed = cli(env, "alerts", "list", "--key", key, "--json")
+    listed = keywatch("alerts", "list", "--key", key, "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     rows = {row["id"]: row for row in map(orjson.loads, listed.stdout.splitlines())}
     assert rows[alert.alert.id]["status"] == "benign"
@@ -192,8 +177,8 @@ def test_benign_stops_recurring_compromised_revokes_statuses_survive(
     assert ("benign", "cli:alice") in audit
     assert ("compromised", "slack:alice") in audit
     assert ("revoke", "slack:alice") in audit
-    assert cli(env, "alerts", "list", "--open", "--key", key, "--json").stdout == ""
-    missing = cli(env, "alerts", "resolve", "NOPE", "--benign")
+    assert keywatch("alerts", "list", "--open", "--key", key, "--json", env=env).stdout == ""
+    missing = keywatch("alerts", "resolve", "NOPE", "--benign", env=env)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
     assert "no alert with id" in missing.stderr
     store.close()

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from tests.integration.test_pipeline import consume, create_topics, publish, wait_metric
-from tests.support.procs import keywatch_env, running
+from tests.support.kafka import consume, publish
+from tests.support.procs import Proc
 from worker.devstack import EmbeddedBroker
 
 pytestmark = pytest.mark.services
@@ -25,24 +24,13 @@ def refused(ts: float, key_id: str, ip: str, auth: str) -> dict[str, Any]:
             "gateway": "gw-1", "auth": auth}  # fmt: skip
 
 
-def test_a_revoked_key_still_tried_raises_an_alert(
-    broker: EmbeddedBroker, sqlite_url: str, tmp_path: Path, topic_suffix: str
-) -> None:
-    names = ("access", "alerts", "dead_letter", "events_by_key", "key_actions")
-    topics = {name: f"{name}-{topic_suffix}" for name in names}
-    env = keywatch_env(
-        broker.url, sqlite_url, tmp_path, KEYWATCH_SESSION_TIMEOUT_S="3",
-        KEYWATCH_FLUSH_INTERVAL_S="0.05",
-        **{f"KEYWATCH_TOPIC_{k.upper()}": v for k, v in topics.items()},
-    )  # fmt: skip
-    asyncio.run(create_topics(broker.bootstrap, [topics["access"]]))
+def test_a_revoked_key_still_tried_raises_an_alert(worker: Proc, broker: EmbeddedBroker) -> None:
     now = time.time()
     ips = ["203.0.113.7", "203.0.113.9", "198.51.100.4"]  # two networks
     tries = [refused(now - 30 + i, "k-dead", ips[i % 3], "revoked") for i in range(9)]
-    with running(["worker"], env, tmp_path / "worker.log") as proc:
-        asyncio.run(publish(broker.bootstrap, topics["access"], [orjson.dumps(tries)]))
-        (alert,) = asyncio.run(consume(broker.bootstrap, topics["alerts"], 1))
-        wait_metric(proc, "keywatch_events_analyzed_total", len(tries))
+    asyncio.run(publish(broker.bootstrap, worker.env["KEYWATCH_TOPIC_ACCESS"], [tries]))
+    (alert,) = asyncio.run(consume(broker.bootstrap, worker.env["KEYWATCH_TOPIC_ALERTS"], 1))
+    worker.wait_metric("keywatch_events_analyzed_total", len(tries))
     assert alert["kind"] == "anomaly" and alert["key_id"] == "k-dead"
     assert [s["type"] for s in alert["signals"]] == ["auth.revoked_in_use"]
     assert (alert["severity"], alert["action"]) == ("medium", "notify")
@@ -50,28 +38,20 @@ def test_a_revoked_key_still_tried_raises_an_alert(
 
 
 def test_a_network_trying_many_unknown_keys_raises_an_auth_abuse_alert(
-    broker: EmbeddedBroker, sqlite_url: str, tmp_path: Path, topic_suffix: str
+    worker: Proc, broker: EmbeddedBroker
 ) -> None:
     """Key enumeration from one /24: every attempt dead-lettered (nothing lost) and one
     per-network alert, with hash prefixes only, that the response path does not act on."""
-    names = ("access", "alerts", "dead_letter", "events_by_key", "key_actions")
-    topics = {name: f"{name}-{topic_suffix}" for name in names}
-    env = keywatch_env(
-        broker.url, sqlite_url, tmp_path, KEYWATCH_SESSION_TIMEOUT_S="3",
-        KEYWATCH_FLUSH_INTERVAL_S="0.05",
-        **{f"KEYWATCH_TOPIC_{k.upper()}": v for k, v in topics.items()},
-    )  # fmt: skip
-    asyncio.run(create_topics(broker.bootstrap, [topics["access"]]))
     now = time.time()
     hashes = [hashlib.sha256(f"sk_live_guess{i}".encode()).hexdigest() for i in range(12)]
     tries = [{**refused(now - 30 + i, "", f"198.51.100.{i}", "invalid"), "key_hash": h}
              for i, h in enumerate(hashes)]  # fmt: skip
     for t in tries:
         del t["key_id"]
-    with running(["worker"], env, tmp_path / "worker.log"):
-        asyncio.run(publish(broker.bootstrap, topics["access"], [orjson.dumps(tries)]))
-        (alert,) = asyncio.run(consume(broker.bootstrap, topics["alerts"], 1))
-        letters = asyncio.run(consume(broker.bootstrap, topics["dead_letter"], len(tries)))
+    topic = worker.env["KEYWATCH_TOPIC_DEAD_LETTER"]
+    asyncio.run(publish(broker.bootstrap, worker.env["KEYWATCH_TOPIC_ACCESS"], [tries]))
+    (alert,) = asyncio.run(consume(broker.bootstrap, worker.env["KEYWATCH_TOPIC_ALERTS"], 1))
+    letters = asyncio.run(consume(broker.bootstrap, topic, len(tries)))
     assert (alert["kind"], alert["key_id"]) == ("auth_abuse", "net:198.51.100.0/24")
     assert (alert["action"], alert["account_id"]) == ("notify", None)
     (signal,) = alert["signals"]

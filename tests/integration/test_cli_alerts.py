@@ -12,8 +12,9 @@ import orjson
 import pytest
 
 from core.keyformat import generate_key
-from tests.integration.test_pipeline import publish
-from tests.support.procs import ROOT, keywatch_env
+from tests.support.events import anomaly_alert
+from tests.support.kafka import publish
+from tests.support.procs import ROOT, keywatch, keywatch_env
 from worker.devstack import EmbeddedBroker
 from worker.keystore.alerts import AlertStore
 from worker.keystore.store import KeyStore
@@ -23,19 +24,12 @@ SECRET = generate_key("live").secret  # planted in an alert: no output may conta
 
 
 def _alert(alert_id: str, key_id: str) -> dict[str, object]:
-    return {
-        "id": alert_id, "kind": "anomaly", "key_id": key_id, "account_id": "acme",
-        "ts": "2026-11-22T03:04:05.123Z", "detected_at": "2026-11-22T03:04:05.412Z",
-        "severity": "high", "action": "throttle",
-        "signals": [{"type": "usage.spike", "severity": "high",
-                     "evidence": {"observed_per_hour": 1210, "baseline_per_hour": 31.5}}],
-        "summary": f"Key {key_id} at 38x its usual rate; seen {SECRET}",
-    }  # fmt: skip
-
-
-def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "worker.cli", "alerts", *args], env=env,
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+    return anomaly_alert(
+        key_id, alert_id, "throttle", severity="high",
+        signals=[{"type": "usage.spike", "severity": "high",
+                  "evidence": {"observed_per_hour": 1210, "baseline_per_hour": 31.5}}],
+        summary=f"Key {key_id} at 38x its usual rate; seen {SECRET}",
+    )  # fmt: skip
 
 
 def test_list_show_and_user_errors(
@@ -45,15 +39,17 @@ def test_list_show_and_user_errors(
     _, rec = store.create("acme")
     AlertStore(store).record(_alert("A1", rec.key_id), 3600)
     env = keywatch_env(broker.url, database_url, tmp_path)
-    listed = run(env, "list", "--open")
+    listed = keywatch("alerts", "list", "--open", env=env)
     assert listed.returncode == 0 and "A1" in listed.stdout and "open" in listed.stdout
-    shown = run(env, "show", "A1")
+    shown = keywatch("alerts", "show", "A1", env=env)
     assert "usage.spike" in shown.stdout and "status: open" in shown.stdout
     assert SECRET not in shown.stdout + listed.stdout
-    (row,) = map(orjson.loads, run(env, "show", "A1", "--json").stdout.splitlines())
+    (row,) = map(
+        orjson.loads, keywatch("alerts", "show", "A1", "--json", env=env).stdout.splitlines()
+    )
     assert {"id", "key_id", "ts", "severity", "action", "signals", "status"} <= set(row)
     for args in (("show", "NOPE"), ("resolve", "A1"), ("resolve", "NOPE", "--compromised")):
-        bad = run(env, *args)
+        bad = keywatch("alerts", *args, env=env)
         assert bad.returncode != 0 and bad.stderr.count("\n") == 1, bad.stderr
         assert "Traceback" not in bad.stderr
     store.close()
@@ -64,7 +60,7 @@ def test_tail_follows_the_topic_readably_and_redacted(
 ) -> None:
     topic = f"alerts-{topic_suffix}"
     env = keywatch_env(broker.url, sqlite_url, tmp_path, KEYWATCH_TOPIC_ALERTS=topic)
-    asyncio.run(publish(broker.bootstrap, topic, [orjson.dumps(_alert("A7", "k7"))]))
+    asyncio.run(publish(broker.bootstrap, topic, [_alert("A7", "k7")]))
     out = tmp_path / "tail.out"
     with open(out, "w") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "alerts", "tail",

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.procs import ROOT, Proc, keywatch_env
+from tests.support.procs import Proc, clean_env, keywatch, keywatch_env
 from worker.devstack import EmbeddedBroker, free_port
-
-
-def _keywatch(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("KEYWATCH_")}
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        env={**base, "PYTHONPATH": str(ROOT), **env}, cwd=cwd,
-        capture_output=True, text=True, timeout=90,
-    )  # fmt: skip
 
 
 def _one_error(result: subprocess.CompletedProcess[str]) -> str:
@@ -35,8 +24,8 @@ def _one_error(result: subprocess.CompletedProcess[str]) -> str:
 def test_no_broker_waits_then_one_line(tmp_path: Path, command: str) -> None:
     port = free_port()
     started = time.monotonic()
-    result = _keywatch(tmp_path, command, KEYWATCH_BROKER=f"kafka://127.0.0.1:{port}",
-                       KEYWATCH_BROKER_WAIT_S="2")  # fmt: skip
+    env = clean_env(KEYWATCH_BROKER=f"kafka://127.0.0.1:{port}", KEYWATCH_BROKER_WAIT_S="2")
+    result = keywatch(command, env=env, cwd=tmp_path, timeout=90)
     assert time.monotonic() - started < 30
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
@@ -69,9 +58,10 @@ def test_the_worker_starts_once_the_broker_appears(tmp_path: Path, sqlite_url: s
             assert "geoip_database_stale" in proc.output()
             # the container health check reads the same settings as the worker
             ports = {k: env[k] for k in ("KEYWATCH_WEB_PORT", "KEYWATCH_SCANNER_WEB_PORT")}
-            assert _keywatch(tmp_path, "health", **ports).returncode == 0
-            assert _keywatch(tmp_path, "health", "--of", "worker", **ports).returncode == 0
-            scanner = _keywatch(tmp_path, "health", "--of", "scanner", **ports)
+            shell = clean_env(**ports)
+            assert keywatch("health", env=shell, cwd=tmp_path).returncode == 0
+            assert keywatch("health", "--of", "worker", env=shell, cwd=tmp_path).returncode == 0
+            scanner = keywatch("health", "--of", "scanner", env=shell, cwd=tmp_path)
             assert scanner.returncode == 1 and scanner.stderr.startswith("unhealthy: scanner")
             proc.stop()  # while the broker runs
     finally:
@@ -81,7 +71,7 @@ def test_the_worker_starts_once_the_broker_appears(tmp_path: Path, sqlite_url: s
 
 def test_replay_and_simulate_check_output_paths_first(tmp_path: Path) -> None:
     traffic = tmp_path / "t.jsonl"
-    sim = _keywatch(tmp_path, "simulate", "--keys", "2", "--days", "3", "--out", str(traffic))
+    sim = keywatch("simulate", "--keys", "2", "--days", "3", "--out", str(traffic), cwd=tmp_path)
     assert sim.returncode == 0, sim.stderr
     missing = tmp_path / "missing" / "dir"
     for args, option in [
@@ -92,7 +82,7 @@ def test_replay_and_simulate_check_output_paths_first(tmp_path: Path) -> None:
         (["simulate", "--out", str(tmp_path)], "--out"),
     ]:
         started = time.monotonic()
-        result = _keywatch(tmp_path, *args)
+        result = keywatch(*args, cwd=tmp_path)
         line = _one_error(result)
         assert line.startswith(f"keywatch: error: {option}: "), line
         assert result.stdout == ""  # no work was done
@@ -103,7 +93,7 @@ def test_replay_and_simulate_check_output_paths_first(tmp_path: Path) -> None:
 def test_replay_without_a_usable_event_fails(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "in.jsonl"
     path.write_bytes(content)
-    line = _one_error(_keywatch(tmp_path, "replay", str(path), "--out", str(tmp_path / "a")))
+    line = _one_error(keywatch("replay", str(path), "--out", str(tmp_path / "a"), cwd=tmp_path))
     assert line.startswith(f"keywatch: error: no usable event in {path}")
 
 
@@ -125,7 +115,7 @@ def test_a_bad_policy_or_rules_file_is_one_line_naming_the_path(
     config.write_text(content)
     target = tmp_path / "in.txt"
     target.write_text("nothing here\n")
-    result = _keywatch(tmp_path, command, str(target), option, str(config))
+    result = keywatch(command, str(target), option, str(config), cwd=tmp_path, timeout=90)
     assert result.returncode == 2
     prefix = "keywatch scan" if command == "scan" else "keywatch"  # scan's own error prefix
     assert result.stderr.splitlines() == [f"{prefix}: error: {config}: {message}"]

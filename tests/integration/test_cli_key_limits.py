@@ -9,28 +9,12 @@ import sys
 import orjson
 import pytest
 import sqlalchemy as sa
-from click.testing import CliRunner
 
-from worker.cli import cli
 from worker.keystore.schema import CURRENT_VERSION, ensure_schema
 from worker.keystore.store import KeyStore
 
 pytestmark = pytest.mark.services
 V1 = "INSERT INTO kw_schema_version (version, applied_at) VALUES (1, '2026-01-01 00:00:00')"
-
-
-@pytest.fixture
-def run(database_url: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("KEYWATCH_DATABASE_URL", database_url)
-    monkeypatch.setenv("KEYWATCH_BROKER", "kafka://127.0.0.1:1")
-    monkeypatch.delenv("KEYWATCH_REDIS_URL", raising=False)
-    runner = CliRunner()
-
-    def invoke(*args: str) -> tuple[int, str]:
-        result = runner.invoke(cli, list(args), catch_exceptions=False)
-        return result.exit_code, result.stdout
-
-    return invoke
 
 
 def test_create_with_limits_then_change_them(run, database_url: str) -> None:  # type: ignore[no-untyped-def]

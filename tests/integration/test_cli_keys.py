@@ -4,24 +4,9 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from click.testing import CliRunner
 
 from core.keyformat import hash_key
-from worker.cli import cli, main
-
-
-@pytest.fixture
-def run(database_url: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("KEYWATCH_DATABASE_URL", database_url)
-    monkeypatch.setenv("KEYWATCH_BROKER", "kafka://127.0.0.1:1")  # no broker: announce later
-    monkeypatch.delenv("KEYWATCH_REDIS_URL", raising=False)
-    runner = CliRunner()
-
-    def invoke(*args: str) -> tuple[int, str]:
-        result = runner.invoke(cli, list(args), catch_exceptions=False)
-        return result.exit_code, result.stdout
-
-    return invoke
+from worker.cli import main
 
 
 def test_create_show_list_revoke_rotate(run) -> None:  # type: ignore[no-untyped-def]

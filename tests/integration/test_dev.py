@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.procs import ROOT
+from tests.support.procs import clean_env, keywatch
 
 
 def _children(pid: int) -> set[int]:
@@ -39,11 +39,9 @@ def _alive(pid: int) -> bool:
 
 def _start_dev(tmp_path: Path, **popen: object) -> tuple[subprocess.Popen[str], str]:
     """``keywatch dev`` in ``tmp_path`` with no KEYWATCH_* variables; returns it and its banner."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWATCH_")}
-    env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.Popen(
         [sys.executable, "-m", "worker.cli", "dev"],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=clean_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         **popen,  # type: ignore[call-overload]
     )  # fmt: skip
     assert proc.stdout is not None
@@ -59,16 +57,6 @@ def _start_dev(tmp_path: Path, **popen: object) -> tuple[subprocess.Popen[str], 
     text = "".join(lines)
     assert "Ctrl-C to stop" in text, text
     return proc, text
-
-
-def _keywatch(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """A second terminal: a keywatch command with no KEYWATCH_* variables, run from ``cwd``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWATCH_")}
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        env=env, cwd=cwd, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
 
 
 def _gone(pids: set[int], within: float) -> list[int]:
@@ -105,7 +93,7 @@ def test_dev_runs_everything_hands_off_and_stops_cleanly(tmp_path: Path) -> None
     gateway = f"http://{values['KEYWATCH_GATEWAY_LISTEN']}"
     assert re.search(rf"gateway\s+{re.escape(gateway)}", text), text
     assert redis.Redis.from_url(values["KEYWATCH_REDIS_URL"]).ping()
-    created = _keywatch(tmp_path, "keys", "create", "--account", "acme", "--json")
+    created = keywatch("keys", "create", "--account", "acme", "--json", cwd=tmp_path)
     assert created.returncode == 0, created.stderr
     key_id, key = json.loads(created.stdout)["key_id"], json.loads(created.stdout)["key"]
     # the stack's gateway (ext_authz shape) checks the key against the same store and Redis
@@ -113,10 +101,10 @@ def test_dev_runs_everything_hands_off_and_stops_cleanly(tmp_path: Path) -> None
     allowed = httpx.get(f"{gateway}/v1/users", headers=auth, timeout=5)
     assert allowed.status_code == 200 and allowed.headers["x-keywatch-key-id"] == key_id
     started = time.monotonic()
-    revoked = _keywatch(tmp_path, "keys", "revoke", key_id, "--reason", "handoff test")
+    revoked = keywatch("keys", "revoke", key_id, "--reason", "handoff test", cwd=tmp_path)
     assert revoked.returncode == 0 and revoked.stderr == "", revoked.stderr
     assert time.monotonic() - started < 10
-    listed = json.loads(_keywatch(tmp_path, "keys", "list", "--json").stdout)
+    listed = json.loads(keywatch("keys", "list", "--json", cwd=tmp_path).stdout)
     assert [(k["key_id"], k["status"]) for k in listed] == [(key_id, "revoked")]
     # the stack's Redis view and key-actions announcement happened (not left pending)
     view = redis.Redis.from_url(values["KEYWATCH_REDIS_URL"])
@@ -166,8 +154,7 @@ def test_demo_revokes_a_compromised_key(tmp_path: Path) -> None:
     HTTP clients see the gateway's 200s turn into 429s (throttle) and 401s (revocation)."""
     import sqlalchemy as sa
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWATCH_")}
-    env.update(PYTHONPATH=str(ROOT), COLUMNS="200")
+    env = clean_env(COLUMNS="200")
     data = tmp_path / "dev"
     proc = subprocess.Popen(
         [sys.executable, "-m", "worker.cli", "dev", "--demo", "--data-dir", str(data)],

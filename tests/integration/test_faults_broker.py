@@ -13,15 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.test_faults_redis import revoke_alert
-from tests.integration.test_scanner import (
-    SECRET,
-    FakeGitHub,
-    fake_github,  # noqa: F401 - the fixture
-    post,
-    push_body,
-)
-from tests.support.faults import publish, topics_env, wait_for
+from tests.support.codehost import SECRET, FakeGitHub, post, push_body
+from tests.support.events import anomaly_alert
+from tests.support.faults import wait_for
+from tests.support.kafka import publish, topics_env
 from tests.support.procs import Proc, keywatch_env, running
 from worker.devstack import EmbeddedBroker
 from worker.keystore.store import KeyStore
@@ -46,7 +41,7 @@ def _healthy(proc: Proc, port_var: str) -> bool:
 
 async def test_worker_and_scanner_carry_on_after_a_broker_restart(
     own_broker: EmbeddedBroker, topic_suffix: str, sqlite_url: str, redis_url: str,
-    tmp_path: Path, fake_github: FakeGitHub,  # noqa: F811 - the imported fixture
+    tmp_path: Path, fake_github: FakeGitHub,
 ) -> None:  # fmt: skip
     store = KeyStore(sqlite_url)
     before, after = (store.create("acme", "live")[1] for _ in range(2))
@@ -56,7 +51,7 @@ async def test_worker_and_scanner_carry_on_after_a_broker_restart(
     topics = topics_env(topic_suffix)
     env = keywatch_env(
         own_broker.url, sqlite_url, tmp_path, redis_url, KEYWATCH_GITHUB_WEBHOOK_SECRET=SECRET,
-        KEYWATCH_GITHUB_API_URL=f"http://127.0.0.1:{fake_github.server_port}", **topics,
+        KEYWATCH_GITHUB_API_URL=fake_github.url, **topics,
     )  # fmt: skip
     alerts_topic = topics["KEYWATCH_TOPIC_ALERTS"]
     with (
@@ -64,13 +59,13 @@ async def test_worker_and_scanner_carry_on_after_a_broker_restart(
         running(["scanner"], env, tmp_path / "scanner.log", "KEYWATCH_SCANNER_WEB_PORT") as scanner,
     ):
         await publish(own_broker.bootstrap, alerts_topic,
-                      [revoke_alert(before.key_id, "01JDBROKER0000000000000001")])  # fmt: skip
+                      [anomaly_alert(before.key_id, "01JDBROKER0000000000000001")])  # fmt: skip
         await wait_for(lambda: store.get(before.key_id).status == "revoked", 20, "first revoke")
         own_broker.restart()
         # input published after the restart is processed: the worker rejoined a group that
         # the broker no longer knew, on a topic that had vanished
         await publish(own_broker.bootstrap, alerts_topic,
-                      [revoke_alert(after.key_id, "01JDBROKER0000000000000002")])  # fmt: skip
+                      [anomaly_alert(after.key_id, "01JDBROKER0000000000000002")])  # fmt: skip
         await wait_for(lambda: store.get(after.key_id).status == "revoked", 40,
                        "revocation after the broker restart")  # fmt: skip
         # the scanner too: a push received after the restart is scanned and its leak revoked

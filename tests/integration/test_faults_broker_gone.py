@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.faults import topics_env
+from tests.support.kafka import topics_env
 from tests.support.procs import keywatch_env, running
 from worker.devstack import EmbeddedBroker
 

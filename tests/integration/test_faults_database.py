@@ -9,8 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.test_faults_redis import revoke_alert
-from tests.support.faults import ServiceSwitch, collect, publish, topics_env, wait_for
+from tests.support.events import anomaly_alert
+from tests.support.faults import ServiceSwitch, wait_for
+from tests.support.kafka import collect, publish, topics_env
 from tests.support.procs import Proc, keywatch_env, running
 from worker.devstack import EmbeddedBroker
 from worker.keystore.store import KeyStore
@@ -33,9 +34,9 @@ async def test_database_down_actions_wait_and_happen_once(
             # /health says what is down, and is not 200 while it is
             await wait_for(lambda: "key_store" in _health(proc, 503).get("down", {}), 20,
                            "/health reporting the key store down")  # fmt: skip
-            first = revoke_alert(revoked.key_id, "01JDDBDOWN0000000000000001")
-            again = revoke_alert(revoked.key_id, "01JDDBDOWN0000000000000002")
-            throttle = revoke_alert(throttled.key_id, "01JDDBDOWN0000000000000003", "throttle")
+            first = anomaly_alert(revoked.key_id, "01JDDBDOWN0000000000000001")
+            again = anomaly_alert(revoked.key_id, "01JDDBDOWN0000000000000002")
+            throttle = anomaly_alert(throttled.key_id, "01JDDBDOWN0000000000000003", "throttle")
             # at-least-once input: the same alert twice, a second alert for the same key (keyed
             # by key id, as the worker publishes alerts: one partition keeps their order)
             alerts = topics["KEYWATCH_TOPIC_ALERTS"]

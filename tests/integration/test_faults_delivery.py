@@ -12,9 +12,11 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.integration.test_faults_redis import revoke_alert
-from tests.support.faults import Sink, collect, publish, serving, topics_env, wait_for
+from tests.support.events import anomaly_alert
+from tests.support.faults import wait_for
+from tests.support.kafka import collect, publish, topics_env
 from tests.support.procs import keywatch_env, running
+from tests.support.receiver import Receiver, serving
 from worker.devstack import EmbeddedBroker
 from worker.keystore.store import KeyStore
 
@@ -46,10 +48,10 @@ async def test_failing_and_hanging_sinks_retry_then_dead_letter_without_stalling
     policy = tmp_path / "policy.toml"
     policy.write_text(POLICY)
     topics = topics_env(topic_suffix)
-    alerts = [revoke_alert(k.key_id, f"01JDSINKS{i:017d}", "notify") for i, k in enumerate(keys)]
+    alerts = [anomaly_alert(k.key_id, f"01JDSINKS{i:017d}", "notify") for i, k in enumerate(keys)]
     alerts[0]["action"], alerts[1]["action"] = "revoke", "throttle"
-    slack, hook, pd = Sink(delay_s=60), Sink(status=500), Sink(status=202)
-    with serving(slack, hook, pd):
+    slack, hook, pd = Receiver(delay_s=60), Receiver(default=(500, {})), Receiver(default=(202, {}))
+    with serving(slack), serving(hook), serving(pd):
         env = keywatch_env(
             broker.url, sqlite_url, tmp_path, redis_url, KEYWATCH_POLICY=str(policy),
             KEYWATCH_SLACK_WEBHOOK_URL=slack.url, KEYWATCH_WEBHOOK_URL=hook.url,
@@ -63,9 +65,9 @@ async def test_failing_and_hanging_sinks_retry_then_dead_letter_without_stalling
             await wait_for(lambda: store.get(keys[0].key_id).status == "revoked"
                            and store.get(keys[1].key_id).throttled_until is not None, 10,
                            "actions while Slack hangs")  # fmt: skip
-            await wait_for(lambda: len(pd.hits) >= ALERTS, 8, "every alert at PagerDuty")
-            pd_done = max(h.at for h in pd.hits) - sent
-            await wait_for(lambda: len(hook.hits) >= ALERTS * ATTEMPTS, 20, "webhook retries")
+            await wait_for(lambda: len(pd.received) >= ALERTS, 8, "every alert at PagerDuty")
+            pd_done = max(h.at for h in pd.received) - sent
+            await wait_for(lambda: len(hook.received) >= ALERTS * ATTEMPTS, 20, "webhook retries")
             dead = await collect(
                 broker.bootstrap, topics["KEYWATCH_TOPIC_DEAD_LETTER"],
                 lambda m: _count(m, "delivery_failed:webhook") >= ALERTS
@@ -74,13 +76,13 @@ async def test_failing_and_hanging_sinks_retry_then_dead_letter_without_stalling
     assert pd_done < 8
     assert _count(dead, "delivery_failed:webhook") == ALERTS
     assert _count(dead, "delivery_failed:slack") >= 1
-    assert len(slack.hits) >= ATTEMPTS  # the hung request was retried, not abandoned
+    assert len(slack.received) >= ATTEMPTS  # the hung request was retried, not abandoned
     for alert in alerts:  # each webhook delivery: ATTEMPTS tries, spaced by growing backoff
-        times = [h.at for h in hook.hits if orjson.loads(h.body)["data"]["id"] == alert["id"]]
+        times = [h.at for h in hook.received if orjson.loads(h.body)["data"]["id"] == alert["id"]]
         assert len(times) == ATTEMPTS
         assert times[1] - times[0] >= 0.2  # backoff with equal jitter: at least half of 0.4 s
     assert sorted(orjson.loads(h.body)["payload"]["custom_details"]["alert_id"]
-                  for h in pd.hits) == sorted(a["id"] for a in alerts)  # fmt: skip
+                  for h in pd.received) == sorted(a["id"] for a in alerts)  # fmt: skip
     store.close()
 
 

@@ -21,12 +21,12 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from detectors.profile import KeyProfile
-from tests.support.faults import ServiceSwitch, collect, publish, topics_env, wait_for
-from tests.support.procs import Proc, keywatch_env, running
+from tests.support.events import kong
+from tests.support.faults import ServiceSwitch, wait_for
+from tests.support.kafka import collect, create_topics, publish, read_to_end, topics_env
+from tests.support.procs import Proc, keywatch_env, metric, running
 from worker.devstack import EmbeddedBroker
 from worker.keystore.store import KeyStore
 
@@ -43,34 +43,11 @@ critical = "revoke"
 MESSAGES, PER_MESSAGE = 30, 100  # the stream the worker is killed in the middle of
 
 
-def kong(ts: float, key_id: str, ip: str) -> dict[str, Any]:
-    """A Kong ``kafka-log`` entry (the fields keywatch reads)."""
-    return {
-        "started_at": int(ts * 1000), "client_ip": ip,
-        "request": {"method": "GET", "uri": "/v1/users", "headers": {"user-agent": "sdk/1.0"}},
-        "response": {"status": 200}, "authenticated_entity": {"id": key_id},
-        "consumer": {"custom_id": "acme"},
-    }  # fmt: skip
-
-
-async def changelog_totals(bootstrap: str, topic: str, within: float = 3.0) -> dict[str, int]:
+async def changelog_totals(bootstrap: str, topic: str) -> dict[str, int]:
     """Each key's latest ``total_events`` on the profiles changelog."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    totals: dict[str, int] = {}
-    try:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=300)
-            for msgs in batch.values():
-                for m in msgs:
-                    if m.key and m.value:
-                        totals[m.key.decode()] = KeyProfile.from_bytes(m.value).total_events
-            if not batch:
-                break
-    finally:
-        await consumer.stop()
-    return totals
+    records = await read_to_end(bootstrap, topic, idle_ms=300)
+    return {r.key.decode(): KeyProfile.from_bytes(r.value).total_events
+            for r in records if r.key and r.value}  # fmt: skip
 
 
 async def analyzed(proc: Proc) -> float:
@@ -79,10 +56,7 @@ async def analyzed(proc: Proc) -> float:
         text = await asyncio.to_thread(proc.metrics)
     except Exception:
         return 0.0
-    for line in text.splitlines():
-        if line.startswith("keywatch_events_analyzed_total "):
-            return float(line.split()[1])
-    return 0.0
+    return metric(text, "keywatch_events_analyzed_total")
 
 
 async def test_sigkill_mid_stream_then_restart_loses_nothing_and_revokes_once(
@@ -95,10 +69,7 @@ async def test_sigkill_mid_stream_then_restart_loses_nothing_and_revokes_once(
     policy.write_text(POLICY)
     topics = topics_env(topic_suffix)
     access = topics["KEYWATCH_TOPIC_ACCESS"]
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(access, 2, 1)])
-    await admin.close()
+    await create_topics(broker.bootstrap, [access], 2)
     env = keywatch_env(broker.url, sqlite_url, tmp_path, redis_url, KEYWATCH_POLICY=str(policy),
                        **topics)  # fmt: skip
     changelog = f"{env['KEYWATCH_APP_ID']}-profiles-changelog"
@@ -204,7 +175,7 @@ async def test_detection_keeps_running_while_the_database_is_down(
     policy.write_text(POLICY)
     topics = topics_env(topic_suffix)
     access = topics["KEYWATCH_TOPIC_ACCESS"]
-    await create_topic(broker.bootstrap, access)
+    await create_topics(broker.bootstrap, [access], 2)
     now = time.time()
     history = [kong(now - 3600 - i * 900, target.key_id, GERMANY) for i in range(384, 0, -1)]
     burst = [kong(now - 30 + i, target.key_id, RUSSIA) for i in range(20)]
@@ -223,7 +194,7 @@ async def test_detection_keeps_running_while_the_database_is_down(
             # detection does not need the database: the burst is counted and alerts
             alerts = await collect(broker.bootstrap, topics["KEYWATCH_TOPIC_ALERTS"],
                                    new_country_alert(target.key_id), 30)  # fmt: skip
-            counted = _sample(proc.metrics(), 'keywatch_events_total{format="kong"}')
+            counted = metric(proc.metrics(), "keywatch_events_total", format="kong")
             assert store.get(target.key_id).status == "active"  # the action waits for SQL
             db.up()
             await wait_for(lambda: store.get(target.key_id).status == "revoked", 30, "revoke")
@@ -231,20 +202,3 @@ async def test_detection_keeps_running_while_the_database_is_down(
     assert counted >= len(history) + len(burst)
     assert [a.action for a in store.audit(target.key_id)].count("revoke") == 1
     store.close()
-
-
-def _sample(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
-
-
-async def create_topic(bootstrap: str, name: str, partitions: int = 2) -> None:
-    """Create an external topic up front (gateways own it in production)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, partitions, 1)])
-    finally:
-        await admin.close()

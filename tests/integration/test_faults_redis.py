@@ -11,24 +11,15 @@ from typing import Any
 import pytest
 import redis
 
-from tests.support.faults import ServiceSwitch, collect, publish, topics_env, wait_for
+from tests.support.events import anomaly_alert
+from tests.support.faults import ServiceSwitch, wait_for
+from tests.support.kafka import collect, publish, topics_env
 from tests.support.procs import keywatch_env, running
 from worker.devstack import EmbeddedBroker
 from worker.keystore.redis_view import CACHE_KEY, REVOKED_SET
 from worker.keystore.store import KeyStore
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
-
-
-def revoke_alert(key_id: str, alert_id: str, action: str = "revoke") -> dict[str, Any]:
-    """A critical alert asking for ``action`` on ``key_id``."""
-    return {
-        "id": alert_id, "kind": "anomaly", "key_id": key_id, "account_id": "acme",
-        "ts": "2026-11-22T03:04:05.123Z", "detected_at": "2026-11-22T03:04:05.412Z",
-        "severity": "critical", "action": action,
-        "signals": [{"type": "geo.new_country", "severity": "high", "evidence": {"country": "RU"}}],
-        "summary": f"Key {key_id} used from RU (new)",
-    }  # fmt: skip
 
 
 async def test_redis_down_during_revocation_is_repaired_when_it_returns(
@@ -44,7 +35,7 @@ async def test_redis_down_during_revocation_is_repaired_when_it_returns(
         env = keywatch_env(broker.url, sqlite_url, tmp_path, redis_switch.url, **topics)
         with running(["worker"], env, tmp_path / "worker.log") as proc:
             redis_switch.down()
-            alerts = [revoke_alert(k.key_id, f"01JDREDISDOWN{i:013d}") for i, k in enumerate(keys)]
+            alerts = [anomaly_alert(k.key_id, f"01JDREDISDOWN{i:013d}") for i, k in enumerate(keys)]
             await publish(broker.bootstrap, topics["KEYWATCH_TOPIC_ALERTS"], alerts)
             # SQL is the source of truth: both revocations land although Redis is down (the
             # second alert does not wait behind the first one's Redis update).

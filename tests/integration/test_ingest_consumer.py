@@ -13,7 +13,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.unit.worker.test_ingest_stage import Capture
+from tests.support.ingest import Capture
 from worker.agents.ingest import IngestConsumer, IngestStage
 from worker.devstack import EmbeddedBroker
 from worker.keycache import KeyCache

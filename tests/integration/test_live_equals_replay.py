@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from pathlib import Path
 
 import orjson
 import pytest
 
 from detectors.analyzer import Analyzer
 from geoip.resolver import GeoResolver
-from tests.integration.test_pipeline import consume, create_topics, publish, wait_metric
-from tests.support.procs import keywatch_env, running
+from tests.support.kafka import consume, publish
+from tests.support.procs import Proc
 from worker import shapes
 from worker.devstack import EmbeddedBroker
 from worker.replay import Replay
@@ -41,9 +40,7 @@ def _key(alert: dict[str, object]) -> tuple[object, ...]:
     return alert["id"], alert["key_id"], alert["ts"], alert["severity"], alert["action"], types
 
 
-def test_worker_alerts_equal_replay_alerts(
-    broker: EmbeddedBroker, sqlite_url: str, tmp_path: Path, topic_suffix: str
-) -> None:
+def test_worker_alerts_equal_replay_alerts(worker: Proc, broker: EmbeddedBroker) -> None:
     messages, n = _messages()
     with GeoResolver() as geo:
         replay = Replay(Analyzer(geo))
@@ -52,17 +49,10 @@ def test_worker_alerts_equal_replay_alerts(
         expected = sorted(_key(a.to_dict()) for a in replay.run())
     assert expected and any(e[4] in ("notify", "throttle", "revoke") for e in expected)
 
-    names = ("access", "alerts", "dead_letter", "events_by_key", "key_actions")
-    topics = {name: f"{name}-{topic_suffix}" for name in names}
-    env = keywatch_env(
-        broker.url, sqlite_url, tmp_path, KEYWATCH_SESSION_TIMEOUT_S="3",
-        KEYWATCH_FLUSH_INTERVAL_S="0.05",
-        **{f"KEYWATCH_TOPIC_{k.upper()}": v for k, v in topics.items()},
-    )  # fmt: skip
-    # One partition in: a gateway's own stream keeps each key's order (as keyed topics do).
-    asyncio.run(create_topics(broker.bootstrap, [topics["access"]]))
-    with running(["worker"], env, tmp_path / "worker.log") as proc:
-        asyncio.run(publish(broker.bootstrap, topics["access"], messages))
-        wait_metric(proc, "keywatch_events_analyzed_total", n, timeout=100)
-        got = asyncio.run(consume(broker.bootstrap, topics["alerts"], len(expected), within=30))
+    # One partition in (the worker fixture's access topic): a gateway's own stream keeps each
+    # key's order (as keyed topics do).
+    asyncio.run(publish(broker.bootstrap, worker.env["KEYWATCH_TOPIC_ACCESS"], messages))
+    worker.wait_metric("keywatch_events_analyzed_total", n, timeout=100)
+    alerts = worker.env["KEYWATCH_TOPIC_ALERTS"]
+    got = asyncio.run(consume(broker.bootstrap, alerts, len(expected), within=30))
     assert sorted(_key(a) for a in got) == expected

@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.integration.test_pipeline import consume, consume_records, kong, publish, wait_metric
-from tests.integration.test_pipeline import worker as worker
+from tests.support.events import kong
+from tests.support.kafka import consume, consume_records, publish
 from tests.support.procs import Proc
 from worker.devstack import EmbeddedBroker
 from worker.eventcodec import decode_batch
@@ -35,10 +35,10 @@ def store(sqlite_url: str) -> Iterator[KeyStore]:
 
 def test_links_and_precedence_in_the_worker(
     store: KeyStore,
-    worker: tuple[Proc, dict[str, str]],
+    worker: Proc,
     broker: EmbeddedBroker,
 ) -> None:
-    proc, topics = worker
+    topics = worker.env
     _, victim = store.create("victim")
     thief_key, _ = store.create("thief")
     link(store, victim.key_id, LINKED, "kong_credential")
@@ -47,11 +47,12 @@ def test_links_and_precedence_in_the_worker(
     stolen["request"]["headers"]["x-api-key"] = thief_key.secret
     ghost = kong(now, UNLINKED, "8.8.8.8")
     values = [orjson.dumps(stolen), orjson.dumps(ghost)]
-    asyncio.run(publish(broker.bootstrap, topics["access"], values))
-    wait_metric(proc, "keywatch_events_analyzed_total", 1)
-    (letter,) = asyncio.run(consume(broker.bootstrap, topics["dead_letter"], 1))
+    asyncio.run(publish(broker.bootstrap, topics["KEYWATCH_TOPIC_ACCESS"], values))
+    worker.wait_metric("keywatch_events_analyzed_total", 1)
+    (letter,) = asyncio.run(consume(broker.bootstrap, topics["KEYWATCH_TOPIC_DEAD_LETTER"], 1))
     assert letter["reason"] == "unknown_key" and "keys link" in letter["detail"]
-    (record,) = asyncio.run(consume_records(broker.bootstrap, topics["events_by_key"], 1))
+    by_key = topics["KEYWATCH_TOPIC_EVENTS_BY_KEY"]
+    (record,) = asyncio.run(consume_records(broker.bootstrap, by_key, 1))
     (event,) = decode_batch(record.value)
     assert (event.key_id, event.account_id) == (victim.key_id, "victim")
     assert event.extra_key_hash == thief_key.key_hash

@@ -8,22 +8,17 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
 
-from tests.integration.test_pipeline import (
-    create_topics,
-    kong,
-    metric,
-    publish,
-    wait_metric,
-)
-from tests.support.procs import Proc, keywatch_env
+from tests.support.events import kong
+from tests.support.kafka import collect_records, create_topics, publish, topics_env
+from tests.support.procs import Proc, keywatch_env, metric
 from worker.devstack import EmbeddedBroker
 from worker.partitioning import partition_for
 
@@ -62,115 +57,98 @@ def gone(pid: int) -> bool:
         return True
 
 
-def test_two_processes_share_the_work_and_stop_together(
+@pytest.fixture
+def proc(
     broker: EmbeddedBroker, sqlite_url: str, tmp_path: Path, topic_suffix: str
-) -> None:
-    names = ("access", "alerts", "dead_letter", "events_by_key", "key_actions")
-    topics = {name: f"{name}-{topic_suffix}" for name in names}
+) -> Iterator[Proc]:
+    """A healthy ``keywatch worker`` of two processes (its access topic has ``PARTITIONS``)."""
+    topics = topics_env(topic_suffix)
     env = keywatch_env(
         broker.url, sqlite_url, tmp_path, KEYWATCH_SESSION_TIMEOUT_S="3",
         KEYWATCH_FLUSH_INTERVAL_S="0.05", KEYWATCH_PARTITIONS=str(PARTITIONS),
-        KEYWATCH_WORKER_PROCESSES="2",
-        **{f"KEYWATCH_TOPIC_{k.upper()}": v for k, v in topics.items()},
+        KEYWATCH_WORKER_PROCESSES="2", **topics,
     )  # fmt: skip
-    asyncio.run(create_topics(broker.bootstrap, [topics["access"]], PARTITIONS))
-    proc = Proc(["worker"], env, tmp_path / "worker.log")
+    asyncio.run(create_topics(broker.bootstrap, [topics["KEYWATCH_TOPIC_ACCESS"]], PARTITIONS))
+    supervisor = Proc(["worker"], env, tmp_path / "worker.log")
     try:
-        proc.wait_healthy()
-        children = settled(proc, topics["events_by_key"])
-        pids = [c["pid"] for c in children]
-        assert len(set(pids)) == 2 and proc.proc.pid not in pids
-
-        # Each partition of the re-keyed topic (so each key's profile) is owned by one process.
-        owned = [set(c["partitions"][topics["events_by_key"]]) for c in children]
-        assert owned[0].isdisjoint(owned[1]) and owned[0] | owned[1] == set(range(PARTITIONS))
-
-        now = time.time()
-        events = [kong(now - 600 + i * 0.1, KEYS[i % len(KEYS)], "8.8.8.8") for i in range(4000)]
-        values = [orjson.dumps(events[i : i + 100]) for i in range(0, len(events), 100)]
-        asyncio.run(publish(broker.bootstrap, topics["access"], values))
-        wait_metric(proc, "keywatch_events_analyzed_total", len(events), timeout=60)
-        time.sleep(1.5)  # a checkpoint: every profile is on the changelog
-        text = proc.metrics()
-        # summed over both processes: none lost, none analyzed twice
-        assert metric(text, "keywatch_events_total", format="kong") == len(events)
-        assert metric(text, "keywatch_events_analyzed_total") == len(events)
-        # both processes did part of the work
-        per_child = [
-            metric(httpx.get(f"http://127.0.0.1:{p}/metrics", timeout=5).text,
-                   "keywatch_events_analyzed_total")
-            for p in _child_ports(proc)
-        ]  # fmt: skip
-        assert sum(per_child) == len(events) and all(n > 0 for n in per_child)
-
-        # every key's profile reached the changelog on its own partition
-        changelog = f"{env['KEYWATCH_APP_ID']}-profiles-changelog"
-        records = asyncio.run(changelog_records(broker.bootstrap, changelog, set(KEYS)))
-        assert {r.key.decode() for r in records} == set(KEYS)
-        for r in records:
-            assert r.partition == partition_for(r.key.decode(), PARTITIONS)
-
-        # SIGTERM to the supervisor stops every child
-        assert proc.stop(signal.SIGTERM, timeout=30) == 0
-        deadline = time.monotonic() + 5
-        while not all(gone(p) for p in pids) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert all(gone(p) for p in pids)
+        supervisor.wait_healthy()
+        yield supervisor
     finally:
-        proc.stop(signal.SIGKILL)
+        supervisor.stop(signal.SIGTERM, timeout=30)
 
 
-def test_a_killed_process_is_restarted_and_work_goes_on(
-    broker: EmbeddedBroker, sqlite_url: str, tmp_path: Path, topic_suffix: str
-) -> None:
-    names = ("access", "alerts", "dead_letter", "events_by_key", "key_actions")
-    topics = {name: f"{name}-{topic_suffix}" for name in names}
-    env = keywatch_env(
-        broker.url, sqlite_url, tmp_path, KEYWATCH_SESSION_TIMEOUT_S="3",
-        KEYWATCH_FLUSH_INTERVAL_S="0.05", KEYWATCH_PARTITIONS=str(PARTITIONS),
-        KEYWATCH_WORKER_PROCESSES="2",
-        **{f"KEYWATCH_TOPIC_{k.upper()}": v for k, v in topics.items()},
-    )  # fmt: skip
-    asyncio.run(create_topics(broker.bootstrap, [topics["access"]], PARTITIONS))
-    proc = Proc(["worker"], env, tmp_path / "worker.log")
-    try:
-        proc.wait_healthy()
-        before = settled(proc, topics["events_by_key"])
-        victim = before[0]["pid"]
-        os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            status, body = health(proc)
-            pids = [c.get("pid") for c in body["processes"]]
-            if status == 200 and victim not in pids and all(pids):
-                break
-            time.sleep(0.3)
-        else:
-            raise AssertionError(f"killed child not replaced: {body}\n{proc.output()[-3000:]}")
-        assert "worker_process_died" in proc.output()
-        settled(proc, topics["events_by_key"])
+def test_two_processes_share_the_work_and_stop_together(proc: Proc, broker: EmbeddedBroker) -> None:
+    by_key, access = proc.env["KEYWATCH_TOPIC_EVENTS_BY_KEY"], proc.env["KEYWATCH_TOPIC_ACCESS"]
+    children = settled(proc, by_key)
+    pids = [c["pid"] for c in children]
+    assert len(set(pids)) == 2 and proc.proc.pid not in pids
 
-        now = time.time()
-        events = [kong(now - 60 + i * 0.01, KEYS[i % len(KEYS)], "8.8.8.8") for i in range(1000)]
-        asyncio.run(publish(broker.bootstrap, topics["access"], [orjson.dumps(events)]))
-        wait_metric(proc, "keywatch_events_analyzed_total", len(events), timeout=60)
-        assert proc.proc.poll() is None  # the supervisor itself never stopped
-    finally:
-        proc.stop(signal.SIGTERM, timeout=30)
+    # Each partition of the re-keyed topic (so each key's profile) is owned by one process.
+    owned = [set(c["partitions"][by_key]) for c in children]
+    assert owned[0].isdisjoint(owned[1]) and owned[0] | owned[1] == set(range(PARTITIONS))
+
+    now = time.time()
+    events = [kong(now - 600 + i * 0.1, KEYS[i % len(KEYS)], "8.8.8.8") for i in range(4000)]
+    values = [orjson.dumps(events[i : i + 100]) for i in range(0, len(events), 100)]
+    asyncio.run(publish(broker.bootstrap, access, values))
+    proc.wait_metric("keywatch_events_analyzed_total", len(events), timeout=60)
+    time.sleep(1.5)  # a checkpoint: every profile is on the changelog
+    text = proc.metrics()
+    # summed over both processes: none lost, none analyzed twice
+    assert metric(text, "keywatch_events_total", format="kong") == len(events)
+    assert metric(text, "keywatch_events_analyzed_total") == len(events)
+    # both processes did part of the work
+    per_child = [
+        metric(httpx.get(f"http://127.0.0.1:{p}/metrics", timeout=5).text,
+               "keywatch_events_analyzed_total")
+        for p in _child_ports(proc)
+    ]  # fmt: skip
+    assert sum(per_child) == len(events) and all(n > 0 for n in per_child)
+
+    # every key's profile reached the changelog on its own partition
+    changelog = f"{proc.env['KEYWATCH_APP_ID']}-profiles-changelog"
+    records = asyncio.run(changelog_records(broker.bootstrap, changelog, set(KEYS)))
+    assert {r.key.decode() for r in records} == set(KEYS)
+    for r in records:
+        assert r.partition == partition_for(r.key.decode(), PARTITIONS)
+
+    # SIGTERM to the supervisor stops every child
+    assert proc.stop(signal.SIGTERM, timeout=30) == 0
+    deadline = time.monotonic() + 5
+    while not all(gone(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(gone(p) for p in pids)
+
+
+def test_a_killed_process_is_restarted_and_work_goes_on(proc: Proc, broker: EmbeddedBroker) -> None:
+    by_key, access = proc.env["KEYWATCH_TOPIC_EVENTS_BY_KEY"], proc.env["KEYWATCH_TOPIC_ACCESS"]
+    before = settled(proc, by_key)
+    victim = before[0]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status, body = health(proc)
+        pids = [c.get("pid") for c in body["processes"]]
+        if status == 200 and victim not in pids and all(pids):
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError(f"killed child not replaced: {body}\n{proc.output()[-3000:]}")
+    assert "worker_process_died" in proc.output()
+    settled(proc, by_key)
+
+    now = time.time()
+    events = [kong(now - 60 + i * 0.01, KEYS[i % len(KEYS)], "8.8.8.8") for i in range(1000)]
+    asyncio.run(publish(broker.bootstrap, access, [orjson.dumps(events)]))
+    proc.wait_metric("keywatch_events_analyzed_total", len(events), timeout=60)
+    assert proc.proc.poll() is None  # the supervisor itself never stopped
 
 
 async def changelog_records(bootstrap: str, topic: str, keys: set[str]) -> list[Any]:
-    """Changelog records until every one of ``keys`` has been seen (fails after 30 s)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    out: list[Any] = []
-    try:
-        async with asyncio.timeout(30):
-            while not keys <= {r.key.decode() for r in out}:
-                out.append(await consumer.getone())
-    finally:
-        await consumer.stop()
-    return out
+    """Changelog records until every one of ``keys`` has been seen (or 30 s have passed)."""
+    return await collect_records(
+        bootstrap, topic, lambda got: keys <= {r.key.decode() for r in got}, 30
+    )
 
 
 def _child_ports(proc: Proc) -> list[int]:

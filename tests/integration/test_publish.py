@@ -11,7 +11,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from tests.support.kafka import read_records
+from tests.support.kafka import consume_records
 from worker.commands.publish import command
 from worker.devstack import EmbeddedBroker
 
@@ -25,7 +25,8 @@ EVENTS = [
 
 async def consume(broker: EmbeddedBroker, topic: str, count: int) -> list[tuple[Any, Any]]:
     """Read ``count`` messages from the start of ``topic`` as (key, decoded value)."""
-    return [(r.key, orjson.loads(r.value)) for r in await read_records(broker, topic, count)]
+    records = await consume_records(broker.bootstrap, topic, count)
+    return [(r.key, orjson.loads(r.value)) for r in records]
 
 
 def run(broker: EmbeddedBroker, *args: str, stdin: bytes | None = None) -> Any:

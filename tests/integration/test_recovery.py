@@ -19,11 +19,13 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from detectors.profile import KeyProfile
-from tests.support.faults import collect, publish, topics_env, wait_for
-from tests.support.procs import Proc, keywatch_env
+from tests.support.events import kong
+from tests.support.faults import wait_for
+from tests.support.kafka import collect, publish, read_to_end, reported_end, topics_env
+from tests.support.procs import Proc, keywatch_env, metric
 from worker.devstack import EmbeddedBroker
 from worker.engine import SEAL_KEY
 from worker.partitioning import partition_for
@@ -35,16 +37,6 @@ PARTITIONS = 4  # keywatch_env's KEYWATCH_PARTITIONS
 KEYS = 120
 GERMANY, RUSSIA = "5.9.0.1", "77.88.8.8"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "records_v1"
-
-
-def kong(ts: float, key_id: str, ip: str) -> dict[str, Any]:
-    """A Kong ``kafka-log`` entry (the fields keywatch reads)."""
-    return {
-        "started_at": int(ts * 1000), "client_ip": ip,
-        "request": {"method": "GET", "uri": "/v1/users", "headers": {"user-agent": "sdk/1.0"}},
-        "response": {"status": 200}, "authenticated_entity": {"id": key_id},
-        "consumer": {"custom_id": "acme"},
-    }  # fmt: skip
 
 
 def key_ids(n: int = KEYS) -> list[str]:
@@ -63,32 +55,8 @@ def history(keys: list[str], now: float) -> list[list[dict[str, Any]]]:
 
 async def changelog(bootstrap: str, topic: str) -> tuple[dict[str, bytes], int]:
     """Each key's latest profile on the changelog, and the number of records read."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)  # fmt: skip
-    await consumer.start()
-    latest: dict[str, bytes] = {}
-    n = 0
-    try:
-        while batch := await consumer.getmany(timeout_ms=1500):
-            for msgs in batch.values():
-                for m in msgs:
-                    n += 1
-                    if m.key and m.value:
-                        latest[m.key.decode()] = m.value
-    finally:
-        await consumer.stop()
-    return latest, n
-
-
-async def reported_end(bootstrap: str, topic: str) -> int:
-    """The sum of the broker's reported end offsets over the changelog's partitions."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        return sum((await consumer.end_offsets(tps)).values())
-    finally:
-        await consumer.stop()
+    records = await read_to_end(bootstrap, topic)
+    return {r.key.decode(): r.value for r in records if r.key and r.value}, len(records)
 
 
 def all_learned(bootstrap: str, topic: str, keys: list[str]) -> bool:
@@ -107,7 +75,7 @@ async def learn(broker: EmbeddedBroker, env: dict[str, str], keys: list[str], lo
         await wait_for(lambda: all_learned(broker.bootstrap, topic, keys), 150, "keys learned")
         _, records = await changelog(broker.bootstrap, topic)
         # the quirk is there: without the fix, recovery would stop short of some records
-        assert await reported_end(broker.bootstrap, topic) < records
+        assert await reported_end(broker.bootstrap, topic, PARTITIONS) < records
     except BaseException:
         proc.kill()
         raise
@@ -177,8 +145,8 @@ async def test_a_rebalance_hands_every_profile_to_the_new_worker(
         second.wait_healthy()  # healthy once it has partitions: the rebalance happened
         await probe_every_key(broker, env, keys)
         # the second worker really took keys over (and recovered them from the changelog)
-        assert _sample(second.metrics(), "keywatch_events_analyzed_total") > 0
-        assert _sample(first.metrics(), "keywatch_events_analyzed_total") > 0
+        assert metric(second.metrics(), "keywatch_events_analyzed_total") > 0
+        assert metric(first.metrics(), "keywatch_events_analyzed_total") > 0
     finally:
         second.stop()
         first.stop()
@@ -207,14 +175,14 @@ async def test_profiles_written_by_the_previous_release_still_recover_and_detect
                                      partition=0)  # fmt: skip
     finally:
         await producer.stop()
-    assert await reported_end(broker.bootstrap, topic) < len(keys)
+    assert await reported_end(broker.bootstrap, topic, PARTITIONS) < len(keys)
     worker = Proc(["worker"], env, tmp_path / "worker.log")
     try:
         worker.wait_healthy()
         # an hour after the fixture's last event: detection runs on event time, not the clock
         fixture_end = orjson.loads((FIXTURES / "expected.json").read_bytes())
         await probe_every_key(broker, env, keys, fixture_end["profile_learned"]["last_ts"] + 3600)
-        assert _sample(worker.metrics(), "keywatch_events_analyzed_total") >= len(keys) + 3
+        assert metric(worker.metrics(), "keywatch_events_analyzed_total") >= len(keys) + 3
         assert "bad_batch" not in worker.metrics()
     finally:
         worker.stop()
@@ -234,26 +202,10 @@ async def test_the_seal_is_a_tombstone_that_recovery_applies_as_nothing(
         assert seals and all(value is None for value in seals)
         await probe_every_key(broker, env, keys)
         # the table holds the keys and nothing else: no profile for the seal's key
-        assert _sample(second.metrics(), "keywatch_profiles") == len(keys)
+        assert metric(second.metrics(), "keywatch_profiles") == len(keys)
     finally:
         second.stop()
 
 
 async def _seals(bootstrap: str, topic: str) -> list[bytes | None]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)  # fmt: skip
-    await consumer.start()
-    found: list[bytes | None] = []
-    try:
-        while batch := await consumer.getmany(timeout_ms=1500):
-            found += [m.value for msgs in batch.values() for m in msgs if m.key == SEAL_KEY]
-    finally:
-        await consumer.stop()
-    return found
-
-
-def _sample(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
+    return [r.value for r in await read_to_end(bootstrap, topic) if r.key == SEAL_KEY]

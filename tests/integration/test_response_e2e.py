@@ -6,7 +6,6 @@ reaches local Slack and webhook servers (Block Kit, verified signature), with no
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import time
 from pathlib import Path
@@ -15,64 +14,40 @@ from typing import Any
 import orjson
 import pytest
 import redis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from standardwebhooks import Webhook
 
+from tests.support.events import anomaly_alert
+from tests.support.faults import wait_for
+from tests.support.kafka import collect, publish, topics_env
 from tests.support.procs import keywatch_env, running
-from tests.unit.alerting.receiver import Receiver, serving
+from tests.support.receiver import FAST_DELIVERY, Receiver, serving
 from worker.devstack import EmbeddedBroker
 from worker.keystore.redis_view import CACHE_KEY, REVOKED_SET
 from worker.keystore.store import KeyStore
 
 SECRET = "whsec_" + base64.b64encode(b"e2e-secret-e2e-secret-e2e-secret").decode()
-POLICY = """
-[delivery]
-max_attempts = 3
-base_delay_s = 0.05
-max_delay_s = 0.1
-slack_min_interval_s = 0.0
-"""
 
 
 def _alert(key_id: str, secret: str) -> dict[str, Any]:
-    now = time.time()
-    return {
-        "id": "01JDE2EALERT00000000000001", "kind": "anomaly", "key_id": key_id,
-        "account_id": "acme", "ts": "2026-11-22T03:04:05.123Z",
-        "detected_at": "2026-11-22T03:04:05.412Z", "severity": "critical", "action": "revoke",
-        "signals": [
+    return anomaly_alert(
+        key_id, "01JDE2EALERT00000000000001",
+        signals=[
             {"type": "geo.new_country", "severity": "medium", "evidence": {"country": "RU"}},
             {"type": "usage.spike", "severity": "high",
              "evidence": {"observed_per_hour": 1210, "baseline_per_hour": 31.5}},
         ],
-        "summary": f"Key {key_id} used from RU (new) at 38x its usual rate; seen {secret}",
-        "sent_at": now,
-    }  # fmt: skip
+        summary=f"Key {key_id} used from RU (new) at 38x its usual rate; seen {secret}",
+        sent_at=time.time(),
+    )  # fmt: skip
 
 
-async def _wait_for(predicate: Any, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
+async def _announcements(bootstrap: str, topic: str, key_id: str, within: float) -> list[Any]:
+    """The key-actions about ``key_id`` (as soon as there is one, or after ``within`` s)."""
 
+    def about(actions: list[Any]) -> list[Any]:
+        return [a for a in actions if a.get("key_id") == key_id]
 
-async def _announcements(broker: str, topic: str, key_id: str, within: float) -> list[dict]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker, auto_offset_reset="earliest")
-    await consumer.start()
-    found: list[dict] = []
-    try:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline and not found:
-            batch = await consumer.getmany(timeout_ms=500)
-            for msgs in batch.values():
-                found += [m for m in map(lambda r: orjson.loads(r.value), msgs)
-                          if m.get("key_id") == key_id]  # fmt: skip
-    finally:
-        await consumer.stop()
-    return found
+    return about(await collect(bootstrap, topic, lambda got: bool(about(got)), within))
 
 
 @pytest.mark.services
@@ -85,9 +60,8 @@ async def test_alert_to_revocation_and_delivery(
     r = redis.Redis.from_url(redis_url)
     r.set(CACHE_KEY.format(record.key_hash), b'{"status": "active"}')
     policy = tmp_path / "policy.toml"
-    policy.write_text(POLICY)
-    names = ("ACCESS", "ALERTS", "KEY_ACTIONS", "LEAKS", "DEAD_LETTER", "EVENTS_BY_KEY")
-    topics = {f"KEYWATCH_TOPIC_{n}": f"{n.lower()}-{topic_suffix}" for n in names}
+    policy.write_text(FAST_DELIVERY)
+    topics = topics_env(topic_suffix)
     with serving(Receiver()) as slack, serving(Receiver()) as hook:
         env = keywatch_env(
             broker.url, sqlite_url, tmp_path, redis_url, KEYWATCH_POLICY=str(policy),
@@ -95,18 +69,13 @@ async def test_alert_to_revocation_and_delivery(
             KEYWATCH_WEBHOOK_SECRET=SECRET, **topics,
         )  # fmt: skip
         with running(["worker"], env, tmp_path / "worker.log") as proc:
-            producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
-            await producer.start()
-            try:
-                body = orjson.dumps(_alert(record.key_id, new.secret))
-                for _ in range(2):  # at-least-once: the same alert twice
-                    await producer.send_and_wait(topics["KEYWATCH_TOPIC_ALERTS"], body,
-                                                 key=record.key_id.encode())  # fmt: skip
-            finally:
-                await producer.stop()
-            await _wait_for(lambda: store.get(record.key_id).status == "revoked", 60, "revocation")
-            await _wait_for(lambda: len(slack.received) >= 2 and len(hook.received) >= 2, 30,
-                            "deliveries")  # fmt: skip
+            alert = _alert(record.key_id, new.secret)
+            # at-least-once: the same alert twice
+            await publish(broker.bootstrap, topics["KEYWATCH_TOPIC_ALERTS"], [alert, alert],
+                          key=record.key_id.encode())  # fmt: skip
+            await wait_for(lambda: store.get(record.key_id).status == "revoked", 60, "revocation")
+            await wait_for(lambda: len(slack.received) >= 2 and len(hook.received) >= 2, 30,
+                           "deliveries")  # fmt: skip
             announced = await _announcements(broker.bootstrap, topics["KEYWATCH_TOPIC_KEY_ACTIONS"],
                                              record.key_id, 30)  # fmt: skip
             metrics = proc.metrics()
@@ -140,9 +109,8 @@ async def test_throttle_expiry_resolves_pagerduty_and_leaks_are_delivered(
     store = KeyStore(sqlite_url)
     _, record = store.create("acme", "live")
     policy = tmp_path / "policy.toml"
-    policy.write_text("throttle_ttl_s = 1\n" + POLICY)
-    names = ("ACCESS", "ALERTS", "KEY_ACTIONS", "LEAKS", "DEAD_LETTER", "EVENTS_BY_KEY")
-    topics = {f"KEYWATCH_TOPIC_{n}": f"{n.lower()}-{topic_suffix}" for n in names}
+    policy.write_text("throttle_ttl_s = 1\n" + FAST_DELIVERY)
+    topics = topics_env(topic_suffix)
     alert = _alert(record.key_id, "-") | {"severity": "high", "action": "throttle"}
     leak = _alert(record.key_id, "-") | {
         "id": "01JDE2ELEAK000000000000001", "kind": "leak", "severity": "critical",
@@ -156,21 +124,14 @@ async def test_throttle_expiry_resolves_pagerduty_and_leaks_are_delivered(
             KEYWATCH_WEBHOOK_URL=hook.url, KEYWATCH_WEBHOOK_SECRET=SECRET, **topics,
         )  # fmt: skip
         with running(["worker"], env, tmp_path / "worker.log"):
-            producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
-            await producer.start()
-            try:
-                key = record.key_id.encode()
-                await producer.send_and_wait(topics["KEYWATCH_TOPIC_ALERTS"], orjson.dumps(alert),
-                                             key=key)  # fmt: skip
-                await producer.send_and_wait(topics["KEYWATCH_TOPIC_LEAKS"], orjson.dumps(leak),
-                                             key=key)  # fmt: skip
-            finally:
-                await producer.stop()
+            key = record.key_id.encode()
+            await publish(broker.bootstrap, topics["KEYWATCH_TOPIC_ALERTS"], [alert], key=key)
+            await publish(broker.bootstrap, topics["KEYWATCH_TOPIC_LEAKS"], [leak], key=key)
             # throttled, then lifted by the reconciler (every 5 s) once the 1 s TTL is over
-            await _wait_for(lambda: len(pd.received) >= 3, 60, "trigger, leak trigger, resolve")
+            await wait_for(lambda: len(pd.received) >= 3, 60, "trigger, leak trigger, resolve")
             announced = await _announcements(broker.bootstrap, topics["KEYWATCH_TOPIC_KEY_ACTIONS"],
                                              record.key_id, 10)  # fmt: skip
-            await _wait_for(lambda: len(hook.received) >= 2, 10, "webhook deliveries")
+            await wait_for(lambda: len(hook.received) >= 2, 10, "webhook deliveries")
     events = [orjson.loads(x.body) for x in pd.received]
     actions = [e["event_action"] for e in events]
     assert actions.count("trigger") == 2 and actions[-1] == "resolve"

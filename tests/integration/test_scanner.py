@@ -5,78 +5,21 @@ full key appears in any finding, dead letter or log line."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from core.keyformat import generate_key
-from scanners.signatures import github_signature
+from tests.support.codehost import AFTER, SECRET, FakeGitHub, post, push_body
+from tests.support.kafka import collect_count, publish, topics_env
 from tests.support.procs import keywatch_env, running
 from worker.devstack import EmbeddedBroker
 from worker.keystore.redis_view import RedisView
 from worker.keystore.store import KeyStore
 
 pytestmark = pytest.mark.services
-SECRET = "integration-hook-secret"
-BEFORE, AFTER = "1" * 40, "2" * 40
-
-
-class FakeGitHub(ThreadingHTTPServer):
-    """Serves one compare answer for acme/app; everything else is 404."""
-
-    files: list[dict[str, Any]]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: FakeGitHub
-
-    def do_GET(self) -> None:
-        if self.path.startswith(f"/repos/acme/app/compare/{BEFORE}...{AFTER}"):
-            body = json.dumps({"files": self.server.files}).encode()
-            self.send_response(200)
-        else:
-            body, _ = b'{"message": "Not Found"}', self.send_response(404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def fake_github() -> Iterator[FakeGitHub]:
-    server = FakeGitHub(("127.0.0.1", 0), _Handler)
-    server.files = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def push_body(repo: str = "acme/app") -> bytes:
-    return orjson.dumps({
-        "ref": "refs/heads/feature", "before": BEFORE, "after": AFTER,
-        "repository": {"full_name": repo, "default_branch": "main"}, "commits": [{"id": AFTER}],
-    })  # fmt: skip
-
-
-def post(port: str, body: bytes, event: str = "push", delivery: str = "d-1", **h: str) -> int:
-    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery,
-               "X-Hub-Signature-256": github_signature(SECRET, body), **h}  # fmt: skip
-    url = f"http://127.0.0.1:{port}/webhooks/github"
-    return httpx.post(url, content=body, headers=headers, timeout=10).status_code
 
 
 def post_chunked(port: str, body: bytes) -> int:
@@ -85,23 +28,6 @@ def post_chunked(port: str, body: bytes) -> int:
     headers = {"X-Hub-Signature-256": "sha256=" + "0" * 64}
     content = iter([body[:40_000], body[40_000:]])
     return httpx.post(url, content=content, headers=headers, timeout=10).status_code
-
-
-async def consume(broker: EmbeddedBroker, topic: str, want: int, wait_s: float = 60) -> list[Any]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap,
-                                auto_offset_reset="earliest")  # fmt: skip
-    await consumer.start()
-    out: list[Any] = []
-    try:
-        async with asyncio.timeout(wait_s):
-            while len(out) < want:
-                batch = await consumer.getmany(timeout_ms=500)
-                out += [orjson.loads(m.value) for msgs in batch.values() for m in msgs]
-    except TimeoutError:
-        pass
-    finally:
-        await consumer.stop()
-    return out
 
 
 async def test_push_leaking_keys_end_to_end(
@@ -120,12 +46,11 @@ async def test_push_leaking_keys_end_to_end(
         {"filename": "docs/example.md", "status": "modified",
          "patch": f"@@ -1 +1,2 @@\n # Usage\n+curl -H 'Authorization: Bearer {stranger.secret}'\n"},
     ]  # fmt: skip
-    topics = {f"KEYWATCH_TOPIC_{t.upper()}": f"{t}-{topic_suffix}"
-              for t in ("code_push", "leaks", "key_actions", "dead_letter")}  # fmt: skip
+    topics = topics_env(topic_suffix)
     env = keywatch_env(
         broker.url, database_url, tmp_path, redis_url,
         KEYWATCH_GITHUB_WEBHOOK_SECRET=SECRET,
-        KEYWATCH_GITHUB_API_URL=f"http://127.0.0.1:{fake_github.server_port}",
+        KEYWATCH_GITHUB_API_URL=fake_github.url,
         KEYWATCH_MAX_BODY_BYTES="65536", KEYWATCH_LOG_LEVEL="DEBUG", **topics,
     )  # fmt: skip
     port = env["KEYWATCH_SCANNER_WEB_PORT"]
@@ -140,13 +65,10 @@ async def test_push_leaking_keys_end_to_end(
         assert post(port, body, "push", "d-1") == 202
         assert post(port, body, "push", "d-1") == 202  # replay: ignored
         assert post(port, push_body("acme/missing"), "push", "d-2") == 202
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
-        await producer.start()
-        await producer.send_and_wait(topics["KEYWATCH_TOPIC_CODE_PUSH"], b'{"source": garbage')
-        await producer.stop()
-        leaks = await consume(broker, topics["KEYWATCH_TOPIC_LEAKS"], 3)
-        dead = await consume(broker, topics["KEYWATCH_TOPIC_DEAD_LETTER"], 2)
-        actions = await consume(broker, topics["KEYWATCH_TOPIC_KEY_ACTIONS"], 1)
+        await publish(broker.bootstrap, topics["KEYWATCH_TOPIC_CODE_PUSH"], [b'{"source": garbage'])
+        leaks = await collect_count(broker.bootstrap, topics["KEYWATCH_TOPIC_LEAKS"], 3)
+        dead = await collect_count(broker.bootstrap, topics["KEYWATCH_TOPIC_DEAD_LETTER"], 2)
+        actions = await collect_count(broker.bootstrap, topics["KEYWATCH_TOPIC_KEY_ACTIONS"], 1)
         metrics = proc.metrics("KEYWATCH_SCANNER_WEB_PORT")
     log = (tmp_path / "scanner.log").read_text(errors="replace")
 

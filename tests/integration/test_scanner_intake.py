@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -22,53 +19,14 @@ import pytest
 import sqlalchemy as sa
 
 from scanners.signatures import github_signature
-from tests.integration.test_scanner import consume
+from tests.support.codehost import KEYS_PATH, SECRET, FakeGitHub
+from tests.support.kafka import collect_count, topics_env
 from tests.support.procs import keywatch_env, running
 from worker.devstack import EmbeddedBroker
 from worker.keystore.store import KeyStore
 
 pytestmark = pytest.mark.services
-SECRET = "intake-hook-secret"
 DATA = Path(__file__).parents[1] / "unit" / "scanners" / "data"
-
-
-class FakeHost(ThreadingHTTPServer):
-    """GitHub's compare API for one push, and the secret-scanning keys endpoint (counted)."""
-
-    files: list[dict[str, Any]]
-    key_fetches: int
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: FakeHost
-
-    def do_GET(self) -> None:
-        if self.path.startswith("/meta/public_keys/secret_scanning"):
-            self.server.key_fetches += 1
-            body = b'{"public_keys": []}'
-        elif "/compare/" in self.path or "/commits/" in self.path:
-            body = json.dumps({"files": self.server.files}).encode()
-        else:
-            body = b'{"message": "Not Found"}'
-        self.send_response(200 if not body.startswith(b'{"message"') else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def fake_host() -> Iterator[FakeHost]:
-    server = FakeHost(("127.0.0.1", 0), _Handler)
-    server.files, server.key_fetches = [], 0
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 def raw_request(port: str, head: bytes, body: bytes = b"", wait_s: float = 10.0) -> bytes:
@@ -100,7 +58,7 @@ def gh_head(body_len: int, signature: bytes, ctype: bytes = b"application/json")
     )  # fmt: skip
 
 
-def drive_intake(port: str, payload: dict[str, Any], fake_host: FakeHost) -> None:
+def drive_intake(port: str, payload: dict[str, Any], fake_github: FakeGitHub) -> None:
     """Every intake case against the running scanner (blocking sockets, so not in the loop)."""
     url = f"http://127.0.0.1:{port}"
     # GitHub's form content type (payload=...), signed over the raw form body.
@@ -158,18 +116,18 @@ def drive_intake(port: str, payload: dict[str, Any], fake_host: FakeHost) -> Non
 
     # Unsigned or made-up secret-scanning requests never fetch GitHub's keys.
     time.sleep(0.5)
-    fetches_at_start = fake_host.key_fetches
+    fetches_at_start = fake_github.key_fetches
     for h in ({}, {"Github-Public-Key-Identifier": "made-up",
                    "Github-Public-Key-Signature": "bm90IGEgc2lnbmF0dXJl"}):  # fmt: skip
         for _ in range(5):
             r = httpx.post(f"{url}/webhooks/github-secret-scanning", content=b"[]", headers=h)
             assert r.status_code == 401
-    assert fake_host.key_fetches == fetches_at_start <= 1
+    assert fake_github.key_fetches == fetches_at_start <= 1
 
 
 async def test_intake_and_leaks_outside_file_contents(
     broker: EmbeddedBroker, database_url: str, redis_url: str, topic_suffix: str,
-    fake_host: FakeHost, tmp_path: Path,
+    fake_github: FakeGitHub, tmp_path: Path,
 ) -> None:  # fmt: skip
     store = KeyStore(database_url)
     in_message, msg_rec = store.create("acme", "live")
@@ -177,25 +135,25 @@ async def test_intake_and_leaks_outside_file_contents(
     payload = json.loads((DATA / "github_push_new_branch.json").read_text())
     payload["commits"][0]["message"] = f"Initial commit\n\nuse {in_message.secret} for now"
     payload["head_commit"]["message"] = payload["commits"][0]["message"]
-    fake_host.files = [{"filename": f"keys/{in_path.secret}.txt", "status": "added",
+    fake_github.files = [{"filename": f"keys/{in_path.secret}.txt", "status": "added",
                         "patch": "@@ -0,0 +1 @@\n+nothing to see\n"}]  # fmt: skip
-    topics = {f"KEYWATCH_TOPIC_{t.upper()}": f"{t}-{topic_suffix}"
-              for t in ("code_push", "leaks", "key_actions", "dead_letter")}  # fmt: skip
-    host = f"http://127.0.0.1:{fake_host.server_port}"
+    topics = topics_env(topic_suffix)
+    fake_github.repo = None  # the vendor sample's repository
+    host = fake_github.url
     env = keywatch_env(
         broker.url, database_url, tmp_path, redis_url,
         KEYWATCH_GITHUB_WEBHOOK_SECRET=SECRET, KEYWATCH_GITLAB_WEBHOOK_SECRET="gl-token",
         KEYWATCH_GITHUB_API_URL=host,
-        KEYWATCH_GITHUB_SECRET_SCANNING_KEYS_URL=f"{host}/meta/public_keys/secret_scanning",
+        KEYWATCH_GITHUB_SECRET_SCANNING_KEYS_URL=f"{host}{KEYS_PATH}",
         KEYWATCH_WEBHOOK_HEADER_TIMEOUT_S="1", KEYWATCH_WEBHOOK_BODY_TIMEOUT_S="1",
         KEYWATCH_MAX_PENDING_BODIES="2", KEYWATCH_LOG_LEVEL="DEBUG", **topics,
     )  # fmt: skip
     port = env["KEYWATCH_SCANNER_WEB_PORT"]
     with running(["scanner"], env, tmp_path / "scanner.log", "KEYWATCH_SCANNER_WEB_PORT") as proc:
-        drive_intake(port, payload, fake_host)
-        leaks = await consume(broker, topics["KEYWATCH_TOPIC_LEAKS"], 2)
-        dead = await consume(broker, topics["KEYWATCH_TOPIC_DEAD_LETTER"], 1, wait_s=10)
-        actions = await consume(broker, topics["KEYWATCH_TOPIC_KEY_ACTIONS"], 2)
+        drive_intake(port, payload, fake_github)
+        leaks = await collect_count(broker.bootstrap, topics["KEYWATCH_TOPIC_LEAKS"], 2)
+        dead = await collect_count(broker.bootstrap, topics["KEYWATCH_TOPIC_DEAD_LETTER"], 1, 10)
+        actions = await collect_count(broker.bootstrap, topics["KEYWATCH_TOPIC_KEY_ACTIONS"], 2)
         metrics = proc.metrics("KEYWATCH_SCANNER_WEB_PORT")
     log = (tmp_path / "scanner.log").read_text(errors="replace")
 

@@ -23,17 +23,13 @@ import orjson
 import pytest
 
 from core.keyformat import NewKey, generate_key
-from tests.integration.test_faults_redis import revoke_alert
-from tests.integration.test_scanner import (
-    AFTER,
-    FakeGitHub,
-    fake_github,  # noqa: F401 - the fixture
-    post,
-    push_body,
-)
-from tests.integration.test_scanner import SECRET as SCANNER_SECRET
-from tests.support.faults import Sink, collect, publish, serving, topics_env, wait_for
+from tests.support.codehost import AFTER, FakeGitHub, post, push_body
+from tests.support.codehost import SECRET as SCANNER_SECRET
+from tests.support.events import anomaly_alert
+from tests.support.faults import wait_for
+from tests.support.kafka import collect, publish, topics_env
 from tests.support.procs import keywatch_env, running
+from tests.support.receiver import Receiver, serving
 from worker.devstack import EmbeddedBroker
 from worker.keystore.store import KeyStore
 
@@ -73,16 +69,16 @@ def planted(key: str) -> dict[str, Any]:
 def alerts_with_keys(target: str, keys: list[NewKey]) -> list[Any]:
     """Alerts (good and bad) that carry keys in every field a sender might fill."""
     a, b = keys[0].secret, keys[1].secret
-    revoke = revoke_alert(target, "01JDSECRECY000000000000001") | {
+    revoke = anomaly_alert(target, "01JDSECRECY000000000000001") | {
         "summary": f"Key {target} seen as {a} and {b}",
         "signals": [{"type": "transport.key_in_query", "severity": "high", "evidence": planted(a)}],
     }
-    notify = revoke_alert(target, "01JDSECRECY000000000000002", "notify") | {
+    notify = anomaly_alert(target, "01JDSECRECY000000000000002", "notify") | {
         "summary": f"notify {b}",
         "extra": planted(b),
     }
-    bad_action = revoke_alert(target, "01JDSECRECY000000000000003", f"explode {a}")
-    unknown_key = revoke_alert(a, "01JDSECRECY000000000000004")  # a key where an id belongs
+    bad_action = anomaly_alert(target, "01JDSECRECY000000000000003", f"explode {a}")
+    unknown_key = anomaly_alert(a, "01JDSECRECY000000000000004")  # a key where an id belongs
     not_json = f"garbage {a} {b} {{".encode()
     return [revoke, notify, bad_action, unknown_key, not_json, orjson.dumps([planted(a)])]
 
@@ -97,9 +93,9 @@ async def test_no_full_key_in_any_output(
     policy.write_text(POLICY)
     topics = topics_env(topic_suffix)
     # the webhook always fails; PagerDuty redirects to another host, which must never be asked
-    slack, hook, pd, trap = Sink(), Sink(status=503), Sink(status=307), Sink()
-    with serving(slack, hook, pd, trap):
-        pd.headers = {"location": trap.url}
+    slack, hook, pd, trap = Receiver(), Receiver(default=(503, {})), Receiver(), Receiver()
+    with serving(slack), serving(hook), serving(pd), serving(trap):
+        pd.default = (307, {"location": trap.url})
         env = keywatch_env(
             broker.url, sqlite_url, tmp_path, redis_url, KEYWATCH_POLICY=str(policy),
             KEYWATCH_LOG_LEVEL="DEBUG", KEYWATCH_SLACK_WEBHOOK_URL=slack.url,
@@ -120,7 +116,9 @@ async def test_no_full_key_in_any_output(
             raised = await collect(broker.bootstrap, topics["KEYWATCH_TOPIC_ALERTS"],
                                    lambda m: bool(_raised(m)), 30)  # fmt: skip
             # three alerts reach PagerDuty (high and up); its 307 elsewhere is not followed
-            await wait_for(lambda: len(slack.hits) >= 4 and len(pd.hits) >= 3, 10, "deliveries")
+            await wait_for(
+                lambda: len(slack.received) >= 4 and len(pd.received) >= 3, 10, "deliveries"
+            )
             rekeyed = await collect(broker.bootstrap, topics["KEYWATCH_TOPIC_EVENTS_BY_KEY"],
                                     lambda m: False, 3)  # fmt: skip
             outputs = {
@@ -141,7 +139,7 @@ async def test_no_full_key_in_any_output(
     assert rekeyed  # the events went through the pipeline
     types = {s["type"] for a in _raised(raised) for s in a["signals"]}
     assert "transport.key_in_query" in types
-    assert trap.hits == []  # no redirect followed to a host nobody configured
+    assert trap.received == []  # no redirect followed to a host nobody configured
     assert len(outputs["log"]) > 10_000  # DEBUG really was on
     for key in issued:
         body = key.secret[len(key.prefix) :]
@@ -277,7 +275,7 @@ def test_scan_output_shows_no_key(sqlite_url: str, tmp_path: Path, flags: list[s
 
 async def test_scanner_webhooks_and_diffs_with_keys_show_no_key(
     broker: EmbeddedBroker, topic_suffix: str, sqlite_url: str, redis_url: str,
-    tmp_path: Path, fake_github: FakeGitHub,  # noqa: F811 - the imported fixture
+    tmp_path: Path, fake_github: FakeGitHub,
 ) -> None:  # fmt: skip
     store = KeyStore(sqlite_url)
     live, test = store.create("acme", "live")[0], store.create("acme", "test")[0]
@@ -294,7 +292,7 @@ async def test_scanner_webhooks_and_diffs_with_keys_show_no_key(
     env = keywatch_env(
         broker.url, sqlite_url, tmp_path, redis_url, KEYWATCH_GITHUB_WEBHOOK_SECRET=SCANNER_SECRET,
         KEYWATCH_GITLAB_WEBHOOK_SECRET=GITHUB_SECRET, KEYWATCH_GITHUB_TOKEN=GITHUB_TOKEN,
-        KEYWATCH_GITHUB_API_URL=f"http://127.0.0.1:{fake_github.server_port}",
+        KEYWATCH_GITHUB_API_URL=fake_github.url,
         KEYWATCH_LOG_LEVEL="DEBUG", KEYWATCH_MAX_BODY_BYTES="65536", **topics,
     )  # fmt: skip
     port = env["KEYWATCH_SCANNER_WEB_PORT"]

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from tests.support.kafka import read_records
+from tests.support.kafka import consume_records
 from worker.commands.simulate import command
 from worker.devstack import EmbeddedBroker
 from worker.ingest import parse_message
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.services
 
 async def consume(broker: EmbeddedBroker, topic: str, count: int) -> list[bytes]:
     """Read ``count`` message values from the start of ``topic``."""
-    return [r.value for r in await read_records(broker, topic, count)]
+    return [r.value for r in await consume_records(broker.bootstrap, topic, count)]
 
 
 def test_batches_of_native_events(broker: EmbeddedBroker, topic_suffix: str) -> None:

@@ -1,31 +1,17 @@
 """Fault-injection helpers for end-to-end tests: a service "switch" (a TCP proxy in its own
-thread), local HTTP sinks that fail or hang, Kafka publish/collect helpers and polling."""
+thread) and polling (receivers that fail or hang: ``tests.support.receiver``)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
 from tests.unit.response.proxy import TcpProxy
 from worker.devstack import free_port
-
-TOPIC_NAMES = ("ACCESS", "ALERTS", "KEY_ACTIONS", "LEAKS", "DEAD_LETTER", "EVENTS_BY_KEY",
-               "CODE_PUSH")  # fmt: skip
-
-
-def topics_env(suffix: str) -> dict[str, str]:
-    """``KEYWATCH_TOPIC_*`` variables giving a test its own topics on a shared broker."""
-    return {f"KEYWATCH_TOPIC_{n}": f"{n.lower()}-{suffix}" for n in TOPIC_NAMES}
 
 
 def with_port(url: str, port: int) -> str:
@@ -74,117 +60,6 @@ class ServiceSwitch:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-@dataclass
-class Hit:
-    """One request a sink received."""
-
-    path: str
-    body: bytes
-    at: float
-
-
-@dataclass
-class Sink:
-    """A local HTTP server standing in for Slack/webhook/PagerDuty: answers ``status`` after
-    ``delay_s`` (a hang when the delay outlasts the client's timeout)."""
-
-    status: int = 200
-    delay_s: float = 0.0
-    headers: dict[str, str] = field(default_factory=dict)
-    hits: list[Hit] = field(default_factory=list)
-    port: int = 0
-    released: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def url(self) -> str:
-        """Where keywatch should POST."""
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def bodies(self) -> list[str]:
-        """Every body received, decoded."""
-        return [h.body.decode(errors="replace") for h in self.hits]
-
-
-def _handler(sink: Sink) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", 0)))
-            sink.hits.append(Hit(self.path, body, time.monotonic()))
-            if sink.delay_s:
-                sink.released.wait(sink.delay_s)  # released at shutdown
-            with contextlib.suppress(OSError):
-                self.send_response(sink.status)
-                for name, value in sink.headers.items():
-                    self.send_header(name, value)
-                self.send_header("content-length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    return Handler
-
-
-@contextlib.contextmanager
-def serving(*sinks: Sink) -> Iterator[tuple[Sink, ...]]:
-    """Run each sink on a free loopback port for the duration of the block."""
-    servers = []
-    for sink in sinks:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(sink))
-        sink.port = server.server_address[1]
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-    try:
-        yield sinks
-    finally:
-        for sink, server in zip(sinks, servers, strict=True):
-            sink.released.set()
-            server.shutdown()
-            server.server_close()
-
-
-async def publish(
-    bootstrap: str, topic: str, values: Sequence[Any], key: bytes | None = None
-) -> None:
-    """Send JSON values (or raw bytes) to ``topic`` and wait for the broker's acks."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        for value in values:
-            raw = value if isinstance(value, bytes) else orjson.dumps(value)
-            await producer.send_and_wait(topic, raw, key=key)
-    finally:
-        await producer.stop()
-
-
-async def collect(
-    bootstrap: str, topic: str, until: Callable[[list[Any]], bool], within: float
-) -> list[Any]:
-    """Read ``topic`` from the start until ``until(messages)`` holds or ``within`` seconds pass
-    (then returns what it has: the caller asserts)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                metadata_max_age_ms=1000)  # fmt: skip
-    await consumer.start()
-    found: list[Any] = []
-    try:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline and not until(found):
-            batch = await consumer.getmany(timeout_ms=300)
-            for msgs in batch.values():
-                found += [_loads(m.value) for m in msgs]
-    finally:
-        await consumer.stop()
-    return found
-
-
-def _loads(raw: bytes | None) -> Any:
-    try:
-        return orjson.loads(raw or b"null")
-    except orjson.JSONDecodeError:
-        return raw
 
 
 async def wait_for(predicate: Callable[[], Any], within: float, what: str) -> None:

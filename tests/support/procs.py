@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -50,6 +51,40 @@ def keywatch_env(
     return env
 
 
+_SAMPLE = re.compile(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` carrying ``labels`` (and any others) in Prometheus
+    text: one series' value when ``labels`` pick it, 0 when there is none."""
+    total = 0.0
+    for line in text.splitlines():
+        sample = _SAMPLE.match(line)
+        if sample and sample[1] == name:
+            have = dict(_LABEL.findall(sample[2] or ""))
+            if all(have.get(k) == v for k, v in labels.items()):
+                total += float(sample[3])
+    return total
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without any KEYWATCH_* variable (as a newcomer's shell), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWATCH_")}
+    return {**env, "PYTHONPATH": str(ROOT), **extra}
+
+
+def keywatch(
+    *args: str, env: Mapping[str, str] | None = None, cwd: Path = ROOT, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run a keywatch command to the end, in ``env`` (default: :func:`clean_env`)."""
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        env=clean_env() if env is None else env, cwd=cwd, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
 class Proc:
     """A keywatch child process with its output in a log file."""
 
@@ -80,6 +115,19 @@ class Proc:
     def metrics(self, port_var: str = "KEYWATCH_WEB_PORT") -> str:
         """The process's /metrics text."""
         return httpx.get(f"http://127.0.0.1:{self.env[port_var]}/metrics", timeout=5).text
+
+    def wait_metric(self, name: str, target: float, timeout: float = 30, **labels: str) -> float:
+        """Poll /metrics until the sample reaches ``target``; returns its value."""
+        deadline = time.monotonic() + timeout
+        value = 0.0
+        while time.monotonic() < deadline:
+            value = metric(self.metrics(), name, **labels)
+            if value >= target:
+                return value
+            time.sleep(0.2)
+        raise AssertionError(
+            f"{name}{labels} = {value}, expected {target}:\n{self.output()[-3000:]}"
+        )
 
     def output(self) -> str:
         """Everything the process printed so far."""

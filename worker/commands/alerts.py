@@ -16,7 +16,7 @@ from core.redaction import redact_obj
 from worker.alerting.render import headline, signal_lines
 from worker.keystore.alerts import AlertStore, AlertView, Resolution
 from worker.keystore.resolution import Resolver
-from worker.keystore.service import KafkaAnnouncer, KeyService
+from worker.keystore.service import command_service
 from worker.keystore.store import KeyStore
 from worker.messages import alert_from_dict
 from worker.settings import Settings
@@ -131,19 +131,9 @@ def resolve(
 async def _resolve(
     settings: Settings, alert_id: str, verdict: str, actor: str, note: str | None
 ) -> Resolution:
-    from worker.keystore.redis_view import RedisView
-
-    store = KeyStore(settings.database_url)
-    redis = RedisView(settings.redis_url) if settings.redis_url else None
-    announcer = KafkaAnnouncer(settings.broker_urls, settings.topics.key_actions, 3.0)
-    try:
-        resolver = Resolver(AlertStore(store), KeyService(store, redis, announcer))
+    async with command_service(settings) as keys:
+        resolver = Resolver(AlertStore(keys.store), keys)
         return await resolver.resolve(alert_id, verdict, actor, note)
-    finally:
-        await announcer.close()
-        if redis is not None:
-            await redis.close()
-        store.close()
 
 
 def _login() -> str:

@@ -12,7 +12,7 @@ import orjson
 
 from core.errors import InvalidTransition, KeyStoreError
 from worker.commands.links import link_command
-from worker.keystore.service import KafkaAnnouncer, KeyService
+from worker.keystore.service import KeyService, command_service
 from worker.keystore.store import KeyRecord, KeyStore, utcnow
 from worker.settings import Settings
 
@@ -21,6 +21,15 @@ T = TypeVar("T")
 
 def _settings() -> Settings:
     return Settings.from_env()
+
+
+def _get(key_id: str) -> KeyRecord:
+    """One key's record, read from the configured key store."""
+    store = KeyStore(_settings().database_url)
+    try:
+        return store.get(key_id)
+    finally:
+        store.close()
 
 
 def _emit(obj: Any) -> None:
@@ -45,22 +54,14 @@ def _with_service(fn: Callable[[KeyService], Awaitable[T]]) -> T:
     listening = _broker_answers(settings.broker_urls)
 
     async def run() -> T:
-        from worker.keystore.redis_view import RedisView
+        async with command_service(settings, announce=listening) as service:
+            store = service.store
 
-        store = KeyStore(settings.database_url)
-        redis = RedisView(settings.redis_url) if settings.redis_url else None
-        announcer = (
-            KafkaAnnouncer(settings.broker_urls, settings.topics.key_actions, 3.0)
-            if listening
-            else None
-        )
+            def unannounced() -> int:
+                return sum(not entry.kafka_done for entry in store.pending_outbox())
 
-        def unannounced() -> int:
-            return sum(not entry.kafka_done for entry in store.pending_outbox())
-
-        try:
             before = await asyncio.to_thread(unannounced)
-            result = await fn(KeyService(store, redis, announcer))
+            result = await fn(service)
             if await asyncio.to_thread(unannounced) > before:  # this command's change waits
                 click.echo(
                     f"keywatch: note: no broker at {settings.broker}; the key-actions "
@@ -68,12 +69,6 @@ def _with_service(fn: Callable[[KeyService], Awaitable[T]]) -> T:
                     err=True,
                 )
             return result
-        finally:
-            if announcer is not None:
-                await announcer.close()
-            if redis is not None:
-                await redis.close()
-            store.close()
 
     return asyncio.run(run())
 
@@ -154,11 +149,7 @@ def create(
 def limits(key_id: str, rate_limits: tuple[str, ...], clear: bool, as_json: bool) -> None:
     """Show or replace a key's rate limits; gateways apply a change within a second."""
     if not rate_limits and not clear:
-        store = KeyStore(_settings().database_url)
-        try:
-            rec = store.get(key_id)
-        finally:
-            store.close()
+        rec = _get(key_id)
         if as_json:
             _emit({"key_id": rec.key_id, "rate_limits": list(rec.rate_limits)})
         else:
@@ -206,11 +197,7 @@ def list_keys(account: str | None, status: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def show(key_id: str, as_json: bool) -> None:
     """Show one key's metadata and status."""
-    store = KeyStore(_settings().database_url)
-    try:
-        rec = store.get(key_id)
-    finally:
-        store.close()
+    rec = _get(key_id)
     if as_json:
         _emit(_record_json(rec))
     else:

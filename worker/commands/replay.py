@@ -80,24 +80,14 @@ def _read(replay: Replay, files: tuple[str, ...], progress: Progress, console: C
 async def _apply(settings: Settings, alerts: list[Alert], ttl_s: float) -> list[str]:
     """Throttle/revoke through the key service as the response agent would (same reason text,
     same idempotency per alert), without its retry-forever; one line per action."""
-    from worker.keystore.redis_view import RedisView
-    from worker.keystore.service import KafkaAnnouncer, KeyService
-    from worker.keystore.store import KeyStore
+    from worker.brokerwait import reachable
+    from worker.keystore.service import command_service
     from worker.response.executor import plan_action
 
-    store = KeyStore(settings.database_url, create=False)
-    redis = RedisView(settings.redis_url) if settings.redis_url else None
-    from worker.brokerwait import reachable
-
     # no broker: the announcements wait in the outbox for a worker instead of 3 s each
-    announcer = (
-        KafkaAnnouncer(settings.broker_urls, settings.topics.key_actions, 3.0)
-        if await reachable(settings.broker_urls, 1.0)
-        else None
-    )
-    service = KeyService(store, redis, announcer)
+    listening = await reachable(settings.broker_urls, 1.0)
     done: list[str] = []
-    try:
+    async with command_service(settings, announce=listening, create=False) as service:
         for alert in alerts:
             plan = plan_action(alert)
             if plan is None:
@@ -116,13 +106,7 @@ async def _apply(settings: Settings, alerts: list[Alert], ttl_s: float) -> list[
             except KeyStoreError as exc:
                 state = f"failed ({exc})"
             done.append(f"{plan.action} {plan.key_id}: {state}")
-    finally:
-        if announcer is not None:
-            await announcer.close()
-        if redis is not None:
-            await redis.close()
-        store.close()
-    if announcer is None and done:
+    if not listening and done:
         done.append(f"no broker at {settings.broker}: key-actions announcements are queued")
     return done
 

@@ -120,28 +120,14 @@ def scan_inputs(
 
 async def _verify(candidates: list[Any], revoke: bool) -> list[Any]:
     from scanners.response import LeakContext
-    from worker.keystore.redis_view import RedisView
-    from worker.keystore.service import KafkaAnnouncer, KeyService
-    from worker.keystore.store import KeyStore
+    from worker.keystore.service import command_service
     from worker.response.leaks import LeakResponder
     from worker.settings import Settings
 
     settings = Settings.from_env()
-    store = KeyStore(settings.database_url)
-    redis = RedisView(settings.redis_url) if revoke and settings.redis_url else None
-    announcer = (
-        KafkaAnnouncer(settings.broker_urls, settings.topics.key_actions, 3.0) if revoke else None
-    )
-    try:
-        keys = KeyService(store, redis, announcer)
+    async with command_service(settings, redis=revoke, announce=revoke) as keys:
         responder = LeakResponder(keys, act=revoke, remember=revoke, actor="cli")
         return await responder.respond(candidates, LeakContext(source="cli"))
-    finally:
-        if announcer is not None:
-            await announcer.close()
-        if redis is not None:
-            await redis.close()
-        store.close()
 
 
 def finding_dict(finding: Any) -> dict[str, Any]:

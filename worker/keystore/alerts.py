@@ -9,7 +9,6 @@ Recording is an idempotent upsert by alert id (at-least-once delivery repeats al
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session
 from core.errors import InputError, InvalidTransition, KeyStoreError
 from core.redaction import redact_obj, redact_text
 from detectors.model import SEVERITY_RANK
+from detectors.revoked_in_use import network_of
 from worker.keystore.models import (
     AlertRecord,
     ApiKey,
@@ -62,15 +62,6 @@ def parse_ts(value: object, default: datetime) -> datetime:
     return default
 
 
-def _network(ip: str) -> str | None:
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return None
-    prefix = 24 if addr.version == 4 else 48
-    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
-
-
 def evidence_of(signals: Iterable[Any]) -> dict[str, list[str]]:
     """The IPs, networks (/24, /48 and ASNs) and countries an alert's signals name."""
     found: dict[str, set[str]] = {"ips": set(), "networks": set(), "countries": set()}
@@ -78,8 +69,8 @@ def evidence_of(signals: Iterable[Any]) -> dict[str, list[str]]:
     def visit(ev: Mapping[str, Any]) -> None:
         if isinstance(ev.get("ip"), str):
             found["ips"].add(ev["ip"])
-            net = _network(ev["ip"])
-            if net:
+            net = network_of(ev["ip"])
+            if net != ev["ip"]:  # the address's /24 or /48 (an unparsable one is no network)
                 found["networks"].add(net)
         if isinstance(ev.get("country"), str):
             found["countries"].add(ev["country"])

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
@@ -25,6 +25,9 @@ from worker.keystore.models import OutboxEntry
 from worker.keystore.redis_view import RedisView
 from worker.keystore.store import Change, KeyStore
 from worker.messages import key_action_from_dict, to_dict
+
+if TYPE_CHECKING:
+    from worker.settings import Settings
 
 log = structlog.get_logger("keywatch.keystore")
 
@@ -204,3 +207,25 @@ class KeyService:
     async def redis_needs_repair(self) -> bool:
         """Whether Redis lost the view since the last repair (cheap: one EXISTS)."""
         return self.redis is not None and await self.redis.needs_repair()
+
+
+@contextlib.asynccontextmanager
+async def command_service(
+    settings: Settings, *, redis: bool = True, announce: bool = True, create: bool = True
+) -> AsyncIterator[KeyService]:
+    """A KeyService for a one-shot command: the configured key store, its Redis view (when one
+    is configured and ``redis``) and a key-actions announcer (when ``announce``; without one the
+    changes wait in the outbox for a worker), all closed at the end."""
+    store = KeyStore(settings.database_url, create=create)
+    view = RedisView(settings.redis_url) if redis and settings.redis_url else None
+    announcer = (
+        KafkaAnnouncer(settings.broker_urls, settings.topics.key_actions, 3.0) if announce else None
+    )
+    try:
+        yield KeyService(store, view, announcer)
+    finally:
+        if announcer is not None:
+            await announcer.close()
+        if view is not None:
+            await view.close()
+        store.close()

@@ -23,7 +23,7 @@ from core.retry import RetryPolicy
 from detectors.model import Alert
 from detectors.policy_file import load_policy
 from detectors.routing import Delivery
-from tests.unit.alerting.receiver import Receiver, serving
+from tests.support.receiver import Receiver, serving
 from worker.alerting.http import client
 from worker.alerting.pagerduty import PagerDutySink
 from worker.alerting.render import slack_message

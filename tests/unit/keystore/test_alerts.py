@@ -163,3 +163,14 @@ def test_evidence_of_impossible_travel_names_where_the_key_went() -> None:
     assert evidence_of([signal]) == {
         "ips": ["2001:db8::1"], "networks": ["2001:db8::/48"], "countries": ["SG"],
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "ip, networks",
+    [("203.0.113.7", ["203.0.113.0/24"]), ("2001:db8::1", ["2001:db8::/48"]), ("gw-7", [])],
+)
+def test_evidence_of_names_an_address_network_and_no_network_for_a_non_address(
+    ip: str, networks: list[str]
+) -> None:
+    signal = {"type": "auth.revoked_in_use", "evidence": {"ip": ip}}
+    assert evidence_of([signal]) == {"ips": [ip], "networks": networks, "countries": []}

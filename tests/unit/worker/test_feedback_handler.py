@@ -14,7 +14,7 @@ import pytest
 
 from detectors.model import Alert, Signal
 from detectors.profile import KeyProfile
-from tests.unit.alerting.receiver import Receiver, serving
+from tests.support.receiver import Receiver, serving
 from worker.agents.feedback import FeedbackHandler
 from worker.alerting.http import client
 from worker.alerting.pagerduty import PagerDutySink

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.unit.worker.test_ingest_stage import Capture, kong, stage_for
+from tests.support.ingest import Capture, kong, stage_for
 from worker.keystore.store import KeyStore
 from worker.metrics import Metrics
 

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from core.keyformat import hash_key
-from tests.unit.worker.test_ingest_stage import TS, Capture, kong, stage_for
+from tests.support.ingest import TS, Capture, kong, stage_for
 from worker.ingest import KeyInfo, KeyResolver, parse_message
 from worker.keycache import KeyCache
 from worker.keystore.links import find_many_identities, link

@@ -9,6 +9,7 @@ import pytest
 
 from core.errors import KeyStoreUnavailable
 from core.retry import RetryPolicy
+from tests.support.ingest import TS, Capture, kong, stage_for
 from worker.agents.ingest import IngestStage
 from worker.eventcodec import decode_batch
 from worker.keycache import KeyCache
@@ -17,43 +18,10 @@ from worker.metrics import Metrics
 from worker.partitioning import partition_for
 from worker.settings import Settings
 
-TS = 1795000000000
-
-
-class Capture:
-    """Stands in for the events topic and the dead-letter topic."""
-
-    def __init__(self) -> None:
-        self.batches: list[tuple[int, bytes]] = []
-        self.letters: list[dict[str, Any]] = []
-
-    async def send(self, partition: int, value: bytes) -> None:
-        self.batches.append((partition, value))
-
-    async def dead_letter(self, reason: str, source: str, payload: Any, detail: str = "") -> None:
-        self.letters.append({"reason": reason, "source": source, "payload": payload,
-                             "detail": detail})  # fmt: skip
-
-    def events(self) -> list[Any]:
-        return [e for _, v in self.batches for e in decode_batch(v)]
-
-
-def kong(key_id: str, ip: str = "8.8.8.8", **extra: Any) -> dict[str, Any]:
-    return {
-        "started_at": TS, "client_ip": ip, "request": {"method": "GET", "uri": "/v1/x"},
-        "response": {"status": 200}, "authenticated_entity": {"id": key_id}, **extra,
-    }  # fmt: skip
-
 
 @pytest.fixture
 def store(sqlite_url: str) -> KeyStore:
     return KeyStore(sqlite_url)
-
-
-def stage_for(store: KeyStore, cap: Capture, metrics: Metrics, **settings: Any) -> IngestStage:
-    s = Settings(partitions=4, **settings)
-    cache = KeyCache(store.find_many_by_hash, store.find_many)
-    return IngestStage(s, metrics, cache, cap.send, cap.dead_letter)
 
 
 def count(metrics: Metrics, name: str, **labels: str) -> float:

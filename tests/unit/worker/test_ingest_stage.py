@@ -13,6 +13,7 @@ from worker.keycache import KeyCache
 from worker.keystore.store import KeyStore
 from worker.metrics import Metrics
 from worker.partitioning import partition_for
+from worker.reorder import parse_source_header
 from worker.settings import Settings
 
 TS = 1795000000000
@@ -23,10 +24,12 @@ class Capture:
 
     def __init__(self) -> None:
         self.batches: list[tuple[int, bytes]] = []
+        self.sources: list[bytes] = []
         self.letters: list[dict[str, Any]] = []
 
-    async def send(self, partition: int, value: bytes) -> None:
+    async def send(self, partition: int, value: bytes, sources: bytes = b"") -> None:
         self.batches.append((partition, value))
+        self.sources.append(sources)
 
     async def dead_letter(self, reason: str, source: str, payload: Any, detail: str = "") -> None:
         self.letters.append({"reason": reason, "source": source, "payload": payload,
@@ -180,3 +183,25 @@ async def test_a_refused_unknown_key_is_dead_lettered_and_forwarded_by_network(
         assert ev.auth == (auth or "denied")
         (partition,) = {p for p, _ in cap.batches}
         assert partition == partition_for("net:203.0.113.0/24", 4)
+
+
+async def test_each_batch_says_which_source_partition_its_events_came_from(
+    store: KeyStore,
+) -> None:
+    cap = Capture()
+    stage = stage_for(store, cap, Metrics())
+    msgs = [
+        orjson.dumps([kong("k1"), kong("k2")]),
+        orjson.dumps(kong("k1")),
+        orjson.dumps(kong("k1")),
+    ]
+    assert await stage.handle(msgs, sources=[3, 3, 5], assigned=[3, 5, 7]) == 4
+    runs = {}
+    for (partition, value), header in zip(cap.batches, cap.sources, strict=True):
+        got, assigned = parse_source_header(header)
+        assert assigned == (3, 5, 7)
+        assert sum(n for _, n in got) == len(decode_batch(value))
+        runs[partition] = got
+    k1, k2 = partition_for("k1", 4), partition_for("k2", 4)
+    expected_k1 = ((3, 2), (5, 1)) if k1 != k2 else ((3, 3), (5, 1))
+    assert runs[k1] == expected_k1

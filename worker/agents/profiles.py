@@ -36,6 +36,13 @@ from worker.errors import InputError
 from worker.eventcodec import decode_batch
 from worker.keycache import KeyCache
 from worker.metrics import Metrics
+from worker.reorder import (
+    SOURCE_HEADER,
+    UNKNOWN_SOURCE,
+    Reorder,
+    ReorderBounds,
+    parse_source_header,
+)
 
 if TYPE_CHECKING:
     from faust.types import StreamT
@@ -45,11 +52,13 @@ if TYPE_CHECKING:
 log = structlog.get_logger("keywatch.profiles")
 
 SendAlert = Callable[[str, bytes], Awaitable[None]]
+Incoming = tuple[int, bytes, bytes | None, Any]  # partition, value, source header, token
 DeadLetter = Callable[[str, str, Any, str], Awaitable[None]]
 TAKE_MESSAGES = 64  # messages per window; each carries up to batch_max_events events
 # How often changed profiles go to the changelog: once per key per second caps serialization at
 # 2,000 keys x ~50 µs = 0.1 s per second for the benchmark's key count, whatever the event rate.
 CHECKPOINT_S = 1.0
+REORDER_TICK_S = 0.05  # how soon held events go once their partition's watermark passes them
 
 
 def live_profile(stored: KeyProfile | bytes | None) -> KeyProfile | None:
@@ -72,21 +81,73 @@ class ProfileStage:
         dead_letter: DeadLetter,
         source: str,
         clock: Callable[[], float] = time.time,
+        reorder: Reorder | None = None,
+        on_done: Callable[[list[Any]], None] = lambda _tokens: None,
     ) -> None:
         self.table, self.analyzer, self.keys = table, analyzer, keys
         self.send_alert, self.metrics, self.dead_letter = send_alert, metrics, dead_letter
         self.source, self.clock = source, clock
+        self.reorder = reorder or Reorder(ReorderBounds())
+        self.on_done = on_done
+        # one analysis at a time: a tick or a drain must not overtake a window's older events
+        self._lock = asyncio.Lock()
 
     async def handle(self, values: Sequence[bytes]) -> list[Alert]:
-        """Analyze every key in the window; returns once its alerts are acknowledged."""
+        """Analyze every event of ``values`` now, in arrival order across messages."""
         events: list[AccessEvent] = []
         for value in values:
-            try:
-                batch = decode_batch(value)
-            except InputError as exc:
-                await self.dead_letter(exc.reason, self.source, value, str(exc))
-                continue
-            events.extend(batch)
+            events.extend(await self._decode(value))
+        async with self._lock:
+            return await self._run(events)
+
+    async def handle_window(self, messages: Sequence[Incoming]) -> list[Alert]:
+        """One window of source messages: hold them for event-time order (worker.reorder),
+        analyze what is due; ``on_done`` gets the tokens of messages now fully analysed."""
+        async with self._lock:
+            reorder = self.reorder
+            for partition, value, header, token in messages:
+                try:
+                    events = await self._decode(value)
+                    runs, announced = _sources(header, len(events))
+                except Exception as exc:  # acknowledged with the window: no message stays open
+                    log.exception("profile_message_failed", error=repr(exc))
+                    events, runs, announced = [], (), ()
+                reorder.add(partition, runs, events, token, announced)
+            return await self._release(reorder.release)
+
+    async def tick(self) -> list[Alert]:
+        """Analyze held events that came due without new messages (a source went quiet)."""
+        if not self.reorder.held:
+            return []
+        async with self._lock:
+            return await self._release(self.reorder.release)
+
+    async def drain(self) -> list[Alert]:
+        """Analyze every held event now (before the partitions are handed over)."""
+        async with self._lock:
+            return await self._release(self.reorder.drain)
+
+    async def _release(
+        self, take: Callable[[], tuple[list[AccessEvent], list[object]]]
+    ) -> list[Alert]:
+        late = self.reorder.late
+        events, done = take()
+        try:
+            return await self._run(events) if events else []
+        finally:
+            self.on_done(done)
+            if self.reorder.late > late:
+                self.metrics.reorder_late.inc(self.reorder.late - late)
+            self.metrics.reorder_held.set(self.reorder.held)
+
+    async def _decode(self, value: bytes) -> list[AccessEvent]:
+        try:
+            return decode_batch(value)
+        except InputError as exc:
+            await self.dead_letter(exc.reason, self.source, value, str(exc))
+            return []
+
+    async def _run(self, events: list[AccessEvent]) -> list[Alert]:
         groups = group_by_key(events)
         nets = take_networks(groups)  # failed attempts per client network (worker.authfail)
         contexts = await self.keys.contexts(groups) if groups else {}
@@ -152,6 +213,29 @@ class ProfileStage:
         await self.send_alert(alert.key_id or "", orjson.dumps(alert.to_dict()))
 
 
+def _sources(header: bytes | None, n: int) -> tuple[Sequence[tuple[int, int]], Sequence[int]]:
+    """A batch's source runs and announced sources (worker.reorder.source_header)."""
+    if header is not None:
+        try:
+            return parse_source_header(header)
+        except (ValueError, UnicodeDecodeError):
+            log.warning("bad_source_header")
+    return ((UNKNOWN_SOURCE, n),), ()
+
+
+def _header(event: Any) -> bytes | None:
+    headers = event.message.headers
+    if not headers:
+        return None
+    if isinstance(headers, dict):
+        value = headers.get(SOURCE_HEADER)
+        return bytes(value) if value is not None else None
+    for name, value in headers:
+        if name == SOURCE_HEADER:
+            return bytes(value)
+    return None
+
+
 def geo_resolver(kapp: WorkerApp) -> Any:
     """The GeoIP resolver from settings (None city db: the maxminddb-geolite2 database)."""
     from geoip.resolver import GeoResolver
@@ -168,11 +252,12 @@ def register(kapp: WorkerApp) -> None:
         await fut
 
     analyzer = Analyzer(geo_resolver(kapp), load_policy(s.policy_file, dry_run=s.dry_run))
+    checkpoint = Checkpoint(kapp.profiles)
+    bounds = ReorderBounds(s.reorder_lateness_s, s.reorder_idle_s, s.reorder_max_hold_s)
     stage = ProfileStage(
         kapp.profiles, analyzer, kapp.keycache, send_alert, kapp.metrics, kapp.dead_letter,
-        s.topics.events_by_key,
+        s.topics.events_by_key, reorder=Reorder(bounds), on_done=checkpoint.done,
     )  # fmt: skip
-    checkpoint = Checkpoint(kapp.profiles)
     kapp.profile_stage = stage
     kapp.profile_checkpoint = checkpoint  # the feedback agent flushes taught profiles through it
     within = s.flush_interval_s
@@ -180,15 +265,24 @@ def register(kapp: WorkerApp) -> None:
     @kapp.app.agent(kapp.events_topic, name="keywatch.profiles")
     async def profiles(stream: StreamT[bytes]) -> None:
         async for events in windows(stream, TAKE_MESSAGES, within):
+            checkpoint.retain(events)  # acknowledged once analysed and on the changelog
+            window = [(e.message.partition, e.value, _header(e), e) for e in events]
             try:
-                await stage.handle([e.value for e in events])
+                await stage.handle_window(window)
             except Exception as exc:  # never kill the agent: log, and move on
                 log.exception("profile_batch_failed", messages=len(events), error=repr(exc))
-            checkpoint.hold(events)
 
+    async def tick() -> None:
+        try:
+            await stage.tick()
+        except Exception as exc:  # the timer must keep running
+            log.exception("profile_tick_failed", error=repr(exc))
+
+    kapp.app.timer(REORDER_TICK_S)(tick)
     kapp.app.timer(CHECKPOINT_S)(checkpoint.flush)
 
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        await stage.drain()  # held events are analysed here, not replayed by the next owner
         await checkpoint.flush()  # before another worker takes these keys over
 
     kapp.app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]

@@ -76,19 +76,21 @@ class _Pending:
         self.left, self.token = left, token
 
 
-# one held event: its order key, the event, its message's pending count, when it arrived
-_Held = tuple[tuple[float, str, str, str, str, int, str, str], AccessEvent, _Pending, float]
+# one held event: its order key, a sequence number (equal keys never compare the events), the
+# event, its message's pending count, when it arrived
+_Held = tuple[tuple[float, str, str, str, str, int, str, str], int, AccessEvent, _Pending, float]
 
 
 class _Partition:
     """One events-by-key partition: its sources' progress and its held events."""
 
-    __slots__ = ("held", "oldest", "released_to", "sources")
+    __slots__ = ("held", "oldest", "released_to", "sorted", "sources")
 
     def __init__(self) -> None:
         self.sources: dict[int, list[float]] = {}  # source -> [newest event time, last heard]
         self.held: list[_Held] = []
-        self.oldest = float("inf")  # wall time the oldest held event arrived
+        self.oldest = float("inf")  # at most the wall time the oldest held event arrived
+        self.sorted = True  # held is in order (nothing added since the last sort)
         self.released_to = float("-inf")  # the watermark of the last release
 
     def watermark(self, now: float, bounds: ReorderBounds) -> float:
@@ -103,8 +105,9 @@ class Reorder:
     def __init__(self, bounds: ReorderBounds, clock: Callable[[], float] = time.time) -> None:
         self.bounds, self.clock = bounds, clock
         self._parts: dict[int, _Partition] = {}
-        self.late = 0  # events that arrived behind their partition's watermark
+        self.late = 0  # events that arrived behind their partition's last release
         self._done: list[object] = []
+        self._seq = 0
 
     @property
     def held(self) -> int:
@@ -134,7 +137,7 @@ class Reorder:
         if sum(n for _, n in runs) != len(events):
             runs = ((UNKNOWN_SOURCE, len(events)),)
         pending = _Pending(len(events), token)
-        cap, i = now + CLOCK_SKEW_S, 0
+        cap, i, seq = now + CLOCK_SKEW_S, 0, self._seq
         held, behind = part.held, part.released_to
         for source, n in runs:
             newest = float("-inf")
@@ -144,7 +147,8 @@ class Reorder:
                     newest = ts
                 if ts < behind:
                     self.late += 1
-                held.append((order_key(ev), ev, pending, now))
+                held.append((order_key(ev), seq, ev, pending, now))
+                seq += 1
             i += n
             state = sources.get(source)
             newest = min(newest, cap)
@@ -154,6 +158,8 @@ class Reorder:
                 if newest > state[0]:
                     state[0] = newest
                 state[1] = now
+        self._seq = seq
+        part.sorted = False
         if now < part.oldest:
             part.oldest = now
 
@@ -166,9 +172,11 @@ class Reorder:
                 continue
             # what is behind the last release cannot be put in order any more: it goes at once
             mark = max(part.watermark(now, bounds), part.released_to)
-            if part.oldest <= now - bounds.max_hold_s:  # waited long enough: up to the oldest
-                cutoff = now - bounds.max_hold_s
-                mark = max(mark, max(h[0][0] for h in part.held if h[3] <= cutoff))
+            cutoff = now - bounds.max_hold_s
+            if part.oldest <= cutoff:  # some may have waited long enough: up to the newest such
+                part.oldest = min(h[4] for h in part.held)
+                if part.oldest <= cutoff:
+                    mark = max(mark, max(h[0][0] for h in part.held if h[4] <= cutoff))
             self._take(part, mark, out)
         done, self._done = self._done, []
         return out, done
@@ -184,25 +192,24 @@ class Reorder:
 
     def _take(self, part: _Partition, mark: float, out: list[AccessEvent]) -> None:
         held = part.held
-        held.sort(key=_first)
-        n = len(held) if held[-1][0][0] <= mark else bisect_right(held, mark, key=_ts)
-        if not n:
+        if not part.sorted:
+            held.sort()
+            part.sorted = True
+        if held[0][0][0] > mark:
             return
+        n = len(held) if held[-1][0][0] <= mark else bisect_right(held, mark, key=_ts)
         done = self._done
-        for _, ev, pending, _ in held[:n]:
+        for _, _, ev, pending, _ in held[:n]:
             out.append(ev)
             pending.left -= 1
             if not pending.left:
                 done.append(pending.token)
         last = held[n - 1][0][0]
         del held[:n]
-        part.oldest = min((h[3] for h in held), default=float("inf"))
+        if not held:
+            part.oldest = float("inf")
         if last > part.released_to:
             part.released_to = last
-
-
-def _first(held: _Held) -> tuple[float, str, str, str, str, int, str, str]:
-    return held[0]
 
 
 def _ts(held: _Held) -> float:

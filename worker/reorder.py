@@ -16,8 +16,8 @@ watermark per events-by-key partition, as Flink does per operator:
   the event's own fields, the same one replay uses); none waits longer than ``max_hold_s``.
 
 One source alone never holds anything: its newest is at least its own events' time. An event
-that arrives behind the watermark (its source was idle, or later than the bound) is analysed at
-once, out of order, and counted in ``late``.
+older than one its partition already released (its source had gone idle, or ran out of its
+own order by more than the lateness) is analysed at once, out of order, and counted in ``late``.
 
 Every source message carries a token; ``release`` returns the tokens whose events have all left,
 so the caller acknowledges a message only once all of it has been analysed.
@@ -187,6 +187,7 @@ class Reorder:
         for part in self._parts.values():
             if part.held:
                 self._take(part, float("inf"), out)
+        self._parts.clear()  # the partitions may come back later, from another owner's point
         done, self._done = self._done, []
         return out, done
 

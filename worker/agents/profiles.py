@@ -1,11 +1,15 @@
 """Profiles: re-keyed batches -> per-key profile (Faust table) -> detectors -> ``keywatch.alerts``.
 
-Per window (``worker.engine.windows``: a few messages, or ``flush_interval_s``) the stage groups
-events by key, reads each key's profile from the table once, runs ``Analyzer.analyze`` over them,
-writes the profile back once and sends the alerts. Profiles reach the changelog at checkpoints
-(every ``CHECKPOINT_S``): each changed key once, whatever the number of windows that touched it.
-A window's source offsets are acknowledged only at the checkpoint after it, once the profiles it
-changed are on the changelog (``Checkpoint``), so a crash replays events, never loses them.
+Per window (``worker.engine.windows``: a few messages, or ``flush_interval_s``) the stage puts
+the events through ``worker.reorder`` (held while another source of their partition is behind
+in event time), groups the events now due by key, reads each key's profile from the table
+once, runs ``Analyzer.analyze`` over them, writes the profile back once and sends the alerts.
+A timer (``REORDER_TICK_S``) releases events that came due without a new window. Profiles
+reach the changelog at checkpoints (every ``CHECKPOINT_S``): each changed key once, whatever
+the number of windows that touched it.
+A message is acknowledged only at the checkpoint after all its events were analysed, once the
+profiles they changed are on the changelog (``Checkpoint``), so a crash replays events, held
+ones included, never loses them.
 
 The table holds live ``KeyProfile`` objects; only the changelog is serialized. The table, the
 checkpoint and the window are the engine's (worker.engine): this module uses no Faust internals.

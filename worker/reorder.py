@@ -76,9 +76,12 @@ class _Pending:
         self.left, self.token = left, token
 
 
-# one held event: its order key, a sequence number (equal keys never compare the events), the
-# event, its message's pending count, when it arrived
-_Held = tuple[tuple[float, str, str, str, str, int, str, str], int, AccessEvent, _Pending, float]
+# one held event: its order key's fields (flat: one tuple per event), a sequence number (equal
+# keys never compare the events), the event, its message's pending count, when it arrived
+_Held = tuple[float, str, str, str, str, int, str, str, int, AccessEvent, _Pending, float]
+_EV: Final = 9
+_PENDING: Final = 10
+_ARRIVED: Final = 11
 
 
 class _Partition:
@@ -147,7 +150,8 @@ class Reorder:
                     newest = ts
                 if ts < behind:
                     self.late += 1
-                held.append((order_key(ev), seq, ev, pending, now))
+                held.append((ts, ev.request_id, ev.ip, ev.path, ev.method, ev.status,
+                             ev.user_agent, ev.gateway, seq, ev, pending, now))  # fmt: skip
                 seq += 1
             i += n
             state = sources.get(source)
@@ -174,9 +178,9 @@ class Reorder:
             mark = max(part.watermark(now, bounds), part.released_to)
             cutoff = now - bounds.max_hold_s
             if part.oldest <= cutoff:  # some may have waited long enough: up to the newest such
-                part.oldest = min(h[4] for h in part.held)
+                part.oldest = min(h[_ARRIVED] for h in part.held)
                 if part.oldest <= cutoff:
-                    mark = max(mark, max(h[0][0] for h in part.held if h[4] <= cutoff))
+                    mark = max(mark, max(h[0] for h in part.held if h[_ARRIVED] <= cutoff))
             self._take(part, mark, out)
         done, self._done = self._done, []
         return out, done
@@ -196,16 +200,17 @@ class Reorder:
         if not part.sorted:
             held.sort()
             part.sorted = True
-        if held[0][0][0] > mark:
+        if held[0][0] > mark:
             return
-        n = len(held) if held[-1][0][0] <= mark else bisect_right(held, mark, key=_ts)
+        n = len(held) if held[-1][0] <= mark else bisect_right(held, mark, key=_ts)
         done = self._done
-        for _, _, ev, pending, _ in held[:n]:
-            out.append(ev)
+        for h in held[:n]:
+            out.append(h[_EV])
+            pending = h[_PENDING]
             pending.left -= 1
             if not pending.left:
                 done.append(pending.token)
-        last = held[n - 1][0][0]
+        last = held[n - 1][0]
         del held[:n]
         if not held:
             part.oldest = float("inf")
@@ -214,4 +219,4 @@ class Reorder:
 
 
 def _ts(held: _Held) -> float:
-    return held[0][0]
+    return held[0]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -62,6 +62,7 @@ TAKE_MESSAGES = 64  # messages per window; each carries up to batch_max_events e
 # How often changed profiles go to the changelog: once per key per second caps serialization at
 # 2,000 keys x ~50 µs = 0.1 s per second for the benchmark's key count, whatever the event rate.
 CHECKPOINT_S = 1.0
+RUN_CHUNK = 256  # events analysed before the alerts found so far are sent
 REORDER_TICK_S = 0.05  # how soon held events go once their partition's watermark passes them
 
 
@@ -152,15 +153,29 @@ class ProfileStage:
             return []
 
     async def _run(self, events: list[AccessEvent]) -> list[Alert]:
+        """Analyze ``events``, ``RUN_CHUNK`` at a time (whole keys): a chunk's alerts start
+        out before the next chunk is analysed, so a release of many held events does not
+        delay an alert behind all of them."""
         groups = group_by_key(events)
         nets = take_networks(groups)  # failed attempts per client network (worker.authfail)
         contexts = await self.keys.contexts(groups) if groups else {}
-        alerts, failed = self._analyze(groups, contexts)
+        alerts: list[Alert] = []
+        failed: list[tuple[str, Exception]] = []
+        sending: list[asyncio.Future[None]] = []
+        for chunk in _chunks(groups, RUN_CHUNK):
+            found, bad = self._analyze(chunk, contexts)
+            failed += bad
+            if found:
+                alerts += found
+                sending.append(asyncio.ensure_future(self._publish_all(found)))
+            await asyncio.sleep(0)  # the sends (and other agents) run between chunks
         if nets:
             cfg = self.analyzer.config
-            alerts += analyze_networks(self.table, nets, cfg, self.clock())
+            found = analyze_networks(self.table, nets, cfg, self.clock())
+            alerts += found
+            sending.append(asyncio.ensure_future(self._publish_all(found)))
         await asyncio.gather(
-            self._publish_all(alerts),
+            *sending,
             *(self._failed(key_id, len(groups[key_id]), exc) for key_id, exc in failed),
         )
         self.metrics.analyzed.inc(len(events))
@@ -215,6 +230,22 @@ class ProfileStage:
 
     async def _publish(self, alert: Alert) -> None:
         await self.send_alert(alert.key_id or "", orjson.dumps(alert.to_dict()))
+
+
+def _chunks(
+    groups: dict[str, list[AccessEvent]], size: int
+) -> Iterator[dict[str, list[AccessEvent]]]:
+    """``groups`` in order, cut into dicts of whole keys of about ``size`` events."""
+    chunk: dict[str, list[AccessEvent]] = {}
+    n = 0
+    for key_id, evs in groups.items():
+        chunk[key_id] = evs
+        n += len(evs)
+        if n >= size:
+            yield chunk
+            chunk, n = {}, 0
+    if chunk:
+        yield chunk
 
 
 def _sources(header: bytes | None, n: int) -> tuple[Sequence[tuple[int, int]], Sequence[int]]:

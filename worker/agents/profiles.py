@@ -114,10 +114,10 @@ class ProfileStage:
                 try:
                     events = await self._decode(value)
                     runs, announced = _sources(header, len(events))
+                    reorder.add(partition, runs, events, token, announced)
                 except Exception as exc:  # acknowledged with the window: no message stays open
                     log.exception("profile_message_failed", error=repr(exc))
-                    events, runs, announced = [], (), ()
-                reorder.add(partition, runs, events, token, announced)
+                    self.on_done([token])
             return await self._release(reorder.release)
 
     async def tick(self) -> list[Alert]:
@@ -301,11 +301,13 @@ def register(kapp: WorkerApp) -> None:
     async def profiles(stream: StreamT[bytes]) -> None:
         async for events in windows(stream, TAKE_MESSAGES, within):
             checkpoint.retain(events)  # acknowledged once analysed and on the changelog
-            window = [(e.message.partition, e.value, _header(e), e) for e in events]
             try:
-                await stage.handle_window(window)
+                await stage.handle_window(
+                    [(e.message.partition, e.value, _header(e), e) for e in events]
+                )
             except Exception as exc:  # never kill the agent: log, and move on
                 log.exception("profile_batch_failed", messages=len(events), error=repr(exc))
+                checkpoint.done(events)  # as before: a failed window is not left open
 
     async def tick() -> None:
         try:

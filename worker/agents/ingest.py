@@ -35,7 +35,7 @@ from worker.batching import PartitionBuffers
 from worker.errors import KeyStoreUnavailable
 from worker.eventcodec import Row, encode_rows, raw_row
 from worker.ingest import ParseResult, RawAccess, Reject, ips, parse_message
-from worker.ingest.precedence import decide, gateway_known, needs_identity
+from worker.ingest.precedence import decide, gateway_known, must_link, needs_identity
 from worker.keycache import KeyCache
 from worker.keystore.links import find_many_identities
 from worker.metrics import Metrics
@@ -147,7 +147,14 @@ class IngestStage:
         found = await self._lookup(self.keys.resolve_hashes, hashes) if hashes else {}
         known = await self._lookup(self.keys.identities, ids) if ids else {}
         rows: list[tuple[str, Row]] = []
+        plain = not found and not known  # nothing resolved: a gateway's own id is the identity
         for raw in raws:
+            key_id = raw.key_id
+            if plain and key_id is not None and not must_link(raw):  # ``decide``'s answer
+                if raw.extra_key_hash is not None:
+                    self._extra_keys.inc()
+                rows.append((key_id, raw_row(raw, key_id, raw.account_id)))
+                continue
             by_hash = found.get(raw.key_hash) if raw.key_hash else None
             who = decide(raw, by_hash, gateway_known(raw, known))
             if isinstance(who, str):

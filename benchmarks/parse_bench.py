@@ -113,8 +113,11 @@ def bench(name: str, make: Callable[[int, random.Random], dict[str, Any]], round
           f"dict path {before:.2f} µs/event: {before / us:.2f}x")  # fmt: skip
 
 
-def ingest_stage(rounds: int, n: int = 40_000) -> None:
-    """The ingest stage on worker_bench's traffic (200 Kong events per message), CPU µs/event."""
+def ingest_stage(rounds: int, n: int = 40_000, once: int | None = None) -> None:
+    """The ingest stage on worker_bench's traffic (200 Kong events per message), CPU µs/event.
+
+    ``once``: run the stage once over that many events (the fast path as ``fast_path`` left it)
+    and print nothing: a fixed input for instruction counts (see ``main``)."""
     import asyncio
     import tempfile
 
@@ -135,11 +138,16 @@ def ingest_stage(rounds: int, n: int = 40_000) -> None:
         store = KeyStore(f"sqlite:///{d}/keys.db")
         cache = KeyCache(store.find_many_by_hash, store.find_many)
         stage = IngestStage(Settings(partitions=8), Metrics(), cache, drop, drop)
-        tune_gc()  # as the worker does at start
 
-        async def run() -> None:
-            for i in range(0, len(values), 500):  # polls of 500 messages
-                await stage.handle(values[i : i + 500])
+        async def run(upto: int = n) -> None:
+            for i in range(0, upto // BATCH, 500):  # polls of 500 messages
+                await stage.handle(values[i : min(i + 500, upto // BATCH)])
+
+        asyncio.run(stage.handle(values[:1]))  # warm: imports, caches, code paths
+        tune_gc()  # as the worker does at start
+        if once is not None:
+            asyncio.run(run(once))
+            return
 
         best = {True: float("inf"), False: float("inf")}
         for _ in range(max(3, rounds // 5)):
@@ -158,7 +166,16 @@ def main() -> None:
     """Print µs/event for native and Kong arrays, and for the ingest stage."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--once", type=int, default=None, metavar="N",
+                        help="only run the ingest stage once over N events, untimed, for "
+                        "instruction counts: `valgrind --tool=callgrind python ... --once 20000`"
+                        " minus the same with --once 0")  # fmt: skip
+    parser.add_argument("--dict-path", action="store_true", help="with --once: no fast path")
     args = parser.parse_args()
+    if args.once is not None:
+        fast_path(not args.dict_path)
+        ingest_stage(0, once=min(args.once, 40_000))  # the same 40k-event traffic either way
+        return
     bench("native", native_event, args.rounds)
     bench("kong", kong_event, args.rounds)
     ingest_stage(args.rounds)

@@ -150,9 +150,8 @@ _IPS: Final = known_ips()
 
 def parse(raw: object, fmt: str, max_events: int) -> ParseResult | None:
     """The message's ``ParseResult`` when the fast path can tell it exactly, else ``None``."""
-    if raw.__class__ is not bytes:
+    if not isinstance(raw, bytes):  # text, bytearray, memoryview: rare, the dict path
         return None
-    assert isinstance(raw, bytes)
     if fmt == "kong" or (fmt == "auto" and (b'"started_at"' in raw or b'"client_ip"' in raw)):
         return _run(raw, _KONG, _kong_first, _kong, fmt, kong.NAME, max_events)
     if fmt in ("auto", "native") and b'"ts"' in raw:

@@ -52,6 +52,12 @@ def _normalise(text: str) -> str | None:
     return str(addr)
 
 
+def known_ips() -> dict[str, str | None]:
+    """The cache ``client_ip`` reads first (text -> normalised address; None: invalid); it is
+    cleared in place, so a caller may hold it."""
+    return _cache
+
+
 def is_public(ip: str) -> bool:
     """True for globally routable addresses (a normalised address is expected)."""
     hit = _public.get(ip)

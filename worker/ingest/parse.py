@@ -5,7 +5,8 @@ of an array rejects only that element, and its reject carries the element, so th
 parsed once whatever is rejected. Work per message is bounded: a message over ``max_bytes`` or an
 array over ``max_events`` elements is rejected whole (one reject) before any element is parsed.
 Nothing raises on bad input: every problem becomes a ``Reject`` with a reason code the caller
-counts and dead-letters.
+counts and dead-letters. Kong and native messages take a fast path first (``worker.ingest.typed``:
+JSON decoded into structs); it gives the same result as the dict path below or declines.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Final
 
 import orjson
 
+from worker.ingest import typed
 from worker.ingest.formats import aws, envoy, kong, native, tyk
 from worker.ingest.model import ParseResult, RawAccess, Reject, Rejected
 
@@ -42,6 +44,9 @@ def parse_message(
     size = len(raw)
     if size > max_bytes:
         return _whole(fmt, "too_large", f"message of {size} bytes exceeds {max_bytes}")
+    fast = typed.parse(raw, fmt, max_events)  # Kong and native arrays, into structs
+    if fast is not None:
+        return fast
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -35,7 +35,13 @@ class Known(Protocol):
 
 def must_link(raw: RawAccess) -> bool:
     """True for a gateway-internal credential id (a Kong UUID): it must resolve through a link."""
-    return raw.fmt == "kong" and raw.key_id is not None and _UUID.fullmatch(raw.key_id) is not None
+    key_id = raw.key_id  # a UUID is 36 characters: most ids are decided by the length alone
+    return (
+        raw.fmt == "kong"
+        and key_id is not None
+        and len(key_id) == 36
+        and _UUID.fullmatch(key_id) is not None
+    )
 
 
 def needs_identity(raw: RawAccess) -> bool:

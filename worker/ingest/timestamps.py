@@ -20,8 +20,9 @@ _MAX_TEXT: Final = 64
 _UNITS: Final = ((1e11, 1.0), (1e14, 1e3), (1e17, 1e6), (1e20, 1e9))
 
 
-_MIN_MS: Final = int(MIN_TS * 1000)
-_MAX_MS: Final = int(MAX_TS * 1000)
+MIN_MS: Final = int(MIN_TS * 1000)  # epoch milliseconds in range: the common Kong case
+MAX_MS: Final = int(MAX_TS * 1000)
+_MIN_MS, _MAX_MS = MIN_MS, MAX_MS
 _CACHE_MAX: Final = 100_000
 _MILLIS: Final = {f"{i:03d}": i / 1000 for i in range(1000)}
 _seconds: dict[str, float] = {}  # "YYYY-MM-DDTHH:MM:SS" -> epoch: a stream repeats its seconds

@@ -196,7 +196,7 @@ def finish_lines(
     revoked = next(iter(state.revoked), "KEY_ID")
     lines += [
         "what to try next, in another terminal in this directory (it uses .keywatch/dev/env):",
-        "  keywatch keys list                    the keys, one of them revoked",
+        f"  keywatch keys list                    the keys, {_revoked_phrase(len(state.revoked))}",
         f"  keywatch keys show {revoked}   why and when",
     ]
     if importlib.util.find_spec("worker.commands.alerts") is not None:
@@ -215,3 +215,8 @@ def finish_lines(
                      f"{state.http.api_url}/v1/users")  # fmt: skip
     lines.append("The stack keeps running; Ctrl-C stops it.")
     return lines
+
+
+def _revoked_phrase(n: int) -> str:
+    """How many of the demo's keys the summary's reader will find revoked."""
+    return "none revoked" if n == 0 else "one of them revoked" if n == 1 else f"{n} of them revoked"

@@ -60,6 +60,7 @@ def test_dashboard_and_finish_summary() -> None:
     assert any(line.startswith("  revoked: k2 (globex)") for line in lines)
     assert "  throttled: k1 (acme) for 1h 30m" in lines
     assert any("keywatch keys show k2" in line for line in lines)
+    assert any(line.endswith("the keys, one of them revoked") for line in lines)
     assert lines[-1] == "The stack keeps running; Ctrl-C stops it."
     assert time.monotonic() - state.started < 60
 
@@ -88,3 +89,15 @@ def test_http_answers_per_key_and_their_changes() -> None:
     lines = finish_lines(state, {"k1": "acme", "k2": "globex"}, None)
     assert "  HTTP through the gateway (http://127.0.0.1:8080): 3 x 200, 1 x 401, 2 x 429" in lines
     assert "    k1 (acme): 200 -> 429 api_key_throttled after 2" in lines
+
+
+@pytest.mark.parametrize(
+    "revoked, phrase",
+    [((), "none revoked"), (("k2",), "one of them revoked"), (("k1", "k2"), "2 of them revoked")],
+)
+def test_finish_summary_counts_the_revoked_keys(revoked: tuple[str, ...], phrase: str) -> None:
+    state = DemoState()
+    for key in revoked:
+        state.add_action({"key_id": key, "action": "revoke", "reason": "compromised"})
+    lines = finish_lines(state, {"k1": "acme", "k2": "globex"}, None, 6066)
+    assert any(line.endswith(f"the keys, {phrase}") for line in lines)

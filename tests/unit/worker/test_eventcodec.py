@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import msgpack
@@ -131,3 +132,8 @@ def test_an_older_writers_missing_trailing_fields_take_their_defaults() -> None:
     """Backward compatibility: fields a release appends are filled for older batches."""
     older = msgpack.packb([1, [[1795000001.5, "k2", "2001:db8::1"]]], use_bin_type=True)
     assert decode_batch(older) == [AccessEvent(1795000001.5, "k2", "2001:db8::1")]
+
+
+def test_the_wire_row_keeps_the_events_field_order() -> None:
+    """``EventRow`` is the wire twin of ``AccessEvent``: same fields, same order (append only)."""
+    assert EventRow.__struct_fields__ == tuple(f.name for f in dataclasses.fields(AccessEvent))

@@ -7,9 +7,8 @@ For batched input (200 Kong events per message, as Kong's kafka-log sends) and f
 message: a ``keywatch worker`` process is started and warmed up, then the events are produced
 (from a thread of this process) while ``/metrics`` is polled; the time runs from the first message
 sent to ``keywatch_events_total`` (parsed) and ``keywatch_events_analyzed_total`` (profiles and
-detectors done) reaching N. The last events of a finite input wait up to
-``KEYWATCH_REORDER_IDLE_S`` (2 s) in the profile stage for the input partitions that went quiet
-(worker.reorder), which a stream never does: the rate to 90% analysed is printed beside it.
+detectors done) reaching N; the rate to 90% analysed (the steady rate, without the run's
+start-up and tail) is printed beside it.
 The ceiling is a plain aiokafka consumer reading and JSON-decoding the same messages from the
 same topic, right after the worker stopped; for one event per message, also a plain Faust agent
 (benchmarks/plain_faust.py) on that topic. Batched input runs once per entry of ``--processes``
@@ -129,7 +128,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="KEYWATCH_X=VALUE",
-        help="a setting for every worker of the run (e.g. KEYWATCH_REORDER_IDLE_S=0)",
+        help="a setting for every worker of the run (e.g. KEYWATCH_LOG_LEVEL=INFO)",
     )
     ap.add_argument("--baseline", default="", help="a checkout of earlier code (`git archive`"
                     "): its worker runs first, batched, one process")  # fmt: skip

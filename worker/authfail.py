@@ -1,11 +1,13 @@
 """Failed authentication no key can hold, routed per client network (detectors.auth_abuse).
 
-The ingest stage dead-letters a request whose key keywatch does not know (``unknown_key``)
-and, when the gateway refused it, also forwards it as an event whose identity is its client
-network (``net:203.0.113.0/24``) through the same re-keying path: partitioned by that string
-(worker.partitioning), so every failed attempt of a network meets its state on one worker. The
-tried key travels only as its SHA-256 (``extra_key_hash``). The profile stage and replay hand
-these groups to ``auth_abuse.analyze`` instead of the key analyzer.
+The ingest stage dead-letters a request whose key keywatch does not know (``unknown_key``), or
+that carries no credential at all (``missing_key``, rejected at parsing with what could be
+parsed of it), and, when the gateway refused it, also forwards it as an event whose identity is
+its client network (``net:203.0.113.0/24``) through the same re-keying path: partitioned by
+that string (worker.partitioning), so every failed attempt of a network meets its state on one
+worker. The tried key travels only as its SHA-256 (``extra_key_hash``; none without a
+credential). The profile stage and replay hand these groups to ``auth_abuse.analyze`` instead
+of the key analyzer.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ DENIED_STATUS = frozenset({401, 403})
 
 
 def network_event(raw: RawAccess) -> AccessEvent | None:
-    """A refused request with an unknown key as a per-network event (None if not one)."""
-    if raw.key_hash is None:
-        return None  # nothing to count as a distinct key
+    """A refused request with an unknown key, or without any credential, as a per-network
+    event (None if not one)."""
+    if raw.key_hash is None and raw.key_id is not None:
+        return None  # a gateway's id the store does not know: no hash to count
     if raw.auth not in FAILED and not (raw.auth == "" and raw.status in DENIED_STATUS):
-        return None  # served by its gateway: not a failed attempt
+        return None  # served by its gateway (public endpoints need no key): not an attempt
+    # No key hash (no credential): one more attempt, not one more distinct key.
     tried = replace(raw, extra_key_hash=raw.key_hash, auth=raw.auth or "denied")
     return tried.to_event(subject_of(raw.ip), None)
 

@@ -133,6 +133,10 @@ class Replay:
         result = parse_message(line, self.fmt)
         for rej in result.rejects:
             st.rejects[rej.reason] += 1
+            if rej.record is not None:  # as live: no credential, refused: network evidence
+                failed = network_event(rej.record)
+                if failed is not None:
+                    self._keep(failed)
         for raw in result.events:
             try:
                 ev = self._resolver.resolve(raw)

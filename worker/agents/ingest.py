@@ -95,13 +95,14 @@ class IngestStage:
         buffers: PartitionBuffers[Row] = PartitionBuffers(self.partitions, self.max_events)
         n = 0
         raws: list[RawAccess] = []
+        nets: list[tuple[str, Row]] = []  # refused requests without a credential, per network
         for value in values:
-            self._parse_one(value, raws, pending)
-            if len(raws) >= CHUNK_EVENTS:
-                n += await self._rekey(raws, buffers, pending)
-                raws = []
-        if raws:
-            n += await self._rekey(raws, buffers, pending)
+            self._parse_one(value, raws, nets, pending)
+            if len(raws) + len(nets) >= CHUNK_EVENTS:
+                n += await self._rekey(raws, nets, buffers, pending)
+                raws, nets = [], []
+        if raws or nets:
+            n += await self._rekey(raws, nets, buffers, pending)
         pending.extend(self._send(p, batch) for p, batch in buffers.drain())
         await asyncio.gather(*pending)
         return n
@@ -109,16 +110,23 @@ class IngestStage:
     async def _rekey(
         self,
         raws: list[RawAccess],
+        nets: list[tuple[str, Row]],
         buffers: PartitionBuffers[Row],
         pending: list[Awaitable[None]],
     ) -> int:
-        """Resolve ``raws`` into ``buffers``; batches that fill are encoded and queued to send."""
-        rows = await self._resolve(raws, pending)
+        """Resolve ``raws`` into ``buffers`` with ``nets``; batches that fill are encoded and
+        queued to send."""
+        rows = await self._resolve(raws, pending) if raws else []
+        rows.extend(nets)
         pending.extend(self._send(p, batch) for p, batch in buffers.add_all(rows))
         return len(rows)
 
     def _parse_one(
-        self, value: bytes, raws: list[RawAccess], pending: list[Awaitable[None]]
+        self,
+        value: bytes,
+        raws: list[RawAccess],
+        nets: list[tuple[str, Row]],
+        pending: list[Awaitable[None]],
     ) -> None:
         try:
             result = self.parse(value)
@@ -130,6 +138,10 @@ class IngestStage:
             payload = _reject_payload(value, reject)
             detail = orjson.dumps(reject.to_dict()).decode()
             pending.append(self.dead_letter(reject.reason, self.source, payload, detail))
+            if reject.record is not None:  # no credential: if refused, its network's evidence
+                failed = network_row(reject.record)
+                if failed is not None:
+                    nets.append(failed)
         if result.events:
             self._count(result.fmt, len(result.events))
             raws.extend(result.events)

@@ -14,7 +14,7 @@ from urllib.parse import unquote_plus
 
 from core.keyformat import ENVIRONMENT_MARKS, hash_key
 from core.redaction import find_key, redact_text
-from worker.ingest.model import Rejected
+from worker.ingest.model import RawAccess, Rejected
 
 # Query parameter names compared lower-cased (apiKey -> apikey).
 QUERY_KEY_PARAMS: Final = frozenset({"api_key", "apikey", "api-key", "key", "access_token"})
@@ -236,9 +236,17 @@ def status(value: Any) -> int:
 
 
 def identity(
-    id_value: Any, hash_value: Any, raw_key: str | None, field: str = "key_id"
+    id_value: Any,
+    hash_value: Any,
+    raw_key: str | None,
+    field: str = "key_id",
+    required: bool = True,
 ) -> tuple[str | None, str | None]:
-    """(key id, key hash) from an id field, a hash field and a raw key; one must be present."""
+    """(key id, key hash) from an id field, a hash field and a raw key.
+
+    One must be present, else ``missing_key`` is raised; with ``required=False`` the caller
+    gets ``(None, None)`` and raises it with the rest of the record (``credential_less``).
+    """
     plain = id_value.__class__ is str and id_value in _plain_ids  # fast path: checked before
     if plain and raw_key is None and hash_value is None:
         return id_value, None
@@ -246,6 +254,23 @@ def identity(
     key_hash = hashed if hash_value is None else key_hash_field(hash_value) or hashed
     if key_hash is None and raw_key is not None:
         key_hash = hash_raw(raw_key)
-    if key_id is None and key_hash is None:
-        raise Rejected("missing_key", f"no {field}, key hash or raw key")
+    if key_id is None and key_hash is None and required:
+        raise Rejected("missing_key", missing_detail(field))
     return key_id, key_hash
+
+
+def missing_detail(field: str) -> str:
+    """The ``missing_key`` detail: the same wherever the parser noticed it."""
+    return f"no {field}, key hash or raw key"
+
+
+def checked(raw: RawAccess, field: str = "key_id") -> RawAccess:
+    """``raw`` when it names a key; else ``missing_key``, carrying ``raw`` as evidence.
+
+    Parsers call ``identity(..., required=False)`` and build the whole record first, so a
+    request without a credential keeps its time, client, status and verdict: ingest
+    dead-letters it as before and counts a refused one for its network (worker.authfail).
+    """
+    if raw.key_id is None and raw.key_hash is None:
+        raise Rejected("missing_key", missing_detail(field), raw)
+    return raw

@@ -65,6 +65,9 @@ class Reject:
     index: int | None = None  # position in a JSON array message
     # The rejected element itself, so dead-lettering it never re-parses the message.
     item: Any = field(default=None, compare=False, repr=False)
+    # What the parser kept of a request without a credential (``missing_key``): evidence for
+    # its client network (worker.authfail), never part of the dead letter.
+    record: RawAccess | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form for the dead-letter topic."""
@@ -83,6 +86,7 @@ class ParseResult:
 class Rejected(InputError):
     """Raised inside parsers for one unusable event; ``parse_message`` turns it into a Reject."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    def __init__(self, reason: str, detail: str = "", record: RawAccess | None = None) -> None:
         super().__init__(detail or reason, reason=reason)
         self.detail = detail
+        self.record = record  # what could be parsed anyway (a request without a credential)

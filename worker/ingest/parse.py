@@ -91,13 +91,17 @@ def _parse_items(items: list[Any], fmt: str, is_array: bool) -> ParseResult:
         try:
             events.append(parse(item))
         except Rejected as exc:
-            rejects.append(_reject(exc.reason, exc.detail, i, item, is_array))
+            rejects.append(_reject(exc.reason, exc.detail, i, item, is_array, exc.record))
     return result
 
 
-def _reject(reason: str, detail: str, index: int, item: Any, is_array: bool) -> Reject:
+def _reject(
+    reason: str, detail: str, index: int, item: Any, is_array: bool, record: RawAccess | None = None
+) -> Reject:
     """A reject of one array element (carrying it), or of the whole one-event message."""
-    return Reject(reason, detail, index, item) if is_array else Reject(reason, detail)
+    if is_array:
+        return Reject(reason, detail, index, item, record)
+    return Reject(reason, detail, record=record)
 
 
 def _detect_items(items: list[Any]) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from worker.ingest.ips import client_ip
-from worker.ingest.keys import identity, second_key, split_path, status, text, usable
+from worker.ingest.keys import checked, identity, second_key, split_path, status, text, usable
 from worker.ingest.model import RawAccess
 from worker.ingest.timestamps import parse_ts
 
@@ -54,8 +54,10 @@ def parse(obj: dict[str, Any]) -> RawAccess:
     raw = _pick(obj, ident, "apiKey")
     raw_key = usable(raw) if isinstance(raw, str) else None
     key_id_value = _pick(obj, ident, "apiKeyId")
-    key_id, key_hash = identity(key_id_value, None, raw_key or query_key, "apiKeyId")
-    return RawAccess(
+    key_id, key_hash = identity(
+        key_id_value, None, raw_key or query_key, "apiKeyId", required=False
+    )
+    record = RawAccess(
         ts,
         ip,
         key_id,
@@ -72,3 +74,4 @@ def parse(obj: dict[str, Any]) -> RawAccess:
         None,
         second_key(raw_key, query_key),
     )
+    return checked(record, "apiKeyId")  # no credential: missing_key, kept as evidence

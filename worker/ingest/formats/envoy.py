@@ -31,6 +31,7 @@ from typing import Any, Final
 
 from worker.ingest.ips import client_ip, forwarded_client
 from worker.ingest.keys import (
+    checked,
     first_str,
     identity,
     key_from_authorization,
@@ -66,9 +67,9 @@ def parse(obj: dict[str, Any]) -> RawAccess:
     header_key = _header_key(obj)
     raw_key = header_key or query_key
     key_id, key_hash = identity(
-        obj.get("key_id") or obj.get("api_key_id"), obj.get("key_hash"), raw_key
+        obj.get("key_id") or obj.get("api_key_id"), obj.get("key_hash"), raw_key, required=False
     )
-    return RawAccess(
+    record = RawAccess(
         ts,
         ip,
         key_id,
@@ -85,6 +86,7 @@ def parse(obj: dict[str, Any]) -> RawAccess:
         None,
         second_key(header_key, query_key),
     )
+    return checked(record)  # no credential: missing_key, kept as evidence
 
 
 def _client(obj: dict[str, Any]) -> str:

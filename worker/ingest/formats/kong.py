@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from worker.ingest.ips import client_ip
 from worker.ingest.keys import (
+    checked,
     first_str,
     identity,
     key_from_headers,
@@ -34,6 +35,7 @@ from worker.ingest.timestamps import parse_ts
 
 NAME: Final = "kong"
 _EMPTY: Final[dict[str, Any]] = {}
+_ENTITY: Final = "authenticated_entity.id"  # the key id field, named in rejects
 
 
 def matches(obj: dict[str, Any]) -> bool:
@@ -67,14 +69,14 @@ def parse(obj: dict[str, Any]) -> RawAccess:
     raw_key = header_key or query_key
     entity = obj.get("authenticated_entity")
     entity_id = entity.get("id") if entity.__class__ is dict else None
-    key_id, key_hash = identity(entity_id, None, raw_key, "authenticated_entity.id")
+    key_id, key_hash = identity(entity_id, None, raw_key, _ENTITY, required=False)
     consumer = obj.get("consumer")
     if consumer.__class__ is not dict:
         consumer = _EMPTY
     account = text(consumer.get("custom_id") or consumer.get("id"), 128) or None
     response = obj.get("response")
     code = response.get("status") if response.__class__ is dict else None
-    return RawAccess(
+    record = RawAccess(
         ts,
         ip,
         key_id,
@@ -91,6 +93,7 @@ def parse(obj: dict[str, Any]) -> RawAccess:
         text(consumer.get("id"), 128) or None,
         second_key(header_key, query_key),
     )
+    return checked(record, _ENTITY)  # no credential: missing_key, kept as evidence
 
 
 def _uri(req: dict[str, Any]) -> Any:

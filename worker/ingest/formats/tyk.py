@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from worker.ingest.ips import client_ip
-from worker.ingest.keys import identity, split_path, status, text
+from worker.ingest.keys import checked, identity, split_path, status, text
 from worker.ingest.model import RawAccess
 from worker.ingest.timestamps import parse_ts
 
@@ -30,8 +30,8 @@ def parse(obj: dict[str, Any]) -> RawAccess:
     ts = parse_ts(obj.get("timestamp"))
     ip = client_ip(obj.get("ip_address"), "ip_address")
     path, query_key = split_path(obj.get("raw_path") or obj.get("path"))
-    key_id, key_hash = identity(obj.get("api_key"), None, query_key, "api_key")
-    return RawAccess(
+    key_id, key_hash = identity(obj.get("api_key"), None, query_key, "api_key", required=False)
+    record = RawAccess(
         ts,
         ip,
         key_id,
@@ -46,3 +46,4 @@ def parse(obj: dict[str, Any]) -> RawAccess:
         None,
         NAME,
     )
+    return checked(record, "api_key")  # no credential: missing_key, kept as evidence

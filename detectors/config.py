@@ -96,6 +96,14 @@ class DetectorConfig:
     abuse_window_s: float = 600.0
     abuse_min_keys: int = 10
     abuse_high_keys: int = 50
+    # auth.burst (same module, same window): refused requests without a credential or with
+    # unknown keys from one network, at least abuse_burst_attempts (at most 512, the state's
+    # bound; 100 in 10 minutes is one every 6 s, sustained), spread over at least
+    # abuse_burst_spread distinct endpoints plus distinct unknown keys. A health checker or a
+    # client retrying without its header hits one or two endpoints however often it tries; a
+    # scanner walks dozens. Low (logged, webhook); medium with 2+ unknown keys; never pages.
+    abuse_burst_attempts: int = 100
+    abuse_burst_spread: int = 10
 
     # auth.revoked_in_use: a dead key tried from one network is a forgotten deployment or the
     # thief; from this many distinct client networks (IPv4 /24, IPv6 /48) within one incident,

@@ -152,6 +152,51 @@ async def test_a_refused_unknown_key_is_dead_lettered_and_forwarded_by_network(
         assert partition == partition_for("net:203.0.113.0/24", 4)
 
 
+@pytest.mark.parametrize(
+    "auth, status, forwarded",
+    [("missing", 401, True), ("invalid", 401, True), ("", 401, True), ("", 403, True),
+     ("", 200, False), ("ok", 200, False), ("", 404, False), ("rate_limited", 429, False)],
+)  # fmt: skip
+async def test_a_refused_request_without_a_credential_keeps_its_dead_letter_and_counts(
+    store: KeyStore, auth: str, status: int, forwarded: bool
+) -> None:
+    """``missing_key`` as before (reason, payload, detail), and a refusal is also an attempt
+    for its network, without any key hash; a request served without a key (a public
+    endpoint) is not."""
+    cap = Capture()
+    stage = stage_for(store, cap, Metrics())
+    native = {"ts": TS, "ip": "203.0.113.77", "path": "/v1/x", "status": status,
+              "user_agent": "curl/8.5", "auth": auth or None}  # fmt: skip
+    message = orjson.dumps(native)
+    assert await stage.handle([message]) == int(forwarded)
+    (letter,) = cap.letters
+    assert letter == {"reason": "missing_key", "source": "gateway.access", "payload": message,
+                      "detail": '{"reason":"missing_key","detail":"no key_id, key hash or raw '
+                      'key","index":null}'}  # fmt: skip
+    events = cap.events()
+    assert bool(events) == forwarded
+    if forwarded:
+        (ev,) = events
+        assert (ev.key_id, ev.extra_key_hash, ev.path) == ("net:203.0.113.0/24", None, "/v1/x")
+        assert (ev.auth, ev.user_agent, ev.status) == (auth or "denied", "curl/8.5", status)
+        (partition,) = {p for p, _ in cap.batches}
+        assert partition == partition_for("net:203.0.113.0/24", 4)
+
+
+async def test_refused_kong_entries_without_credentials_count_beside_good_ones(
+    store: KeyStore,
+) -> None:
+    """One Kong batch: served entries re-keyed by key, unauthenticated 401s dead-lettered with
+    their element and forwarded per network, in the same pass."""
+    cap = Capture()
+    stage = stage_for(store, cap, Metrics())
+    bare = kong("-", ip="198.51.100.9", response={"status": 401})
+    del bare["authenticated_entity"]
+    await stage.handle([orjson.dumps([kong("k1"), bare, bare, kong("k2")])])
+    assert [(x["reason"], x["payload"]) for x in cap.letters] == [("missing_key", bare)] * 2
+    assert sorted(e.key_id for e in cap.events()) == ["k1", "k2"] + ["net:198.51.100.0/24"] * 2
+
+
 async def test_a_key_store_outage_is_waited_out(store: KeyStore) -> None:
     """Resolving retries while the key store is unavailable (core.retry), then returns."""
     stage = stage_for(store, Capture(), Metrics())

@@ -53,3 +53,25 @@ def test_replay_raises_the_per_network_alert_as_live() -> None:
         "notify",
     )
     assert alert.signals[0].evidence["distinct_keys"] == 10
+
+
+def test_replay_counts_refusals_without_a_credential_per_network() -> None:
+    """A scanner's credential-less 401s: rejected as missing_key, counted per network, one
+    auth.burst as live; served requests without a key (a public endpoint) count for nothing."""
+    paths = [f"/probe/{i}" for i in range(12)]
+    with GeoResolver() as geo:
+        replay = Replay(Analyzer(geo, load_policy(None)))
+        for i in range(150):
+            event = {"ts": T + i, "ip": f"198.51.100.{i % 3}", "method": "GET",
+                     "path": paths[i % 12], "status": 401, "auth": "missing"}  # fmt: skip
+            replay.read_line(orjson.dumps(event))
+            replay.read_line(orjson.dumps({**event, "ip": "192.0.2.1", "status": 200, "auth": ""}))
+        alerts = replay.run()
+    assert replay.stats.rejects["missing_key"] == 300
+    (alert,) = alerts
+    assert (alert.kind, alert.key_id, alert.severity, alert.action) == (
+        "auth_abuse", "net:198.51.100.0/24", "low", "log",
+    )  # fmt: skip
+    (signal,) = alert.signals
+    assert signal.type == "auth.burst"
+    assert (signal.evidence["attempts"], signal.evidence["without_key"]) == (100, 100)

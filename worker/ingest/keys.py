@@ -236,17 +236,9 @@ def status(value: Any) -> int:
 
 
 def identity(
-    id_value: Any,
-    hash_value: Any,
-    raw_key: str | None,
-    field: str = "key_id",
-    required: bool = True,
+    id_value: Any, hash_value: Any, raw_key: str | None, field: str = "key_id"
 ) -> tuple[str | None, str | None]:
-    """(key id, key hash) from an id field, a hash field and a raw key.
-
-    One must be present, else ``missing_key`` is raised; with ``required=False`` the caller
-    gets ``(None, None)`` and raises it with the rest of the record (``credential_less``).
-    """
+    """(key id, key hash) from an id field, a hash field and a raw key; one must be present."""
     plain = id_value.__class__ is str and id_value in _plain_ids  # fast path: checked before
     if plain and raw_key is None and hash_value is None:
         return id_value, None
@@ -254,9 +246,23 @@ def identity(
     key_hash = hashed if hash_value is None else key_hash_field(hash_value) or hashed
     if key_hash is None and raw_key is not None:
         key_hash = hash_raw(raw_key)
-    if key_id is None and key_hash is None and required:
+    if key_id is None and key_hash is None:
         raise Rejected("missing_key", missing_detail(field))
     return key_id, key_hash
+
+
+def identity_or_none(
+    id_value: Any, hash_value: Any, raw_key: str | None, field: str = "key_id"
+) -> tuple[str | None, str | None]:
+    """``identity``, but ``(None, None)`` when there is none: the caller builds the whole
+    record and raises ``missing_key`` with it (``checked``). The typed fast path calls
+    ``identity`` itself, unchanged (it declines a message with a reject)."""
+    try:
+        return identity(id_value, hash_value, raw_key, field)
+    except Rejected as exc:
+        if exc.reason != "missing_key":
+            raise
+        return None, None
 
 
 def missing_detail(field: str) -> str:
@@ -267,7 +273,7 @@ def missing_detail(field: str) -> str:
 def checked(raw: RawAccess, field: str = "key_id") -> RawAccess:
     """``raw`` when it names a key; else ``missing_key``, carrying ``raw`` as evidence.
 
-    Parsers call ``identity(..., required=False)`` and build the whole record first, so a
+    Parsers call ``identity_or_none`` and build the whole record first, so a
     request without a credential keeps its time, client, status and verdict: ingest
     dead-letters it as before and counts a refused one for its network (worker.authfail).
     """

@@ -15,7 +15,15 @@ from __future__ import annotations
 from typing import Any, Final
 
 from worker.ingest.ips import client_ip
-from worker.ingest.keys import checked, identity, second_key, split_path, status, text, usable
+from worker.ingest.keys import (
+    checked,
+    identity_or_none,
+    second_key,
+    split_path,
+    status,
+    text,
+    usable,
+)
 from worker.ingest.model import RawAccess
 from worker.ingest.timestamps import parse_ts
 
@@ -54,9 +62,7 @@ def parse(obj: dict[str, Any]) -> RawAccess:
     raw = _pick(obj, ident, "apiKey")
     raw_key = usable(raw) if isinstance(raw, str) else None
     key_id_value = _pick(obj, ident, "apiKeyId")
-    key_id, key_hash = identity(
-        key_id_value, None, raw_key or query_key, "apiKeyId", required=False
-    )
+    key_id, key_hash = identity_or_none(key_id_value, None, raw_key or query_key, "apiKeyId")
     record = RawAccess(
         ts,
         ip,

@@ -33,7 +33,7 @@ from worker.ingest.ips import client_ip, forwarded_client
 from worker.ingest.keys import (
     checked,
     first_str,
-    identity,
+    identity_or_none,
     key_from_authorization,
     second_key,
     split_path,
@@ -66,8 +66,8 @@ def parse(obj: dict[str, Any]) -> RawAccess:
     path, query_key = split_path(_first(obj, _PATH_FIELDS))
     header_key = _header_key(obj)
     raw_key = header_key or query_key
-    key_id, key_hash = identity(
-        obj.get("key_id") or obj.get("api_key_id"), obj.get("key_hash"), raw_key, required=False
+    key_id, key_hash = identity_or_none(
+        obj.get("key_id") or obj.get("api_key_id"), obj.get("key_hash"), raw_key
     )
     record = RawAccess(
         ts,

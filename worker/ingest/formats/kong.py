@@ -22,7 +22,7 @@ from worker.ingest.ips import client_ip
 from worker.ingest.keys import (
     checked,
     first_str,
-    identity,
+    identity_or_none,
     key_from_headers,
     key_from_query_dict,
     second_key,
@@ -69,7 +69,7 @@ def parse(obj: dict[str, Any]) -> RawAccess:
     raw_key = header_key or query_key
     entity = obj.get("authenticated_entity")
     entity_id = entity.get("id") if entity.__class__ is dict else None
-    key_id, key_hash = identity(entity_id, None, raw_key, _ENTITY, required=False)
+    key_id, key_hash = identity_or_none(entity_id, None, raw_key, _ENTITY)
     consumer = obj.get("consumer")
     if consumer.__class__ is not dict:
         consumer = _EMPTY

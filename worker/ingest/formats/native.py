@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from worker.ingest.ips import client_ip
-from worker.ingest.keys import checked, identity, split_path, status, text
+from worker.ingest.keys import checked, identity_or_none, split_path, status, text
 from worker.ingest.model import RawAccess
 from worker.ingest.timestamps import parse_ts
 
@@ -28,7 +28,7 @@ def parse(obj: dict[str, Any]) -> RawAccess:
     ts = parse_ts(obj.get("ts"))
     ip = client_ip(obj.get("ip"))
     path, query_key = split_path(obj.get("path"))
-    key_id, key_hash = identity(obj.get("key_id"), obj.get("key_hash"), query_key, required=False)
+    key_id, key_hash = identity_or_none(obj.get("key_id"), obj.get("key_hash"), query_key)
     record = RawAccess(
         ts,
         ip,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from worker.ingest.ips import client_ip
-from worker.ingest.keys import checked, identity, split_path, status, text
+from worker.ingest.keys import checked, identity_or_none, split_path, status, text
 from worker.ingest.model import RawAccess
 from worker.ingest.timestamps import parse_ts
 
@@ -30,7 +30,7 @@ def parse(obj: dict[str, Any]) -> RawAccess:
     ts = parse_ts(obj.get("timestamp"))
     ip = client_ip(obj.get("ip_address"), "ip_address")
     path, query_key = split_path(obj.get("raw_path") or obj.get("path"))
-    key_id, key_hash = identity(obj.get("api_key"), None, query_key, "api_key", required=False)
+    key_id, key_hash = identity_or_none(obj.get("api_key"), None, query_key, "api_key")
     record = RawAccess(
         ts,
         ip,

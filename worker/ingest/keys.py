@@ -255,8 +255,13 @@ def identity_or_none(
     id_value: Any, hash_value: Any, raw_key: str | None, field: str = "key_id"
 ) -> tuple[str | None, str | None]:
     """``identity``, but ``(None, None)`` when there is none: the caller builds the whole
-    record and raises ``missing_key`` with it (``checked``). The typed fast path calls
-    ``identity`` itself, unchanged (it declines a message with a reject)."""
+    record and raises ``credential_less(record)``, so a request without a credential keeps
+    its time, client, status and verdict (ingest dead-letters it as before and counts a
+    refused one for its network, worker.authfail). The typed fast path calls ``identity``
+    itself, unchanged: it declines a message with a reject."""
+    plain = id_value.__class__ is str and id_value in _plain_ids  # ``identity``'s fast path
+    if plain and raw_key is None and hash_value is None:
+        return id_value, None  # without a second call
     try:
         return identity(id_value, hash_value, raw_key, field)
     except Rejected as exc:
@@ -270,13 +275,6 @@ def missing_detail(field: str) -> str:
     return f"no {field}, key hash or raw key"
 
 
-def checked(raw: RawAccess, field: str = "key_id") -> RawAccess:
-    """``raw`` when it names a key; else ``missing_key``, carrying ``raw`` as evidence.
-
-    Parsers call ``identity_or_none`` and build the whole record first, so a
-    request without a credential keeps its time, client, status and verdict: ingest
-    dead-letters it as before and counts a refused one for its network (worker.authfail).
-    """
-    if raw.key_id is None and raw.key_hash is None:
-        raise Rejected("missing_key", missing_detail(field), raw)
-    return raw
+def credential_less(raw: RawAccess, field: str = "key_id") -> Rejected:
+    """``missing_key`` for a record without a key id or hash, carrying the record."""
+    return Rejected("missing_key", missing_detail(field), raw)

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from worker.ingest.ips import client_ip
 from worker.ingest.keys import (
-    checked,
+    credential_less,
     identity_or_none,
     second_key,
     split_path,
@@ -80,4 +80,6 @@ def parse(obj: dict[str, Any]) -> RawAccess:
         None,
         second_key(raw_key, query_key),
     )
-    return checked(record, "apiKeyId")  # no credential: missing_key, kept as evidence
+    if key_id is None and key_hash is None:  # no credential: kept as evidence
+        raise credential_less(record, "apiKeyId")
+    return record

@@ -31,7 +31,7 @@ from typing import Any, Final
 
 from worker.ingest.ips import client_ip, forwarded_client
 from worker.ingest.keys import (
-    checked,
+    credential_less,
     first_str,
     identity_or_none,
     key_from_authorization,
@@ -86,7 +86,9 @@ def parse(obj: dict[str, Any]) -> RawAccess:
         None,
         second_key(header_key, query_key),
     )
-    return checked(record)  # no credential: missing_key, kept as evidence
+    if key_id is None and key_hash is None:  # no credential: kept as evidence
+        raise credential_less(record)
+    return record
 
 
 def _client(obj: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from worker.ingest.ips import client_ip
 from worker.ingest.keys import (
-    checked,
+    credential_less,
     first_str,
     identity_or_none,
     key_from_headers,
@@ -93,7 +93,9 @@ def parse(obj: dict[str, Any]) -> RawAccess:
         text(consumer.get("id"), 128) or None,
         second_key(header_key, query_key),
     )
-    return checked(record, _ENTITY)  # no credential: missing_key, kept as evidence
+    if key_id is None and key_hash is None:  # no credential: kept as evidence
+        raise credential_less(record, _ENTITY)
+    return record
 
 
 def _uri(req: dict[str, Any]) -> Any:

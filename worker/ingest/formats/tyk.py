@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from worker.ingest.ips import client_ip
-from worker.ingest.keys import checked, identity_or_none, split_path, status, text
+from worker.ingest.keys import credential_less, identity_or_none, split_path, status, text
 from worker.ingest.model import RawAccess
 from worker.ingest.timestamps import parse_ts
 
@@ -46,4 +46,6 @@ def parse(obj: dict[str, Any]) -> RawAccess:
         None,
         NAME,
     )
-    return checked(record, "api_key")  # no credential: missing_key, kept as evidence
+    if key_id is None and key_hash is None:  # no credential: kept as evidence
+        raise credential_less(record, "api_key")
+    return record

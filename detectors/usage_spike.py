@@ -23,6 +23,7 @@ from detectors.config import EvalContext
 from detectors.endpoint_shift import endpoint_name
 from detectors.model import AccessEvent, Signal
 from detectors.profile import ESTABLISHED, RING, KeyProfile
+from detectors.record import ESTABLISHED_DAYS
 
 TYPE = "usage.spike"
 
@@ -61,13 +62,14 @@ def _burst(profile: KeyProfile, recent: int, ctx: EvalContext) -> tuple[int, flo
     A job's first run and a harvest both concentrate on one endpoint, a launch or a backfill
     follows the key's mix. The extra volume on an endpoint is this hour's requests on it
     beyond its usual share of the hour, as a fraction of what the last five minutes would have
-    added there had they all gone to it. A job scheduled outside the key's working hours (a
-    nightly batch) is left to the other tests: a first run looks like a flood, and it is at
-    night that jobs run; in the hours its owner's application works, the key's history is what
-    its application does, and ten times its busiest minute on one resource is not that.
+    added there had they all gone to it. Only in an hour of day the key has worked in on
+    ``ESTABLISHED_DAYS`` days (not the off-hours test's tolerant mask: a batch's own first hour
+    would make its second one usual): there, the key's history is what its application does,
+    and ten times its busiest minute on one resource is not that. A job's first run in a
+    quiet hour (a nightly batch) looks like a flood and is left to the other tests.
     """
     cfg = ctx.config
-    if not (profile.usual_hours >> ctx.hour_of_day) & 1:
+    if profile.hour_slots[ctx.hour_of_day] < ESTABLISHED_DAYS:
         return None
     learned = hour = 0
     for past, now in profile.paths.values():

@@ -87,6 +87,8 @@ def _volume(
         (False, 10.5, 400, 120, {"/v1/orders": 1}, "medium"),
         # A job's first run at night, outside the key's hours: left to the other tests.
         (False, 2.5, 600, 120, {"/v1/users": 1}, "low"),
+        # ... running on into its second hour (the first one is now an hour the key was active).
+        (False, 2.95, 600, 600, {"/v1/users": 1}, "low"),
         # A backfill running the application's usual calls at volume: follows the mix.
         (False, 10.5, 600, 120, OFFICE, "low"),
         # A launch: the key's own traffic at five times its rate, the usual mix.
@@ -103,6 +105,7 @@ def _volume(
         "harvest-with-usual-calls",
         "harvest-second-endpoint",
         "job-first-run-at-night",
+        "job-first-run-at-night-second-hour",
         "backfill-usual-mix",
         "launch-usual-mix",
         "pagination-burst",

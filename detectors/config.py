@@ -43,6 +43,13 @@ class DetectorConfig:
     # whose weekly batch set a high peak is still flooded from a new place.
     level_ratio: float = 10.0
     volume_escalate_s: float = 3600.0
+    # A minute at >= burst_ratio x the key's busiest minute (and >= burst_floor requests) whose
+    # extra volume goes to one endpoint (>= burst_share of it beyond that endpoint's usual
+    # share), in an hour of day the key has worked in on 3 days, is "medium" at once: an order
+    # of magnitude over anything the key did, on one resource, in its owner's working hours.
+    burst_ratio: float = 10.0
+    burst_floor: int = 100
+    burst_share: float = 0.6
 
     # usage.endpoint_shift: abnormal volume (a usage.spike window over its threshold) of which
     # one endpoint carries >= endpoint_share of the hour's requests while it carried less than

@@ -64,6 +64,11 @@ def endpoint_id(path: str) -> int:
     return key
 
 
+def endpoint_name(key: int) -> str:
+    """The name of an endpoint id for evidence ("(other endpoints)" for the shared slot)."""
+    return "(other endpoints)" if key == OTHER_PATH else _NAMES.get(key, f"#{key}")
+
+
 def evaluate(event: AccessEvent, profile: KeyProfile, ctx: EvalContext) -> list[Signal]:
     """Signal when the hour's abnormal volume sits on an endpoint the key rarely used."""
     if not profile.learned or ctx.late:
@@ -93,7 +98,7 @@ def evaluate(event: AccessEvent, profile: KeyProfile, ctx: EvalContext) -> list[
     if share < cfg.endpoint_share or share < cfg.endpoint_ratio * usual:
         return []
     evidence = {
-        "endpoint": "(other endpoints)" if top == OTHER_PATH else _NAMES.get(top, f"#{top}"),
+        "endpoint": endpoint_name(top),
         "requests_this_hour": top_n,
         "share_this_hour": round(share, 2),
         "usual_share": round(usual, 3),

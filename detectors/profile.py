@@ -252,6 +252,7 @@ class KeyProfile:
         "t5",
         "t60",
         "t_level",
+        "tb",
         "total_events",
         "usual_hours",
         "vol_hit",
@@ -297,10 +298,10 @@ class KeyProfile:
         self.incidents: dict[str, Incident] = {}
         self.paths: dict[int, list[int]] = {}  # endpoint id -> [closed hours' count, this hour's]
         # Derived (not serialized): sum of the 4 minutes before the current one, the volume
-        # thresholds (per minute, per 5 minutes, per hour, per hour from a new place) and the
-        # usual-hours mask.
+        # thresholds (per minute, per 5 minutes, per hour, per hour from a new place, per minute
+        # an order of magnitude over the key's busiest) and the usual-hours mask.
         self.base5 = 0
-        self.t1 = self.t5 = self.t60 = self.t_level = 1 << 30
+        self.t1 = self.t5 = self.t60 = self.t_level = self.tb = 1 << 30
         self.vol_hit = False  # the last counted event made a volume window cross
         self.usual_hours = _ALL_HOURS
 
@@ -329,6 +330,7 @@ class KeyProfile:
                 c == self.t1
                 or c + self.base5 == self.t5
                 or h == self.t60
+                or c == self.tb
                 or (h >= self.t_level and not (h - self.t_level) & 7)
             )
             return False
@@ -360,6 +362,7 @@ class KeyProfile:
             c == self.t1
             or c + self.base5 == self.t5
             or h == self.t60
+            or c == self.tb
             or (h >= self.t_level and not (h - self.t_level) & 7)
         )
 
@@ -552,6 +555,8 @@ class KeyProfile:
         self.t1 = max(math.ceil(r * max(pk[0], cfg.peak_floor[0])), cfg.volume_floor[0])
         self.t5 = max(math.ceil(r * max(pk[1], cfg.peak_floor[1])), cfg.volume_floor[1])
         self.t60 = max(math.ceil(r * max(pk[2], cfg.peak_floor[2])), cfg.volume_floor[2])
+        # A minute an order of magnitude over the key's busiest (usage.spike's burst test).
+        self.tb = max(math.ceil(cfg.burst_ratio * max(pk[0], cfg.peak_floor[0])), cfg.burst_floor)
         # The typical busy hour (EWMA level), which rare batch hours barely move: traffic from a
         # place the key has not established is judged against it, not against batch peaks.
         self.t_level = max(math.ceil(cfg.level_ratio * self.level), cfg.volume_floor[2])

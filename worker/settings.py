@@ -159,6 +159,9 @@ _ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("replication_factor", "KEYWATCH_REPLICATION_FACTOR", _positive_int),
     ("flush_interval_s", "KEYWATCH_FLUSH_INTERVAL_S", _positive_float),
     ("batch_max_events", "KEYWATCH_BATCH_MAX_EVENTS", _positive_int),
+    ("reorder_lateness_s", "KEYWATCH_REORDER_LATENESS_S", _non_negative_float),
+    ("reorder_idle_s", "KEYWATCH_REORDER_IDLE_S", _non_negative_float),
+    ("reorder_max_hold_s", "KEYWATCH_REORDER_MAX_HOLD_S", _non_negative_float),
     ("standby_replicas", "KEYWATCH_STANDBY_REPLICAS", _count),
     ("worker_processes", "KEYWATCH_WORKER_PROCESSES", _count),
     ("data_dir", "KEYWATCH_DATA_DIR", Path),
@@ -212,6 +215,11 @@ class Settings:
     replication_factor: int = 1
     flush_interval_s: float = 0.05
     batch_max_events: int = 2000
+    # Event-time order in the profile stage (worker.reorder): how far one source may run out of
+    # its own order, how long a silent source holds its partition, and the most any event waits.
+    reorder_lateness_s: float = 0.0
+    reorder_idle_s: float = 2.0
+    reorder_max_hold_s: float = 30.0
     standby_replicas: int = 1  # Faust's default: each table partition kept warm on one more worker
     worker_processes: int = 0  # processes of `keywatch worker`; 0: one per core (worker.supervisor)
     data_dir: Path = Path(".keywatch")

@@ -33,13 +33,14 @@ from aiokafka.errors import (
 from core.errors import KeyStoreUnavailable
 from core.retry import RetryPolicy
 from worker.authfail import network_row
-from worker.batching import PartitionBuffers
+from worker.batching import UNKNOWN_SOURCE, PartitionBuffers, Runs
 from worker.eventcodec import Row, encode_rows, raw_row
 from worker.ingest import ParseResult, RawAccess, Reject, ips, parse_message
 from worker.ingest.precedence import decide, gateway_known, must_link, needs_identity
 from worker.keycache import KeyCache
 from worker.keystore.links import find_many_identities
 from worker.metrics import Metrics
+from worker.reorder import SOURCE_HEADER, source_header
 from worker.settings import Settings
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("keywatch.ingest")
 
-SendBatch = Callable[[int, bytes], Awaitable[None]]
+SendBatch = Callable[[int, bytes, bytes], Awaitable[None]]  # partition, batch, source header
 DeadLetter = Callable[[str, str, Any, str], Awaitable[None]]
 Parse = Callable[[bytes], ParseResult]
 Resolve = Callable[[set[str]], Awaitable[dict[str, Any]]]
@@ -82,9 +83,19 @@ class IngestStage:
         self.store_retry = STORE_WAIT
         ips.configure(settings.trusted_proxies)
         self._extra_keys = metrics.extra_keys
+        self._assigned: tuple[int, ...] = ()
 
-    async def handle(self, values: Sequence[bytes]) -> int:
+    async def handle(
+        self,
+        values: Sequence[bytes],
+        sources: Sequence[int] | None = None,
+        assigned: Sequence[int] = (),
+    ) -> int:
         """Process the messages; returns once every batch and dead letter is acknowledged.
+
+        ``sources`` names each message's ``gateway.access`` partition and ``assigned`` all of
+        this consumer's: each batch says which source its events came from, so the profile
+        stage can put a key's events from several sources in event-time order (worker.reorder).
 
         Messages are parsed and resolved ``CHUNK_EVENTS`` at a time and each batch is encoded
         as soon as it fills, so few records are alive at once: a poll can carry ~140k events,
@@ -93,16 +104,23 @@ class IngestStage:
         """
         pending: list[Awaitable[None]] = []
         buffers: PartitionBuffers[Row] = PartitionBuffers(self.partitions, self.max_events)
+        self._assigned = tuple(assigned)
         n = 0
         raws: list[RawAccess] = []
-        for value in values:
+        source = UNKNOWN_SOURCE
+        for i, value in enumerate(values):
+            if sources is not None and sources[i] != source:
+                if raws:  # a chunk holds one source's events
+                    n += await self._rekey(raws, buffers, pending, source)
+                    raws = []
+                source = sources[i]
             self._parse_one(value, raws, pending)
             if len(raws) >= CHUNK_EVENTS:
-                n += await self._rekey(raws, buffers, pending)
+                n += await self._rekey(raws, buffers, pending, source)
                 raws = []
         if raws:
-            n += await self._rekey(raws, buffers, pending)
-        pending.extend(self._send(p, batch) for p, batch in buffers.drain())
+            n += await self._rekey(raws, buffers, pending, source)
+        pending.extend(self._send(*batch) for batch in buffers.drain())
         await asyncio.gather(*pending)
         return n
 
@@ -111,10 +129,11 @@ class IngestStage:
         raws: list[RawAccess],
         buffers: PartitionBuffers[Row],
         pending: list[Awaitable[None]],
+        source: int,
     ) -> int:
         """Resolve ``raws`` into ``buffers``; batches that fill are encoded and queued to send."""
         rows = await self._resolve(raws, pending)
-        pending.extend(self._send(p, batch) for p, batch in buffers.add_all(rows))
+        pending.extend(self._send(*batch) for batch in buffers.add_all(rows, source))
         return len(rows)
 
     def _parse_one(
@@ -187,10 +206,10 @@ class IngestStage:
                                                on_retry=waiting)  # fmt: skip
         return found
 
-    def _send(self, partition: int, rows: list[Row]) -> Awaitable[None]:
+    def _send(self, partition: int, rows: list[Row], runs: Runs) -> Awaitable[None]:
         """Encode now (the rows can go), send when awaited."""
         self.metrics.batch_events.observe(len(rows))
-        return self.send(partition, encode_rows(rows))
+        return self.send(partition, encode_rows(rows), source_header(runs, self._assigned))
 
 
 def _uuid_shaped(raw: RawAccess) -> bool:
@@ -275,9 +294,11 @@ class IngestConsumer:
     async def _process(self, consumer: AIOKafkaConsumer, polled: dict[Any, list[Any]]) -> None:
         """Hand one poll to the stage; commit, or rewind to the last commit on failure."""
         values = [r.value for records in polled.values() for r in records if r.value]
+        sources = [tp.partition for tp, records in polled.items() for r in records if r.value]
+        assigned = sorted(tp.partition for tp in consumer.assignment())
         self._messages.inc(len(values))
         try:
-            await self.stage.handle(values)
+            await self.stage.handle(values, sources, assigned)
         except Exception as exc:  # broker send failed: replay from the last commit
             log.exception("ingest_batch_failed", error=repr(exc))
             await _rewind(consumer)
@@ -351,8 +372,9 @@ async def _rewind(consumer: AIOKafkaConsumer) -> None:
 def register(kapp: WorkerApp) -> None:
     """Wire the ingest consumer into the worker app."""
 
-    async def send(partition: int, value: bytes) -> None:
-        fut = await kapp.events_topic.send(value=value, partition=partition)
+    async def send(partition: int, value: bytes, sources: bytes) -> None:
+        headers = {SOURCE_HEADER: sources}
+        fut = await kapp.events_topic.send(value=value, partition=partition, headers=headers)
         await fut
 
     kapp.keycache.use_identities(functools.partial(find_many_identities, kapp.store))

@@ -112,6 +112,27 @@ async def test_a_held_message_is_acknowledged_only_after_the_flush(app: faust.Ap
     assert message.acked and flushed == [1]
 
 
+async def test_retained_messages_are_acknowledged_in_offset_order(app: faust.App) -> None:
+    class Table:
+        async def flush_changelog(self) -> int:
+            return 0
+
+    messages = [Message("t", 0, offset, 0.0, 0, [], b"k", b"v", None) for offset in (5, 6, 7)]
+    events = [Event(app, b"k", b"v", {}, m) for m in messages]
+    for m in messages:
+        m.incref()  # the stream's own reference
+    checkpoint = Checkpoint(Table())  # type: ignore[arg-type]
+    checkpoint.retain(events)
+    for e in events:
+        e.ack()  # the stream is done with them; the checkpoint is not
+    checkpoint.done([events[1], events[2]])  # 5 is still held for event-time order
+    await checkpoint.flush()
+    assert [m.acked for m in messages] == [False, False, False] and checkpoint.open == 3
+    checkpoint.done([events[0]])
+    await checkpoint.flush()
+    assert [m.acked for m in messages] == [True, True, True] and checkpoint.open == 0
+
+
 def test_windows_come_from_take_events() -> None:
     params = inspect.signature(faust.Stream.take_events).parameters
     assert "within" in params

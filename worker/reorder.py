@@ -29,33 +29,17 @@ import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Final
 
 from detectors.model import AccessEvent
 
 UNKNOWN_SOURCE: Final = -1  # a batch without a source header (an older ingest, a test)
 CLOCK_SKEW_S: Final = 1.0  # a source's newest event time counts at most this far past now
-SOURCE_HEADER: Final = "kw-src"
 
 
 def order_key(ev: AccessEvent) -> tuple[float, str, str, str, str, int, str, str]:
     """Event time, then a deterministic tie-break on the event's fields (replay uses the same)."""
     return (ev.ts, ev.request_id, ev.ip, ev.path, ev.method, ev.status, ev.user_agent, ev.gateway)
-
-
-def source_header(runs: Sequence[tuple[int, int]], assigned: Sequence[int]) -> bytes:
-    """A batch's source header: ``"s:n,s:n|a,b"`` (row runs per source | the ingest's sources)."""
-    rows = ",".join(f"{s}:{n}" for s, n in runs)
-    return f"{rows}|{','.join(map(str, assigned))}".encode()
-
-
-@lru_cache(maxsize=4096)
-def parse_source_header(raw: bytes) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
-    """``source_header``'s inverse; ``ValueError`` on anything else."""
-    rows, _, assigned = raw.decode("ascii").partition("|")
-    runs = tuple((int(s), int(n)) for s, _, n in (r.partition(":") for r in rows.split(",") if r))
-    return runs, tuple(int(a) for a in assigned.split(",") if a)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +168,23 @@ class Reorder:
             self._take(part, mark, out)
         done, self._done = self._done, []
         return out, done
+
+    def overdue(self, slack_s: float = 1.0) -> list[dict[str, object]]:
+        """Partitions holding an event past ``max_hold_s + slack_s``: a watchdog's view."""
+        now, bounds = self.clock(), self.bounds
+        out: list[dict[str, object]] = []
+        for number, part in self._parts.items():
+            if not part.held:
+                continue
+            oldest = min(h[_ARRIVED] for h in part.held)
+            if now - oldest > bounds.max_hold_s + slack_s:
+                out.append({
+                    "partition": number, "held": len(part.held), "waited_s": round(now - oldest, 1),
+                    "watermark": part.watermark(now, bounds), "released_to": part.released_to,
+                    "sources": {s: [v[0], round(now - v[1], 1)] for s, v in part.sources.items()},
+                    "first_ts": min(h[0] for h in part.held),
+                })  # fmt: skip
+        return out
 
     def drain(self) -> tuple[list[AccessEvent], list[object]]:
         """Every held event, in order per partition (before a partition is handed over)."""

@@ -137,7 +137,12 @@ def test_worker_alerts_equal_replay_alerts_across_input_partitions(
     asyncio.run(create_topics(broker.bootstrap, [env["KEYWATCH_TOPIC_ACCESS"]], partitions=sources))
     with running(["worker"], env, tmp_path / "worker.log") as proc:
         asyncio.run(_publish_to(broker.bootstrap, env["KEYWATCH_TOPIC_ACCESS"], spread, pause=0.05))
-        proc.wait_metric("keywatch_events_analyzed_total", n, timeout=100)
+        try:
+            proc.wait_metric("keywatch_events_analyzed_total", n, timeout=100)
+        except AssertionError as exc:  # what was held back, and where
+            held = ("keywatch_events_held", "keywatch_events_out_of")
+            samples = [ln for ln in proc.metrics().splitlines() if ln.startswith(held)]
+            raise AssertionError(f"{exc}\n" + "\n".join(samples)) from None
         got = asyncio.run(consume_all(broker.bootstrap, env["KEYWATCH_TOPIC_ALERTS"], quiet=3.0))
     live = sorted(_key(a) for a in got)
     missing = [e for e in expected if e not in live]

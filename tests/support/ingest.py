@@ -19,12 +19,10 @@ class Capture:
 
     def __init__(self) -> None:
         self.batches: list[tuple[int, bytes]] = []
-        self.sources: list[bytes] = []  # each batch's source header (worker.reorder)
         self.letters: list[dict[str, Any]] = []
 
-    async def send(self, partition: int, value: bytes, sources: bytes = b"") -> None:
+    async def send(self, partition: int, value: bytes) -> None:
         self.batches.append((partition, value))
-        self.sources.append(sources)
 
     async def dead_letter(self, reason: str, source: str, payload: Any, detail: str = "") -> None:
         self.letters.append({"reason": reason, "source": source, "payload": payload,

@@ -40,7 +40,6 @@ from worker.ingest.precedence import decide, gateway_known, must_link, needs_ide
 from worker.keycache import KeyCache
 from worker.keystore.links import find_many_identities
 from worker.metrics import Metrics
-from worker.reorder import SOURCE_HEADER, source_header
 from worker.settings import Settings
 
 if TYPE_CHECKING:
@@ -48,7 +47,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("keywatch.ingest")
 
-SendBatch = Callable[[int, bytes, bytes], Awaitable[None]]  # partition, batch, source header
+SendBatch = Callable[[int, bytes], Awaitable[None]]
 DeadLetter = Callable[[str, str, Any, str], Awaitable[None]]
 Parse = Callable[[bytes], ParseResult]
 Resolve = Callable[[set[str]], Awaitable[dict[str, Any]]]
@@ -209,7 +208,7 @@ class IngestStage:
     def _send(self, partition: int, rows: list[Row], runs: Runs) -> Awaitable[None]:
         """Encode now (the rows can go), send when awaited."""
         self.metrics.batch_events.observe(len(rows))
-        return self.send(partition, encode_rows(rows), source_header(runs, self._assigned))
+        return self.send(partition, encode_rows(rows, runs, self._assigned))
 
 
 def _uuid_shaped(raw: RawAccess) -> bool:
@@ -372,9 +371,8 @@ async def _rewind(consumer: AIOKafkaConsumer) -> None:
 def register(kapp: WorkerApp) -> None:
     """Wire the ingest consumer into the worker app."""
 
-    async def send(partition: int, value: bytes, sources: bytes) -> None:
-        headers = {SOURCE_HEADER: sources}
-        fut = await kapp.events_topic.send(value=value, partition=partition, headers=headers)
+    async def send(partition: int, value: bytes) -> None:
+        fut = await kapp.events_topic.send(value=value, partition=partition)
         await fut
 
     kapp.keycache.use_identities(functools.partial(find_many_identities, kapp.store))

@@ -38,16 +38,10 @@ from detectors.profile import KeyProfile
 from worker.authfail import analyze_networks, take_networks
 from worker.batching import group_by_key
 from worker.engine import Checkpoint, windows
-from worker.eventcodec import decode_batch
+from worker.eventcodec import decode_batch, decode_sourced
 from worker.keycache import KeyCache
 from worker.metrics import Metrics
-from worker.reorder import (
-    SOURCE_HEADER,
-    UNKNOWN_SOURCE,
-    Reorder,
-    ReorderBounds,
-    parse_source_header,
-)
+from worker.reorder import UNKNOWN_SOURCE, Reorder, ReorderBounds
 
 if TYPE_CHECKING:
     from faust.types import StreamT
@@ -57,7 +51,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("keywatch.profiles")
 
 SendAlert = Callable[[str, bytes], Awaitable[None]]
-Incoming = tuple[int, bytes, bytes | None, Any]  # partition, value, source header, token
+Incoming = tuple[int, bytes, Any]  # partition, value, token
 DeadLetter = Callable[[str, str, Any, str], Awaitable[None]]
 TAKE_MESSAGES = 64  # messages per window; each carries up to batch_max_events events
 # How often changed profiles go to the changelog: once per key per second caps serialization at
@@ -113,10 +107,9 @@ class ProfileStage:
         analyze what is due; ``on_done`` gets the tokens of messages now fully analysed."""
         async with self._lock:
             reorder = self.reorder
-            for partition, value, header, token in messages:
+            for partition, value, token in messages:
                 try:
-                    events = await self._decode(value)
-                    runs, announced = _sources(header, len(events))
+                    events, runs, announced = await self._decode_sourced(value)
                     reorder.add(partition, runs, events, token, announced)
                 except Exception as exc:  # acknowledged with the window: no message stays open
                     log.exception("profile_message_failed", error=repr(exc))
@@ -128,7 +121,11 @@ class ProfileStage:
         if not self.reorder.held:
             return []
         async with self._lock:
-            return await self._release(self.reorder.release)
+            alerts = await self._release(self.reorder.release)
+        stuck = self.reorder.overdue()
+        if stuck:
+            log.error("reorder_overdue", partitions=stuck)
+        return alerts
 
     async def drain(self) -> list[Alert]:
         """Analyze every held event now (before the partitions are handed over)."""
@@ -147,6 +144,17 @@ class ProfileStage:
             if self.reorder.late > late:
                 self.metrics.reorder_late.inc(self.reorder.late - late)
             self.metrics.reorder_held.set(self.reorder.held)
+
+    async def _decode_sourced(
+        self, value: bytes
+    ) -> tuple[list[AccessEvent], Sequence[tuple[int, int]], Sequence[int]]:
+        """A batch's events, their source runs and its sender's sources (worker.reorder)."""
+        try:
+            events, runs, announced = decode_sourced(value)
+        except InputError as exc:
+            await self.dead_letter(exc.reason, self.source, value, str(exc))
+            return [], (), ()
+        return events, runs or ((UNKNOWN_SOURCE, len(events)),), announced
 
     async def _decode(self, value: bytes) -> list[AccessEvent]:
         try:
@@ -258,29 +266,6 @@ def _chunks(
         yield chunk
 
 
-def _sources(header: bytes | None, n: int) -> tuple[Sequence[tuple[int, int]], Sequence[int]]:
-    """A batch's source runs and announced sources (worker.reorder.source_header)."""
-    if header is not None:
-        try:
-            return parse_source_header(header)
-        except (ValueError, UnicodeDecodeError):
-            log.warning("bad_source_header")
-    return ((UNKNOWN_SOURCE, n),), ()
-
-
-def _header(event: Any) -> bytes | None:
-    headers = event.message.headers
-    if not headers:
-        return None
-    if isinstance(headers, dict):
-        value = headers.get(SOURCE_HEADER)
-        return bytes(value) if value is not None else None
-    for name, value in headers:
-        if name == SOURCE_HEADER:
-            return bytes(value)
-    return None
-
-
 def geo_resolver(kapp: WorkerApp) -> Any:
     """The GeoIP resolver from settings (None city db: the maxminddb-geolite2 database)."""
     from geoip.resolver import GeoResolver
@@ -313,9 +298,7 @@ def register(kapp: WorkerApp) -> None:
         async for events in windows(stream, TAKE_MESSAGES, within):
             checkpoint.retain(events)  # acknowledged once analysed and on the changelog
             try:
-                await stage.handle_window(
-                    [(e.message.partition, e.value, _header(e), e) for e in events]
-                )
+                await stage.handle_window([(e.message.partition, e.value, e) for e in events])
             except Exception as exc:  # never kill the agent: log, and move on
                 log.exception("profile_batch_failed", messages=len(events), error=repr(exc))
                 checkpoint.done(events)  # as before: a failed window is not left open
@@ -327,7 +310,14 @@ def register(kapp: WorkerApp) -> None:
             log.exception("profile_tick_failed", error=repr(exc))
 
     kapp.app.timer(REORDER_TICK_S)(tick)
-    kapp.app.timer(CHECKPOINT_S)(checkpoint.flush)
+
+    async def flush() -> None:
+        try:
+            await checkpoint.flush()
+        except Exception as exc:  # the broker refused or timed out: the next flush resends
+            log.warning("checkpoint_flush_failed", error=repr(exc))
+
+    kapp.app.timer(CHECKPOINT_S)(flush)
 
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         await stage.drain()  # held events are analysed here, not replayed by the next owner

@@ -17,12 +17,12 @@ from detectors.profile import KeyProfile
 from geoip.resolver import GeoResolver
 from worker.agents.profiles import ProfileStage, live_profile
 from worker.engine import IDLE_CHECKPOINTS, ChangelogTable, KeepBytesCodec
-from worker.eventcodec import encode_batch
+from worker.eventcodec import encode_batch, encode_rows, row_of
 from worker.keycache import KeyCache
 from worker.keystore.store import KeyStore
 from worker.metrics import Metrics
 from worker.partitioning import partition_for
-from worker.reorder import Reorder, ReorderBounds, source_header
+from worker.reorder import Reorder, ReorderBounds
 
 NOW = 1795000000.0
 DE, RU = "5.9.0.1", "77.88.8.8"  # GeoLite2: Germany, Russia
@@ -146,8 +146,7 @@ async def test_two_sources_out_of_step_give_the_alerts_of_event_time_order(
     messages = [
         (
             0,
-            encode_batch(evs[i : i + 20]),
-            source_header(((s, len(evs[i : i + 20])),), (1, 2)),
+            encode_rows([row_of(e) for e in evs[i : i + 20]], ((s, len(evs[i : i + 20])),), (1, 2)),
             (s, i),
         )
         for s, evs in by_source.items()
@@ -157,7 +156,7 @@ async def test_two_sources_out_of_step_give_the_alerts_of_event_time_order(
         await st.handle_window(messages[i : i + 7])
     await st.drain()
     assert [a for _, a in sink.alerts] == [a for _, a in reference.alerts]
-    assert sorted(done) == sorted(m[3] for m in messages) and st.reorder.late == 0
+    assert sorted(done) == sorted(m[2] for m in messages) and st.reorder.late == 0
 
 
 async def test_bad_batch_is_dead_lettered_and_the_rest_analyzed(stage: Any) -> None:

@@ -12,8 +12,6 @@ from worker.reorder import (
     Reorder,
     ReorderBounds,
     order_key,
-    parse_source_header,
-    source_header,
 )
 
 NOW = 1795000000.0
@@ -141,12 +139,6 @@ def test_runs_that_do_not_match_the_events_count_as_one_unknown_source() -> None
     r.add(0, ((1, 5),), [ev(3), ev(1)], "m")
     out, done = r.release()
     assert times(out) == [1, 3] and done == ["m"]
-
-
-def test_the_source_header_round_trips() -> None:
-    header = source_header(((3, 120), (5, 7)), (3, 5, 9))
-    assert parse_source_header(header) == (((3, 120), (5, 7)), (3, 5, 9))
-    assert parse_source_header(source_header((), ())) == ((), ())
 
 
 @st.composite

@@ -163,7 +163,11 @@ class ChangelogTable(faust.Table):  # type: ignore[type-arg]
                 futures.append(
                     await send(topic, key.encode(), record, partition_of(key, n), None, None)
                 )
-        await asyncio.gather(*futures)
+        try:
+            await asyncio.gather(*futures)
+        except BaseException:
+            self.dirty |= dirty  # not known to be on the changelog: the next flush sends them
+            raise
         if now % IDLE_CHECKPOINTS == 0:
             self._compact(now)
         return len(futures)
@@ -237,7 +241,11 @@ class Checkpoint:
         async with self._lock:
             held, self.held = self.held, []
             held += self._ready()
-            sent = await self.table.flush_changelog()
+            try:
+                sent = await self.table.flush_changelog()
+            except BaseException:
+                self.held[:0] = held  # acknowledged after a later flush that succeeds
+                raise
             for event in held:
                 event.ack()
             return sent

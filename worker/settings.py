@@ -167,6 +167,7 @@ _ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("data_dir", "KEYWATCH_DATA_DIR", Path),
     ("session_timeout_s", "KEYWATCH_SESSION_TIMEOUT_S", _positive_float),
     ("fetch_max_wait_ms", "KEYWATCH_FETCH_MAX_WAIT_MS", _positive_int),
+    ("producer_timeout_s", "KEYWATCH_PRODUCER_TIMEOUT_S", _positive_float),
     ("changelog_seal", "KEYWATCH_CHANGELOG_SEAL", _seal_mode),
     ("log_level", "KEYWATCH_LOG_LEVEL", _log_level),
     ("dry_run", "KEYWATCH_DRY_RUN", _bool),
@@ -227,6 +228,11 @@ class Settings:
     # Long-poll bound of every consumer. Kafka answers a fetch as soon as data arrives; the
     # embedded Tansu broker only at this deadline, so it bounds each idle hop's latency there.
     fetch_max_wait_ms: int = 100
+    # Every request of the worker's producer (produce and metadata) gives up after this long and
+    # is retried. Faust's default is 20 minutes: one metadata request the embedded broker never
+    # answered stalled every send of the process (events, alerts, changelog) for that long, in
+    # silence. 30 s is Kafka's own request.timeout.ms default.
+    producer_timeout_s: float = 30.0
     # Seal each non-empty changelog partition before recovery reads its end offset (see
     # worker.engine.seal_before_recovery): "auto" does it on Tansu only, which under-reports
     # end offsets after batched produces; Kafka reports them right.

@@ -37,6 +37,7 @@ from detectors.analyzer import Analyzer
 from detectors.model import ACTION_RANK, AccessEvent, KeyContext
 from detectors.profile import KeyProfile
 from geoip.resolver import GeoResolver
+from worker.reorder import order_key
 from worker.traffic import ATTACKS, COMPROMISE_GRADE, Label, Row, realistic
 
 GRACE = 6 * 3600.0  # alerts up to 6 h after an attack ends belong to it
@@ -69,6 +70,7 @@ def run(
     def flush() -> float:
         t = time.perf_counter()
         for key_id, evs in pending.items():
+            evs.sort(key=order_key)  # ties broken as the worker and replay break them
             ctx = contexts.setdefault(key_id, KeyContext(key_id, "acme"))
             prof, alerts = analyzer.analyze(ctx, profiles.get(key_id), evs, evs[-1].ts)
             profiles[key_id] = prof

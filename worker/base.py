@@ -51,6 +51,7 @@ def faust_app(settings: Settings, app_id: str, web_port: int, **extra: Any) -> f
         "broker_session_timeout": settings.session_timeout_s,
         "broker_heartbeat_interval": max(0.5, settings.session_timeout_s / 10),
         "broker_rebalance_timeout": settings.session_timeout_s,
+        "producer_request_timeout": settings.producer_timeout_s,
     }
     options.update(extra)
     bound_fetch_wait(settings.fetch_max_wait_ms)

@@ -51,6 +51,15 @@ class Metrics:
             "keywatch_detection_lag_seconds", "Wall time from event time to detection",
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600), registry=r,
         )  # fmt: skip
+        self.reorder_late = Counter(
+            "keywatch_events_out_of_order", "Events analysed out of event-time order: they came "
+            "after a later event of their partition had been analysed (worker.reorder)",
+            registry=r,
+        )  # fmt: skip
+        self.reorder_held = Gauge(
+            "keywatch_events_held", "Events held for event-time order (worker.reorder)",
+            registry=r,
+        )  # fmt: skip
         self.profiles = Gauge("keywatch_profiles", "Key profiles held in memory", registry=r)
         self.leaks = Counter(
             "keywatch_leak_findings", "Leak findings", ["kind", "status"], registry=r

@@ -159,11 +159,15 @@ _ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("replication_factor", "KEYWATCH_REPLICATION_FACTOR", _positive_int),
     ("flush_interval_s", "KEYWATCH_FLUSH_INTERVAL_S", _positive_float),
     ("batch_max_events", "KEYWATCH_BATCH_MAX_EVENTS", _positive_int),
+    ("reorder_lateness_s", "KEYWATCH_REORDER_LATENESS_S", _non_negative_float),
+    ("reorder_idle_s", "KEYWATCH_REORDER_IDLE_S", _non_negative_float),
+    ("reorder_max_hold_s", "KEYWATCH_REORDER_MAX_HOLD_S", _non_negative_float),
     ("standby_replicas", "KEYWATCH_STANDBY_REPLICAS", _count),
     ("worker_processes", "KEYWATCH_WORKER_PROCESSES", _count),
     ("data_dir", "KEYWATCH_DATA_DIR", Path),
     ("session_timeout_s", "KEYWATCH_SESSION_TIMEOUT_S", _positive_float),
     ("fetch_max_wait_ms", "KEYWATCH_FETCH_MAX_WAIT_MS", _positive_int),
+    ("producer_timeout_s", "KEYWATCH_PRODUCER_TIMEOUT_S", _positive_float),
     ("changelog_seal", "KEYWATCH_CHANGELOG_SEAL", _seal_mode),
     ("log_level", "KEYWATCH_LOG_LEVEL", _log_level),
     ("dry_run", "KEYWATCH_DRY_RUN", _bool),
@@ -212,6 +216,11 @@ class Settings:
     replication_factor: int = 1
     flush_interval_s: float = 0.05
     batch_max_events: int = 2000
+    # Event-time order in the profile stage (worker.reorder): how far one source may run out of
+    # its own order, how long a silent source holds its partition, and the most any event waits.
+    reorder_lateness_s: float = 0.0
+    reorder_idle_s: float = 2.0
+    reorder_max_hold_s: float = 30.0
     standby_replicas: int = 1  # Faust's default: each table partition kept warm on one more worker
     worker_processes: int = 0  # processes of `keywatch worker`; 0: one per core (worker.supervisor)
     data_dir: Path = Path(".keywatch")
@@ -219,6 +228,11 @@ class Settings:
     # Long-poll bound of every consumer. Kafka answers a fetch as soon as data arrives; the
     # embedded Tansu broker only at this deadline, so it bounds each idle hop's latency there.
     fetch_max_wait_ms: int = 100
+    # Every request of the worker's producer (produce and metadata) gives up after this long and
+    # is retried. Faust's default is 20 minutes: one metadata request the embedded broker never
+    # answered stalled every send of the process (events, alerts, changelog) for that long, in
+    # silence. 30 s is Kafka's own request.timeout.ms default.
+    producer_timeout_s: float = 30.0
     # Seal each non-empty changelog partition before recovery reads its end offset (see
     # worker.engine.seal_before_recovery): "auto" does it on Tansu only, which under-reports
     # end offsets after batched produces; Kafka reports them right.

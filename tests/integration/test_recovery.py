@@ -24,7 +24,14 @@ from aiokafka import AIOKafkaProducer
 from detectors.profile import KeyProfile
 from tests.support.events import kong
 from tests.support.faults import wait_for
-from tests.support.kafka import collect, publish, read_to_end, reported_end, topics_env
+from tests.support.kafka import (
+    collect,
+    create_topics,
+    publish,
+    read_to_end,
+    reported_end,
+    topics_env,
+)
 from tests.support.procs import Proc, keywatch_env, metric
 from worker.devstack import EmbeddedBroker
 from worker.engine import SEAL_KEY
@@ -209,3 +216,39 @@ async def test_the_seal_is_a_tombstone_that_recovery_applies_as_nothing(
 
 async def _seals(bootstrap: str, topic: str) -> list[bytes | None]:
     return [r.value for r in await read_to_end(bootstrap, topic) if r.key == SEAL_KEY]
+
+
+async def test_events_held_for_order_survive_a_crash(
+    broker: EmbeddedBroker, topic_suffix: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    """Events the profile stage holds for event-time order are not acknowledged: a worker
+    killed while holding them leaves them to its successor, which analyses them."""
+    keys = key_ids()
+    env = keywatch_env(broker.url, sqlite_url, tmp_path, KEYWATCH_STANDBY_REPLICAS="0",
+                       **topics_env(topic_suffix))  # fmt: skip
+    access = env["KEYWATCH_TOPIC_ACCESS"]
+    await create_topics(broker.bootstrap, [access], partitions=2)
+    # gateway.access partition 1 stays silent: the first worker holds everything it reads
+    holding = env | {"KEYWATCH_REORDER_IDLE_S": "600", "KEYWATCH_REORDER_MAX_HOLD_S": "600"}
+    first = Proc(["worker"], holding, tmp_path / "first.log")
+    try:
+        first.wait_healthy()
+        messages = history(keys, time.time())
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+        await producer.start()
+        try:
+            for m in messages:
+                await producer.send_and_wait(access, orjson.dumps(m), partition=0)
+        finally:
+            await producer.stop()
+        n = sum(len(m) for m in messages)
+        await wait_for(lambda: metric(first.metrics(), "keywatch_events_held") >= n, 60, "held")
+        assert metric(first.metrics(), "keywatch_events_analyzed_total") == 0
+    finally:
+        first.stop(signal.SIGKILL)
+    second = Proc(["worker"], successor_env(env, tmp_path, "data2"), tmp_path / "second.log")
+    try:
+        second.wait_healthy()  # partition 1 idles out after 2 s; the held history is analysed
+        await probe_every_key(broker, env, keys)
+    finally:
+        second.stop()

@@ -33,7 +33,7 @@ from aiokafka.errors import (
 from core.errors import KeyStoreUnavailable
 from core.retry import RetryPolicy
 from worker.authfail import network_row
-from worker.batching import PartitionBuffers
+from worker.batching import UNKNOWN_SOURCE, PartitionBuffers, Runs
 from worker.eventcodec import Row, encode_rows, raw_row
 from worker.ingest import ParseResult, RawAccess, Reject, ips, parse_message
 from worker.ingest.precedence import decide, gateway_known, must_link, needs_identity
@@ -82,9 +82,19 @@ class IngestStage:
         self.store_retry = STORE_WAIT
         ips.configure(settings.trusted_proxies)
         self._extra_keys = metrics.extra_keys
+        self._assigned: tuple[int, ...] = ()
 
-    async def handle(self, values: Sequence[bytes]) -> int:
+    async def handle(
+        self,
+        values: Sequence[bytes],
+        sources: Sequence[int] | None = None,
+        assigned: Sequence[int] = (),
+    ) -> int:
         """Process the messages; returns once every batch and dead letter is acknowledged.
+
+        ``sources`` names each message's ``gateway.access`` partition and ``assigned`` all of
+        this consumer's: each batch says which source its events came from, so the profile
+        stage can put a key's events from several sources in event-time order (worker.reorder).
 
         Messages are parsed and resolved ``CHUNK_EVENTS`` at a time and each batch is encoded
         as soon as it fills, so few records are alive at once: a poll can carry ~140k events,
@@ -93,17 +103,24 @@ class IngestStage:
         """
         pending: list[Awaitable[None]] = []
         buffers: PartitionBuffers[Row] = PartitionBuffers(self.partitions, self.max_events)
+        self._assigned = tuple(assigned)
         n = 0
         raws: list[RawAccess] = []
         nets: list[tuple[str, Row]] = []  # refused requests without a credential, per network
-        for value in values:
+        source = UNKNOWN_SOURCE
+        for i, value in enumerate(values):
+            if sources is not None and sources[i] != source:
+                if raws or nets:  # a chunk holds one source's events
+                    n += await self._rekey(raws, nets, buffers, pending, source)
+                    raws, nets = [], []
+                source = sources[i]
             self._parse_one(value, raws, nets, pending)
             if len(raws) + len(nets) >= CHUNK_EVENTS:
-                n += await self._rekey(raws, nets, buffers, pending)
+                n += await self._rekey(raws, nets, buffers, pending, source)
                 raws, nets = [], []
         if raws or nets:
-            n += await self._rekey(raws, nets, buffers, pending)
-        pending.extend(self._send(p, batch) for p, batch in buffers.drain())
+            n += await self._rekey(raws, nets, buffers, pending, source)
+        pending.extend(self._send(*batch) for batch in buffers.drain())
         await asyncio.gather(*pending)
         return n
 
@@ -113,12 +130,13 @@ class IngestStage:
         nets: list[tuple[str, Row]],
         buffers: PartitionBuffers[Row],
         pending: list[Awaitable[None]],
+        source: int,
     ) -> int:
         """Resolve ``raws`` into ``buffers`` with ``nets``; batches that fill are encoded and
         queued to send."""
         rows = await self._resolve(raws, pending) if raws else []
         rows.extend(nets)
-        pending.extend(self._send(p, batch) for p, batch in buffers.add_all(rows))
+        pending.extend(self._send(*batch) for batch in buffers.add_all(rows, source))
         return len(rows)
 
     def _parse_one(
@@ -199,10 +217,10 @@ class IngestStage:
                                                on_retry=waiting)  # fmt: skip
         return found
 
-    def _send(self, partition: int, rows: list[Row]) -> Awaitable[None]:
+    def _send(self, partition: int, rows: list[Row], runs: Runs) -> Awaitable[None]:
         """Encode now (the rows can go), send when awaited."""
         self.metrics.batch_events.observe(len(rows))
-        return self.send(partition, encode_rows(rows))
+        return self.send(partition, encode_rows(rows, runs, self._assigned))
 
 
 def _uuid_shaped(raw: RawAccess) -> bool:
@@ -287,9 +305,11 @@ class IngestConsumer:
     async def _process(self, consumer: AIOKafkaConsumer, polled: dict[Any, list[Any]]) -> None:
         """Hand one poll to the stage; commit, or rewind to the last commit on failure."""
         values = [r.value for records in polled.values() for r in records if r.value]
+        sources = [tp.partition for tp, records in polled.items() for r in records if r.value]
+        assigned = sorted(tp.partition for tp in consumer.assignment())
         self._messages.inc(len(values))
         try:
-            await self.stage.handle(values)
+            await self.stage.handle(values, sources, assigned)
         except Exception as exc:  # broker send failed: replay from the last commit
             log.exception("ingest_batch_failed", error=repr(exc))
             await _rewind(consumer)

@@ -1,11 +1,15 @@
 """Profiles: re-keyed batches -> per-key profile (Faust table) -> detectors -> ``keywatch.alerts``.
 
-Per window (``worker.engine.windows``: a few messages, or ``flush_interval_s``) the stage groups
-events by key, reads each key's profile from the table once, runs ``Analyzer.analyze`` over them,
-writes the profile back once and sends the alerts. Profiles reach the changelog at checkpoints
-(every ``CHECKPOINT_S``): each changed key once, whatever the number of windows that touched it.
-A window's source offsets are acknowledged only at the checkpoint after it, once the profiles it
-changed are on the changelog (``Checkpoint``), so a crash replays events, never loses them.
+Per window (``worker.engine.windows``: a few messages, or ``flush_interval_s``) the stage puts
+the events through ``worker.reorder`` (held while another source of their partition is behind
+in event time), groups the events now due by key, reads each key's profile from the table
+once, runs ``Analyzer.analyze`` over them, writes the profile back once and sends the alerts.
+A timer (``REORDER_TICK_S``) releases events that came due without a new window. Profiles
+reach the changelog at checkpoints (every ``CHECKPOINT_S``): each changed key once, whatever
+the number of windows that touched it.
+A message is acknowledged only at the checkpoint after all its events were analysed, once the
+profiles they changed are on the changelog (``Checkpoint``), so a crash replays events, held
+ones included, never loses them.
 
 The table holds live ``KeyProfile`` objects; only the changelog is serialized. The table, the
 checkpoint and the window are the engine's (worker.engine): this module uses no Faust internals.
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -34,9 +38,10 @@ from detectors.profile import KeyProfile
 from worker.authfail import analyze_networks, take_networks
 from worker.batching import group_by_key
 from worker.engine import Checkpoint, windows
-from worker.eventcodec import decode_batch
+from worker.eventcodec import decode_batch, decode_sourced
 from worker.keycache import KeyCache
 from worker.metrics import Metrics
+from worker.reorder import UNKNOWN_SOURCE, Reorder, ReorderBounds
 
 if TYPE_CHECKING:
     from faust.types import StreamT
@@ -46,6 +51,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("keywatch.profiles")
 
 SendAlert = Callable[[str, bytes], Awaitable[None]]
+Incoming = tuple[int, bytes, Any]  # partition, value, token
 DeadLetter = Callable[[str, str, Any, str], Awaitable[None]]
 TAKE_MESSAGES = 64  # messages per window; each carries up to batch_max_events events
 # How often changed profiles go to the changelog: once per key per second caps serialization at
@@ -53,6 +59,8 @@ TAKE_MESSAGES = 64  # messages per window; each carries up to batch_max_events e
 CHECKPOINT_S = 1.0
 # Alerts the broker refused are retried until it takes them (the window waits for them).
 PUBLISH_RETRY = RetryPolicy(base_delay_s=0.5, max_delay_s=30.0)
+RUN_CHUNK = 256  # events analysed before the alerts found so far are sent
+REORDER_TICK_S = 0.05  # how soon held events go once their partition's watermark passes them
 
 
 def live_profile(stored: KeyProfile | bytes | None) -> KeyProfile | None:
@@ -75,30 +83,110 @@ class ProfileStage:
         dead_letter: DeadLetter,
         source: str,
         clock: Callable[[], float] = time.time,
+        reorder: Reorder | None = None,
+        on_done: Callable[[list[Any]], None] = lambda _tokens: None,
     ) -> None:
         self.table, self.analyzer, self.keys = table, analyzer, keys
         self.send_alert, self.metrics, self.dead_letter = send_alert, metrics, dead_letter
         self.source, self.clock = source, clock
+        self.reorder = reorder or Reorder(ReorderBounds())
+        self.on_done = on_done
+        # one analysis at a time: a tick or a drain must not overtake a window's older events
+        self._lock = asyncio.Lock()
 
     async def handle(self, values: Sequence[bytes]) -> list[Alert]:
-        """Analyze every key in the window; returns once its alerts are acknowledged."""
+        """Analyze every event of ``values`` now, in arrival order across messages."""
         events: list[AccessEvent] = []
         for value in values:
-            try:
-                batch = decode_batch(value)
-            except InputError as exc:
-                await self.dead_letter(exc.reason, self.source, value, str(exc))
-                continue
-            events.extend(batch)
+            events.extend(await self._decode(value))
+        async with self._lock:
+            return await self._run(events)
+
+    async def handle_window(self, messages: Sequence[Incoming]) -> list[Alert]:
+        """One window of source messages: hold them for event-time order (worker.reorder),
+        analyze what is due; ``on_done`` gets the tokens of messages now fully analysed."""
+        async with self._lock:
+            reorder = self.reorder
+            for partition, value, token in messages:
+                try:
+                    events, runs, announced = await self._decode_sourced(value)
+                    reorder.add(partition, runs, events, token, announced)
+                except Exception as exc:  # acknowledged with the window: no message stays open
+                    log.exception("profile_message_failed", error=repr(exc))
+                    self.on_done([token])
+            return await self._release(reorder.release)
+
+    async def tick(self) -> list[Alert]:
+        """Analyze held events that came due without new messages (a source went quiet)."""
+        if not self.reorder.held:
+            return []
+        async with self._lock:
+            alerts = await self._release(self.reorder.release)
+        stuck = self.reorder.overdue()
+        if stuck:
+            log.error("reorder_overdue", partitions=stuck)
+        return alerts
+
+    async def drain(self) -> list[Alert]:
+        """Analyze every held event now (before the partitions are handed over)."""
+        async with self._lock:
+            return await self._release(self.reorder.drain)
+
+    async def _release(
+        self, take: Callable[[], tuple[list[AccessEvent], list[object]]]
+    ) -> list[Alert]:
+        late = self.reorder.late
+        events, done = take()
+        try:
+            return await self._run(events) if events else []
+        finally:
+            self.on_done(done)
+            if self.reorder.late > late:
+                self.metrics.reorder_late.inc(self.reorder.late - late)
+            self.metrics.reorder_held.set(self.reorder.held)
+
+    async def _decode_sourced(
+        self, value: bytes
+    ) -> tuple[list[AccessEvent], Sequence[tuple[int, int]], Sequence[int]]:
+        """A batch's events, their source runs and its sender's sources (worker.reorder)."""
+        try:
+            events, runs, announced = decode_sourced(value)
+        except InputError as exc:
+            await self.dead_letter(exc.reason, self.source, value, str(exc))
+            return [], (), ()
+        return events, runs or ((UNKNOWN_SOURCE, len(events)),), announced
+
+    async def _decode(self, value: bytes) -> list[AccessEvent]:
+        try:
+            return decode_batch(value)
+        except InputError as exc:
+            await self.dead_letter(exc.reason, self.source, value, str(exc))
+            return []
+
+    async def _run(self, events: list[AccessEvent]) -> list[Alert]:
+        """Analyze ``events``, ``RUN_CHUNK`` at a time (whole keys): a chunk's alerts start
+        out before the next chunk is analysed, so a release of many held events does not
+        delay an alert behind all of them."""
         groups = group_by_key(events)
         nets = take_networks(groups)  # failed attempts per client network (worker.authfail)
         contexts = await self.keys.contexts(groups) if groups else {}
-        alerts, failed = self._analyze(groups, contexts)
+        alerts: list[Alert] = []
+        failed: list[tuple[str, Exception]] = []
+        sending: list[asyncio.Future[None]] = []
+        for chunk in _chunks(groups, RUN_CHUNK):
+            found, bad = self._analyze(chunk, contexts)
+            failed += bad
+            if found:
+                alerts += found
+                sending.append(asyncio.ensure_future(self._publish_all(found)))
+            await asyncio.sleep(0)  # the sends (and other agents) run between chunks
         if nets:
             cfg = self.analyzer.config
-            alerts += analyze_networks(self.table, nets, cfg, self.clock())
+            found = analyze_networks(self.table, nets, cfg, self.clock())
+            alerts += found
+            sending.append(asyncio.ensure_future(self._publish_all(found)))
         await asyncio.gather(
-            self._publish_all(alerts),
+            *sending,
             *(self._failed(key_id, len(groups[key_id]), exc) for key_id, exc in failed),
         )
         self.metrics.analyzed.inc(len(events))
@@ -162,6 +250,22 @@ class ProfileStage:
         await self.send_alert(alert.key_id or "", orjson.dumps(alert.to_dict()))
 
 
+def _chunks(
+    groups: dict[str, list[AccessEvent]], size: int
+) -> Iterator[dict[str, list[AccessEvent]]]:
+    """``groups`` in order, cut into dicts of whole keys of about ``size`` events."""
+    chunk: dict[str, list[AccessEvent]] = {}
+    n = 0
+    for key_id, evs in groups.items():
+        chunk[key_id] = evs
+        n += len(evs)
+        if n >= size:
+            yield chunk
+            chunk, n = {}, 0
+    if chunk:
+        yield chunk
+
+
 def geo_resolver(kapp: WorkerApp) -> Any:
     """The GeoIP resolver from settings (None city db: the maxminddb-geolite2 database)."""
     from geoip.resolver import GeoResolver
@@ -179,11 +283,12 @@ def register(kapp: WorkerApp) -> None:
         await fut
 
     analyzer = Analyzer(geo_resolver(kapp), load_policy(s.policy_file, dry_run=s.dry_run))
+    checkpoint = Checkpoint(kapp.profiles)
+    bounds = ReorderBounds(s.reorder_lateness_s, s.reorder_idle_s, s.reorder_max_hold_s)
     stage = ProfileStage(
         kapp.profiles, analyzer, kapp.keycache, send_alert, kapp.metrics, kapp.dead_letter,
-        s.topics.events_by_key,
+        s.topics.events_by_key, reorder=Reorder(bounds), on_done=checkpoint.done,
     )  # fmt: skip
-    checkpoint = Checkpoint(kapp.profiles)
     kapp.profile_stage = stage
     kapp.profile_checkpoint = checkpoint  # the feedback agent flushes taught profiles through it
     within = s.flush_interval_s
@@ -191,15 +296,31 @@ def register(kapp: WorkerApp) -> None:
     @kapp.app.agent(kapp.events_topic, name="keywatch.profiles")
     async def profiles(stream: StreamT[bytes]) -> None:
         async for events in windows(stream, TAKE_MESSAGES, within):
+            checkpoint.retain(events)  # acknowledged once analysed and on the changelog
             try:
-                await stage.handle([e.value for e in events])
+                await stage.handle_window([(e.message.partition, e.value, e) for e in events])
             except Exception as exc:  # never kill the agent: log, and move on
                 log.exception("profile_batch_failed", messages=len(events), error=repr(exc))
-            checkpoint.hold(events)
+                checkpoint.done(events)  # as before: a failed window is not left open
 
-    kapp.app.timer(CHECKPOINT_S)(checkpoint.flush)
+    async def tick() -> None:
+        try:
+            await stage.tick()
+        except Exception as exc:  # the timer must keep running
+            log.exception("profile_tick_failed", error=repr(exc))
+
+    kapp.app.timer(REORDER_TICK_S)(tick)
+
+    async def flush() -> None:
+        try:
+            await checkpoint.flush()
+        except Exception as exc:  # the broker refused or timed out: the next flush resends
+            log.warning("checkpoint_flush_failed", error=repr(exc))
+
+    kapp.app.timer(CHECKPOINT_S)(flush)
 
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        await stage.drain()  # held events are analysed here, not replayed by the next owner
         await checkpoint.flush()  # before another worker takes these keys over
 
     kapp.app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]

@@ -26,9 +26,10 @@ def test_batches_are_single_partition_and_complete(
     buffers: PartitionBuffers[AccessEvent] = PartitionBuffers(partitions, max_events)
     batches = buffers.add_all((k, ev(k)) for k in keys) + buffers.drain()
     assert len(buffers) == 0
-    assert sorted(e.key_id for _, b in batches for e in b) == sorted(keys)
-    for partition, batch in batches:
+    assert sorted(e.key_id for _, b, _ in batches for e in b) == sorted(keys)
+    for partition, batch, runs in batches:
         assert 0 < len(batch) <= max_events
+        assert runs == ((-1, len(batch)),)
         assert {partition_for(e.key_id, partitions) for e in batch} == {partition}
 
 
@@ -37,7 +38,7 @@ def test_a_full_buffer_leaves_at_once() -> None:
     p = partition_for("k1", 4)
     assert buffers.add("k1", "a") is None
     assert buffers.add("k1", "b") is None
-    assert buffers.add("k1", "c") == (p, ["a", "b", "c"])
+    assert buffers.add("k1", "c") == (p, ["a", "b", "c"], ((-1, 3),))
     assert len(buffers) == 0
     assert buffers.drain() == []
 
@@ -47,8 +48,8 @@ def test_drain_returns_every_partition_once_in_order() -> None:
     for i in range(40):
         buffers.add(f"key{i}", f"e{i}")
     drained = buffers.drain()
-    assert [p for p, _ in drained] == sorted({partition_for(f"key{i}", 8) for i in range(40)})
-    assert sum(len(b) for _, b in drained) == 40
+    assert [p for p, _, _ in drained] == sorted({partition_for(f"key{i}", 8) for i in range(40)})
+    assert sum(len(b) for _, b, _ in drained) == 40
 
 
 @pytest.mark.parametrize("partitions, max_events", [(0, 1), (1, 0), (-1, 5)])
@@ -63,3 +64,23 @@ def test_group_by_key_keeps_arrival_order_per_key() -> None:
     assert list(groups) == ["a", "b", "c"]
     assert [e.ts for e in groups["a"]] == [3, 1]
     assert [e.ts for e in groups["b"]] == [1, 5]
+
+
+@given(
+    chunks=st.lists(
+        st.tuples(st.integers(0, 3), st.lists(st.sampled_from(["a", "b", "c", "d", "e"]))),
+        max_size=12,
+    ),
+    max_events=st.integers(1, 9),
+)
+def test_runs_say_which_source_each_item_came_from(
+    chunks: list[tuple[int, list[str]]], max_events: int
+) -> None:
+    buffers: PartitionBuffers[tuple[int, str]] = PartitionBuffers(3, max_events)
+    batches = []
+    for source, keys in chunks:
+        batches += buffers.add_all(((k, (source, k)) for k in keys), source)
+    batches += buffers.drain()
+    for _, batch, runs in batches:
+        assert all(n > 0 for _, n in runs)
+        assert [s for s, n in runs for _ in range(n)] == [s for s, _ in batch]

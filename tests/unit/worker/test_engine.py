@@ -94,6 +94,25 @@ async def _done() -> None:
     return None
 
 
+async def test_a_failed_flush_keeps_its_keys_marked(app: faust.App) -> None:
+    """A record the producer did not deliver (timed out) is sent again at the next flush."""
+    table, sent = table_of(app), []
+
+    async def refused() -> None:
+        raise TimeoutError("producer request timed out")
+
+    async def send(*args: Any) -> Any:
+        sent.append(args[1])
+        return refused() if len(sent) == 1 else _done()
+
+    app.producer.send = send  # type: ignore[method-assign]
+    table["a"] = KeyProfile()
+    with pytest.raises(TimeoutError):
+        await table.flush_changelog()
+    assert table.dirty == {"a"}
+    assert await table.flush_changelog() == 1 and sent == [b"a", b"a"]
+
+
 async def test_a_held_message_is_acknowledged_only_after_the_flush(app: faust.App) -> None:
     flushed: list[int] = []
 
@@ -110,6 +129,27 @@ async def test_a_held_message_is_acknowledged_only_after_the_flush(app: faust.Ap
     assert event.ack() is False and not message.acked  # the stream's ack alone is not final
     assert await checkpoint.flush() == 1
     assert message.acked and flushed == [1]
+
+
+async def test_retained_messages_are_acknowledged_in_offset_order(app: faust.App) -> None:
+    class Table:
+        async def flush_changelog(self) -> int:
+            return 0
+
+    messages = [Message("t", 0, offset, 0.0, 0, [], b"k", b"v", None) for offset in (5, 6, 7)]
+    events = [Event(app, b"k", b"v", {}, m) for m in messages]
+    for m in messages:
+        m.incref()  # the stream's own reference
+    checkpoint = Checkpoint(Table())  # type: ignore[arg-type]
+    checkpoint.retain(events)
+    for e in events:
+        e.ack()  # the stream is done with them; the checkpoint is not
+    checkpoint.done([events[1], events[2]])  # 5 is still held for event-time order
+    await checkpoint.flush()
+    assert [m.acked for m in messages] == [False, False, False] and checkpoint.open == 3
+    checkpoint.done([events[0]])
+    await checkpoint.flush()
+    assert [m.acked for m in messages] == [True, True, True] and checkpoint.open == 0
 
 
 def test_windows_come_from_take_events() -> None:
@@ -211,3 +251,41 @@ async def test_standby_partitions_are_not_sealed(
     consumer, destination = FakeConsumer({used: 7}), Counter[TP]()
     await app.tables.recovery._build_highwaters(consumer, {used}, destination, "standby")  # type: ignore[attr-defined]
     assert sealed == [] and destination == {used: 6}
+
+
+async def test_a_failed_checkpoint_keeps_its_keys_and_acks_for_the_next() -> None:
+    """A changelog send that fails (the producer timed out) loses neither the changed keys
+    nor the acknowledgements waiting for them: the next flush sends and acknowledges both."""
+
+    class Table:
+        def __init__(self) -> None:
+            self.fail = True
+            self.flushed = 0
+
+        async def flush_changelog(self) -> int:
+            if self.fail:
+                raise TimeoutError("producer request timed out")
+            self.flushed += 1
+            return 1
+
+    class FakeEvent:
+        def __init__(self) -> None:
+            self.acked = 0
+            self.message = self
+
+        def incref(self) -> None:
+            pass
+
+        def ack(self) -> None:
+            self.acked += 1
+
+    table = Table()
+    checkpoint = Checkpoint(table)  # type: ignore[arg-type]
+    event = FakeEvent()
+    checkpoint.hold([event])  # type: ignore[list-item]
+    with pytest.raises(TimeoutError):
+        await checkpoint.flush()
+    assert event.acked == 0
+    table.fail = False
+    assert await checkpoint.flush() == 1
+    assert event.acked == 1 and table.flushed == 1

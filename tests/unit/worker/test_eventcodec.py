@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import msgpack
+import msgspec
 import orjson
 import pytest
 
@@ -16,6 +17,7 @@ from worker.eventcodec import (
     EventBatch,
     EventRow,
     decode_batch,
+    decode_sourced,
     encode_batch,
     encode_rows,
     raw_row,
@@ -98,7 +100,8 @@ def test_rows_are_access_events_in_field_order() -> None:
     assert row_of(both) == tuple(getattr(both, f) for f in FIELDS)
     # tuples encode exactly as the typed structs do
     rows = [row_of(both)]  # full width
-    assert encode_rows(rows) == encode(EventBatch(1, [EventRow(*r) for r in rows]))
+    structs = [EventRow(*r) for r in rows]
+    assert encode_rows(rows, [(3, 1)], [3]) == encode(EventBatch(1, structs, [(3, 1)], [3]))
 
 
 @pytest.mark.parametrize(
@@ -137,3 +140,29 @@ def test_an_older_writers_missing_trailing_fields_take_their_defaults() -> None:
 def test_the_wire_row_keeps_the_events_field_order() -> None:
     """``EventRow`` is the wire twin of ``AccessEvent``: same fields, same order (append only)."""
     assert EventRow.__struct_fields__ == tuple(f.name for f in dataclasses.fields(AccessEvent))
+
+
+def test_a_batch_carries_the_sources_of_its_rows() -> None:
+    """The source runs travel in the value (worker.reorder); the events decode as before."""
+    rows = [row_of(e) for e in EVENTS]
+    raw = encode_rows(rows, ((3, 1), (5, len(rows) - 1)), (3, 5, 9))
+    assert decode_sourced(raw) == (EVENTS, [(3, 1), (5, len(rows) - 1)], [3, 5, 9])
+    assert decode_batch(raw) == EVENTS
+
+
+def test_a_batch_without_sources_decodes_with_none() -> None:
+    """An older ingest's batch (no runs): the profile stage treats it as one unknown source."""
+    assert decode_sourced(encode_batch(EVENTS)) == (EVENTS, [], [])
+    older = (V1 / "batch_events.bin").read_bytes()
+    assert decode_sourced(older)[1:] == ([], [])
+
+
+def test_a_batch_with_sources_reads_in_the_previous_release() -> None:
+    """Rolling upgrade: the release before the source fields reads the new batches."""
+
+    class PreviousBatch(msgspec.Struct, array_like=True):
+        version: int
+        rows: list[EventRow]
+
+    raw = encode_rows([row_of(e) for e in EVENTS], ((1, len(EVENTS)),), (1,))
+    assert len(msgspec.msgpack.decode(raw, type=PreviousBatch).rows) == len(EVENTS)

@@ -11,7 +11,7 @@ from core.errors import KeyStoreUnavailable
 from core.retry import RetryPolicy
 from tests.support.ingest import TS, Capture, kong, stage_for
 from worker.agents.ingest import IngestStage
-from worker.eventcodec import decode_batch
+from worker.eventcodec import decode_batch, decode_sourced
 from worker.keycache import KeyCache
 from worker.keystore.store import KeyStore
 from worker.metrics import Metrics
@@ -211,3 +211,25 @@ async def test_a_key_store_outage_is_waited_out(store: KeyStore) -> None:
 
     assert await stage._lookup(flaky, {"h1"}) == {"h1": "found"}
     assert calls == [{"h1"}] * 3
+
+
+async def test_each_batch_says_which_source_partition_its_events_came_from(
+    store: KeyStore,
+) -> None:
+    cap = Capture()
+    stage = stage_for(store, cap, Metrics())
+    msgs = [
+        orjson.dumps([kong("k1"), kong("k2")]),
+        orjson.dumps(kong("k1")),
+        orjson.dumps(kong("k1")),
+    ]
+    assert await stage.handle(msgs, sources=[3, 3, 5], assigned=[3, 5, 7]) == 4
+    runs = {}
+    for partition, value in cap.batches:
+        events, got, assigned = decode_sourced(value)
+        assert assigned == [3, 5, 7]
+        assert sum(n for _, n in got) == len(events)
+        runs[partition] = tuple(got)
+    k1, k2 = partition_for("k1", 4), partition_for("k2", 4)
+    expected_k1 = ((3, 2), (5, 1)) if k1 != k2 else ((3, 3), (5, 1))
+    assert runs[k1] == expected_k1

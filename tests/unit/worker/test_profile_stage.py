@@ -17,11 +17,12 @@ from detectors.profile import KeyProfile
 from geoip.resolver import GeoResolver
 from worker.agents.profiles import ProfileStage, live_profile
 from worker.engine import IDLE_CHECKPOINTS, ChangelogTable, KeepBytesCodec
-from worker.eventcodec import encode_batch
+from worker.eventcodec import encode_batch, encode_rows, row_of
 from worker.keycache import KeyCache
 from worker.keystore.store import KeyStore
 from worker.metrics import Metrics
 from worker.partitioning import partition_for
+from worker.reorder import Reorder, ReorderBounds
 
 NOW = 1795000000.0
 DE, RU = "5.9.0.1", "77.88.8.8"  # GeoLite2: Germany, Russia
@@ -116,6 +117,46 @@ async def test_new_country_burst_after_learning_raises_one_contract_alert(stage:
     )
     assert counted == len(sink.alerts)
     assert metrics.registry.get_sample_value("keywatch_detection_lag_seconds_count") >= 1
+
+
+async def test_two_sources_out_of_step_give_the_alerts_of_event_time_order(
+    geo: GeoResolver, sqlite_url: str
+) -> None:
+    store = KeyStore(sqlite_url)
+    keys = KeyCache(store.find_many_by_hash, store.find_many)
+
+    def new_stage(on_done: Any = lambda _t: None) -> tuple[ProfileStage, Sink]:
+        sink = Sink()
+        reorder = Reorder(ReorderBounds(), clock=lambda: NOW)
+        st = ProfileStage(CountingTable(), Analyzer(geo), keys, sink.send, Metrics(),
+                          sink.dead_letter, "events", clock=lambda: NOW, reorder=reorder,
+                          on_done=on_done)  # fmt: skip
+        return st, sink
+
+    burst = [AccessEvent(NOW - 1200 + 20 * i, "k1", RU, "GET", "/v1/x", 200, account_id="acme")
+             for i in range(60)]  # fmt: skip
+    events = history("k1") + burst
+    in_order, reference = new_stage()
+    await in_order.handle([encode_batch(events)])
+    assert reference.alerts
+
+    done: list[Any] = []
+    st, sink = new_stage(done.extend)
+    by_source = {1: events[0::2], 2: events[1::2]}  # a round-robin load balancer, two nodes
+    messages = [
+        (
+            0,
+            encode_rows([row_of(e) for e in evs[i : i + 20]], ((s, len(evs[i : i + 20])),), (1, 2)),
+            (s, i),
+        )
+        for s, evs in by_source.items()
+        for i in range(0, len(evs), 20)
+    ]  # node 1's whole stream reaches the worker before node 2's
+    for i in range(0, len(messages), 7):
+        await st.handle_window(messages[i : i + 7])
+    await st.drain()
+    assert [a for _, a in sink.alerts] == [a for _, a in reference.alerts]
+    assert sorted(done) == sorted(m[2] for m in messages) and st.reorder.late == 0
 
 
 async def test_bad_batch_is_dead_lettered_and_the_rest_analyzed(stage: Any) -> None:

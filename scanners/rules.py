@@ -51,7 +51,14 @@ class Rule:
         return match.group("secret") if "secret" in self.regex.groupindex else match.group(0)
 
     def accepts(self, secret: str) -> bool:
-        """False for placeholders and decoys (checked on the part after the keyword)."""
+        """False for placeholders and decoys (checked on the part after the keyword).
+
+        A secret valid by format (its checksum matches) is always accepted: a random body holds
+        a placeholder word by chance (``dummy``, ``mykey``, ``xxxxx``: about 5 in a million
+        keys), and such a key must still be found; whether it is ours is the store's answer
+        (scanners.response), not the heuristics'."""
+        if self.checksum is not None and self.checksum_ok(secret):
+            return True
         body = secret
         for keyword in self.keywords:
             if secret.startswith(keyword):

@@ -60,6 +60,7 @@ CHECKPOINT_S = 1.0
 # Alerts the broker refused are retried until it takes them (the window waits for them).
 PUBLISH_RETRY = RetryPolicy(base_delay_s=0.5, max_delay_s=30.0)
 RUN_CHUNK = 256  # events analysed before the alerts found so far are sent
+OVERDUE_LOG_S = 10.0  # at most one reorder_overdue error this often
 REORDER_TICK_S = 0.05  # how soon held events go once their partition's watermark passes them
 
 
@@ -93,6 +94,7 @@ class ProfileStage:
         self.on_done = on_done
         # one analysis at a time: a tick or a drain must not overtake a window's older events
         self._lock = asyncio.Lock()
+        self._warned_at = float("-inf")
 
     async def handle(self, values: Sequence[bytes]) -> list[Alert]:
         """Analyze every event of ``values`` now, in arrival order across messages."""
@@ -117,15 +119,28 @@ class ProfileStage:
             return await self._release(reorder.release)
 
     async def tick(self) -> list[Alert]:
-        """Analyze held events that came due without new messages (a source went quiet)."""
+        """Analyze held events that came due without new messages (a source went quiet).
+
+        Never waits behind a window still being analysed (the window releases what is due
+        itself); it says so, loudly, when events wait past ``max_hold_s`` meanwhile: a send
+        that never completes must not hold events back in silence."""
         if not self.reorder.held:
             return []
-        async with self._lock:
-            alerts = await self._release(self.reorder.release)
+        alerts: list[Alert] = []
+        if not self._lock.locked():
+            async with self._lock:
+                alerts = await self._release(self.reorder.release)
+        self._warn_overdue()
+        return alerts
+
+    def _warn_overdue(self) -> None:
+        now = time.monotonic()
+        if now - self._warned_at < OVERDUE_LOG_S:
+            return
         stuck = self.reorder.overdue()
         if stuck:
-            log.error("reorder_overdue", partitions=stuck)
-        return alerts
+            self._warned_at = now
+            log.error("reorder_overdue", partitions=stuck, analysing=self._lock.locked())
 
     async def drain(self) -> list[Alert]:
         """Analyze every held event now (before the partitions are handed over)."""

@@ -10,6 +10,7 @@ from typing import Any
 import faust
 import orjson
 import pytest
+import structlog.testing
 
 from detectors.analyzer import Analyzer
 from detectors.model import AccessEvent
@@ -231,3 +232,35 @@ _real_sleep = asyncio.sleep
 
 async def _no_wait(delay: float) -> None:
     await _real_sleep(0)
+
+
+async def test_a_stuck_window_makes_the_tick_say_so_instead_of_waiting(
+    geo: GeoResolver, sqlite_url: str
+) -> None:
+    """A window whose sends never complete holds the stage; the tick does not queue behind it
+    but logs what has been held past the maximum hold, once per interval."""
+    store = KeyStore(sqlite_url)
+    clock = [NOW]
+    reorder = Reorder(ReorderBounds(idle_s=2.0, max_hold_s=30.0), clock=lambda: clock[0])
+    st = ProfileStage(CountingTable(), Analyzer(geo), KeyCache(store.find_many_by_hash,
+                      store.find_many), Sink().send, Metrics(), Sink().dead_letter, "events",
+                      clock=lambda: NOW, reorder=reorder)  # fmt: skip
+    early = [AccessEvent(NOW - 60, "k1", DE, "GET", "/v1/x", 200)]
+    late = [AccessEvent(NOW - 30, "k2", DE, "GET", "/v1/x", 200)]
+    reorder.add(0, ((1, 1),), early, "a")
+    reorder.add(0, ((2, 1),), late, "b")
+    assert reorder.release()[0] == early  # source 1 is behind: k2's event waits
+    assert reorder.held == 1
+    clock[0] = NOW + 40  # past the maximum hold, and a window is stuck in a send
+    await st._lock.acquire()
+    try:
+        with structlog.testing.capture_logs() as logs:
+            assert await asyncio.wait_for(st.tick(), 1.0) == []
+            await st.tick()  # within the interval: not logged again
+        overdue = [e for e in logs if e["event"] == "reorder_overdue"]
+        assert len(overdue) == 1 and overdue[0]["analysing"] is True
+        assert overdue[0]["partitions"][0]["held"] == 1
+    finally:
+        st._lock.release()
+    await st.tick()  # the window finished: the next tick releases it
+    assert reorder.held == 0

@@ -33,7 +33,7 @@ import msgspec
 from detectors.config import DetectorConfig
 from detectors.endpoint_shift import endpoint_of
 from detectors.incidents import alert_id
-from detectors.model import AccessEvent, Alert, Severity, Signal
+from detectors.model import AccessEvent, Action, Alert, Severity, Signal
 from detectors.revoked_in_use import network_of
 
 TYPE = "auth.enumeration"
@@ -170,23 +170,40 @@ def _alert(
     network = subject[len(NET_PREFIX) :]
     severity: Severity = "high" if n >= cfg.abuse_high_keys else "medium"
     evidence = _evidence(subject, tries, n, cfg)
-    level = n.bit_length()  # one id per doubling of the count
-    aid = alert_id(subject, ev.ts, f"{TYPE}@{network}", level)
+    summary = (
+        f"Network {network} tried {n} distinct unknown keys within "
+        f"{round(cfg.abuse_window_s / 60)} min ({len(tries)} failed requests): "
+        "key enumeration or a leaked key list being tested"
+    )
+    # notify: no key to act on, people decide (block the network upstream)
+    return _network_alert(subject, TYPE, n.bit_length(), severity, "notify", evidence, ev,
+                          detected_at, summary)  # fmt: skip
+
+
+def _network_alert(
+    subject: str,
+    signal: str,
+    level: int,
+    severity: Severity,
+    action: Action,
+    evidence: dict[str, object],
+    ev: AccessEvent,
+    detected_at: float,
+    summary: str,
+) -> Alert:
+    """A per-network alert: its id from the network, the signal and the doubling ``level``."""
+    network = subject[len(NET_PREFIX) :]
     return Alert(
-        id=aid,
+        id=alert_id(subject, ev.ts, f"{signal}@{network}", level),
         kind="auth_abuse",
         key_id=subject,
         account_id=None,
         ts=ev.ts,
         detected_at=detected_at,
         severity=severity,
-        action="notify",  # no key to act on: people decide (block the network upstream)
-        signals=[Signal(TYPE, severity, evidence)],
-        summary=(
-            f"Network {network} tried {n} distinct unknown keys within "
-            f"{round(cfg.abuse_window_s / 60)} min ({len(tries)} failed requests): "
-            "key enumeration or a leaked key list being tested"
-        ),
+        action=action,
+        signals=[Signal(signal, severity, evidence)],
+        summary=summary,
     )
 
 
@@ -205,22 +222,13 @@ def _burst(
     evidence["distinct_endpoints"] = len(endpoints)
     evidence["endpoints"] = endpoints[:SAMPLE]
     attempts = len(tries)
-    aid = alert_id(subject, ev.ts, f"{BURST}@{network}", attempts.bit_length())
-    return Alert(
-        id=aid,
-        kind="auth_abuse",
-        key_id=subject,
-        account_id=None,
-        ts=ev.ts,
-        detected_at=detected_at,
-        severity=severity,
-        # low is logged (and reaches the webhook): the action [actions] gives low severity
-        action="notify" if severity == "medium" else "log",
-        signals=[Signal(BURST, severity, evidence)],
-        summary=(
-            f"Network {network} sent {attempts} refused requests within "
-            f"{round(cfg.abuse_window_s / 60)} min ({evidence['without_key']} without a "
-            f"credential, {n} distinct unknown keys, {len(endpoints)} endpoints): "
-            "a scanner or a credential-stuffing tool"
-        ),
+    summary = (
+        f"Network {network} sent {attempts} refused requests within "
+        f"{round(cfg.abuse_window_s / 60)} min ({evidence['without_key']} without a "
+        f"credential, {n} distinct unknown keys, {len(endpoints)} endpoints): "
+        "a scanner or a credential-stuffing tool"
     )
+    # low is logged (and reaches the webhook): the action [actions] gives low severity
+    action: Action = "notify" if severity == "medium" else "log"
+    return _network_alert(subject, BURST, attempts.bit_length(), severity, action, evidence, ev,
+                          detected_at, summary)  # fmt: skip

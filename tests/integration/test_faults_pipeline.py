@@ -25,7 +25,15 @@ import pytest
 from detectors.profile import KeyProfile
 from tests.support.events import kong
 from tests.support.faults import ServiceSwitch, wait_for
-from tests.support.kafka import collect, create_topics, publish, read_to_end, topics_env
+from tests.support.kafka import (
+    collect,
+    committed,
+    create_topics,
+    publish,
+    read_to_end,
+    reported_end,
+    topics_env,
+)
 from tests.support.procs import Proc, keywatch_env, metric, running
 from worker.devstack import EmbeddedBroker
 from worker.keystore.store import KeyStore
@@ -84,9 +92,17 @@ async def test_sigkill_mid_stream_then_restart_loses_nothing_and_revokes_once(
         await publish(broker.bootstrap, access, [history])
         await wait_for(learned(broker.bootstrap, changelog, target.key_id, len(history)), 30,
                            "history on the changelog")  # fmt: skip
-        # Let Faust commit the history's offsets (broker_commit_interval is 2.8 s), so that the
-        # check below, that a restart does not replay everything, does not race the commit.
-        await asyncio.sleep(4)
+        # Wait until the history's offsets are committed (acknowledged at a checkpoint once
+        # analysed, then committed by Faust every 2.8 s), so that the check below, that a
+        # restart does not replay everything, does not race the commit.
+        events, group = topics["KEYWATCH_TOPIC_EVENTS_BY_KEY"], env["KEYWATCH_APP_ID"]
+        partitions = int(env["KEYWATCH_PARTITIONS"])
+        end = await reported_end(broker.bootstrap, events, partitions)
+
+        def history_committed() -> bool:
+            return asyncio.run(committed(broker.bootstrap, group, events, partitions)) >= end
+
+        await wait_for(history_committed, 30, "the history's offsets committed")
         stream = [[kong(now - 600 + m + i / 1000, fillers[(m + i) % 3], GERMANY)
                    for i in range(PER_MESSAGE)] for m in range(MESSAGES)]  # fmt: skip
         for batch in stream:

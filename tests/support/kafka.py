@@ -129,6 +129,21 @@ async def reported_end(bootstrap: str, topic: str, partitions: int) -> int:
         await consumer.stop()
 
 
+async def committed(bootstrap: str, group: str, topic: str, partitions: int) -> int:
+    """The sum of ``group``'s committed offsets over ``topic``'s partitions (0 before any).
+
+    Asked by a consumer that joins nothing (the admin client's OffsetFetch version is one the
+    embedded broker does not parse)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False)  # fmt: skip
+    await consumer.start()
+    try:
+        offsets = [await consumer.committed(TopicPartition(topic, p)) for p in range(partitions)]
+    finally:
+        await consumer.stop()
+    return sum(o for o in offsets if o is not None and o > 0)
+
+
 def _loads(raw: bytes | None) -> Any:
     try:
         return orjson.loads(raw or b"null")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,7 @@ class KeywatchApp:
         self.store_ready = asyncio.Event()
         self.store_error: str | None = None  # the last key-store failure; None once it answers
         self._reconciles = 0
+        self._repair_due = False
         self._install_web()
         self.app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
         self.app.task(self._prepare_store)
@@ -117,21 +119,39 @@ class KeywatchApp:
         self.store_error = None
 
     async def _reconcile(self) -> None:
-        """Lift ended throttles, expire keys, push pending key changes to Redis and Kafka."""
+        """Rebuild a Redis that lost its data, lift ended throttles, expire keys, push pending
+        key changes to Redis and Kafka."""
         if not self.store_ready.is_set():
             return
-        try:
-            await self.keys.expire_due()
-            await self.keys.drain()
-            # a Redis restarted without its data is rebuilt at the next tick, not minutes later
+        # The view first, on its own: a Redis restarted without its data is rebuilt at this
+        # tick, not behind an announcement waiting on the broker (up to the producer timeout).
+        await self._guarded(self._repair_view)
+        if await self._guarded(self.keys.expire_due):
             self.store_error = None  # expire_due read the database: it answers
-            if self._reconciles % REPAIR_EVERY == 0 or await self.keys.redis_needs_repair():
-                await self.keys.repair_redis()
-            self._reconciles += 1
+            await self._guarded(self.keys.drain)
+        self._reconciles += 1
+
+    async def _repair_view(self) -> None:
+        if (
+            self._repair_due
+            or self._reconciles % REPAIR_EVERY == 0
+            or (await self.keys.redis_needs_repair())
+        ):
+            self._repair_due = True  # until a repair completes (it sets the marker first)
+            await self.keys.repair_redis()
+            self._repair_due = False
+
+    async def _guarded(self, step: Callable[[], Awaitable[Any]]) -> bool:
+        """Run one reconciler step; a store that does not answer is logged and retried at the
+        next tick (a database error is also reported by ``/health``)."""
+        try:
+            await step()
+            return True
         except KeyStoreUnavailable as exc:
             if "redis" not in str(exc).lower():
                 self.store_error = str(exc).splitlines()[0][:200]
             log.warning("reconcile_retry", error=str(exc))
+            return False
 
     async def _on_assigned(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         self.consuming = True

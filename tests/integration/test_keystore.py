@@ -139,6 +139,35 @@ async def test_redis_outage_is_repaired_from_the_outbox(store: KeyStore, redis_u
         await live.close()
 
 
+async def test_redis_losing_its_data_during_a_repair_is_repaired_again(
+    store: KeyStore, redis_url: str
+) -> None:
+    _, rec = store.create("acme", "live")
+    store.revoke(rec.key_id, "leaked", actor="test")
+    view = RedisView(redis_url)
+    r = redis_sync.Redis.from_url(redis_url)
+    svc = KeyService(store, view, Recorder())
+    written = view.ensure_revoked
+
+    async def then_restart(hashes):  # type: ignore[no-untyped-def]
+        count = await written(hashes)
+        r.flushdb()  # Redis restarts without its data right after the repair wrote the view
+        return count
+
+    try:
+        assert await svc.redis_needs_repair()  # never repaired
+        view.ensure_revoked = then_restart  # type: ignore[method-assign]
+        await svc.repair_redis()
+        # the loss took the marker too, so the next reconciler tick repairs again
+        assert await svc.redis_needs_repair()
+        view.ensure_revoked = written  # type: ignore[method-assign]
+        assert await svc.repair_redis() == 1
+        assert not await svc.redis_needs_repair() and await view.is_revoked(rec.key_hash)
+    finally:
+        await view.close()
+        r.close()
+
+
 async def test_key_actions_are_announced_on_the_broker(
     store: KeyStore, broker: EmbeddedBroker, topic_suffix: str
 ) -> None:

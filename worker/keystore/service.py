@@ -196,13 +196,18 @@ class KeyService:
             return 0
 
     async def repair_redis(self) -> int:
-        """Full repair of the revoked set from SQL (after Redis lost its data)."""
+        """Full repair of the revoked set from SQL (after Redis lost its data).
+
+        The marker is set before the view is written, not after: when Redis loses its data
+        during a repair, the marker goes with it and the next tick repairs again. Set last, it
+        would survive a loss between the writes and the marker, and the empty view would wait
+        for the periodic repair. A repair that raises must be retried by the caller (the marker
+        may already be set)."""
         if self.redis is None:
             return 0
-        revoked = await asyncio.to_thread(self.store.list_keys, None, "revoked")
-        count = await self.redis.ensure_revoked(r.key_hash for r in revoked)
         await self.redis.mark_repaired()
-        return count
+        revoked = await asyncio.to_thread(self.store.list_keys, None, "revoked")
+        return await self.redis.ensure_revoked(r.key_hash for r in revoked)
 
     async def redis_needs_repair(self) -> bool:
         """Whether Redis lost the view since the last repair (cheap: one EXISTS)."""

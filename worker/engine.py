@@ -155,15 +155,15 @@ class ChangelogTable(faust.Table):  # type: ignore[type-arg]
             self.checkpoints,
         )
         futures = []
-        for key in dirty:
-            value = data.get(key)
-            if value is not None and value.__class__ is not bytes:
-                record = records[key] = value.to_bytes()
-                changed_at[key] = now
-                futures.append(
-                    await send(topic, key.encode(), record, partition_of(key, n), None, None)
-                )
-        try:
+        try:  # a send can fail at once (producer closed, buffer full) or later, on its future
+            for key in dirty:
+                value = data.get(key)
+                if value is not None and value.__class__ is not bytes:
+                    record = records[key] = value.to_bytes()
+                    changed_at[key] = now
+                    futures.append(
+                        await send(topic, key.encode(), record, partition_of(key, n), None, None)
+                    )
             await asyncio.gather(*futures)
         except BaseException:
             self.dirty |= dirty  # not known to be on the changelog: the next flush sends them

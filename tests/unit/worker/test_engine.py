@@ -113,6 +113,21 @@ async def test_a_failed_flush_keeps_its_keys_marked(app: faust.App) -> None:
     assert await table.flush_changelog() == 1 and sent == [b"a", b"a"]
 
 
+async def test_a_send_refused_at_once_keeps_every_key_marked(app: faust.App) -> None:
+    """The producer can refuse a record before returning its future (buffer full, closed)."""
+    table = table_of(app)
+
+    async def send(*args: Any) -> Any:
+        raise RuntimeError("producer closed")
+
+    app.producer.send = send  # type: ignore[method-assign]
+    for key in ("a", "b"):
+        table[key] = KeyProfile()
+    with pytest.raises(RuntimeError):
+        await table.flush_changelog()
+    assert table.dirty == {"a", "b"}
+
+
 async def test_a_held_message_is_acknowledged_only_after_the_flush(app: faust.App) -> None:
     flushed: list[int] = []
 

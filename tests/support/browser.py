@@ -46,6 +46,13 @@ class Browser:
         self.events: list[dict[str, Any]] = []
 
     async def __aenter__(self) -> Browser:
+        try:
+            return await self._start()
+        except BaseException as exc:  # no __aexit__ follows: close what started
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+
+    async def _start(self) -> Browser:
         profile = Path(self._dir.name)
         self._proc = children.spawn(
             [chromium_binary(), "--headless=new", "--no-sandbox", "--disable-gpu",

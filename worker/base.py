@@ -97,14 +97,23 @@ class KeywatchApp:
             "payload": redact_obj(body),
         }  # fmt: skip
         self.metrics.dead_letters.labels(reason=reason).inc()
-        fut = await self.dead_letter_topic.send(value=orjson.dumps(record))
-        await fut
+        await self.produce(self.dead_letter_topic, orjson.dumps(record))
+
+    async def produce(
+        self, topic: Any, value: bytes, key: bytes | None = None, partition: int | None = None
+    ) -> None:
+        """Send one record and return once the broker has it; raises if it does not.
+
+        Straight to the producer, as ``topic.send`` would (same partitioner, raw bytes), but
+        without Faust's FutureMessage, which a failed send leaves holding an error nobody reads
+        (one "FutureMessage exception was never retrieved" log per record after a broker error).
+        """
+        producer = await self.app.maybe_start_producer()  # as topic.send: started if not yet
+        await (await producer.send(topic.get_topic_name(), key, value, partition, None, None))
 
     async def _announce(self, message: dict[str, Any]) -> None:
-        fut = await self.key_actions_topic.send(
-            key=message["key_id"].encode(), value=orjson.dumps(message)
-        )
-        await fut
+        key = message["key_id"].encode()
+        await self.produce(self.key_actions_topic, orjson.dumps(message), key)
 
     async def _prepare_store(self) -> None:
         """Create the schema, retrying while the database is down (detection runs meanwhile)."""

@@ -178,9 +178,8 @@ def register(kapp: WorkerApp) -> None:
 
     async def send_feedback(message: Mapping[str, Any]) -> None:
         key_id = str(message["key_id"])
-        fut = await topic.send(key=key_id.encode(), value=orjson.dumps(message),
-                               partition=partition_for(key_id, s.partitions))  # fmt: skip
-        await fut
+        await kapp.produce(topic, orjson.dumps(message), key_id.encode(),
+                           partition_for(key_id, s.partitions))  # fmt: skip
 
     @kapp.app.agent(kapp.alerts_topic, name="keywatch.alerts.record")
     async def record(stream: StreamT[Any]) -> None:

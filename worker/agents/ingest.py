@@ -384,8 +384,7 @@ def register(kapp: WorkerApp) -> None:
     """Wire the ingest consumer into the worker app."""
 
     async def send(partition: int, value: bytes) -> None:
-        fut = await kapp.events_topic.send(value=value, partition=partition)
-        await fut
+        await kapp.produce(kapp.events_topic, value, None, partition)
 
     kapp.keycache.use_identities(functools.partial(find_many_identities, kapp.store))
     stage = IngestStage(kapp.settings, kapp.metrics, kapp.keycache, send, kapp.dead_letter)

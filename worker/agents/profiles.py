@@ -294,8 +294,7 @@ def register(kapp: WorkerApp) -> None:
     s = kapp.settings
 
     async def send_alert(key_id: str, value: bytes) -> None:
-        fut = await kapp.alerts_topic.send(key=key_id.encode(), value=value)
-        await fut
+        await kapp.produce(kapp.alerts_topic, value, key_id.encode())
 
     analyzer = Analyzer(geo_resolver(kapp), load_policy(s.policy_file, dry_run=s.dry_run))
     checkpoint = Checkpoint(kapp.profiles)

@@ -60,10 +60,9 @@ def publisher(kapp: ScannerApp) -> Callable[[Finding], Awaitable[None]]:
 
     async def publish(finding: Finding) -> None:
         body = redact_obj(finding.to_dict())
-        fut = await kapp.leaks_topic.send(
-            key=str(body.get("key_hash", "")).encode(), value=orjson.dumps(body)
+        await kapp.produce(
+            kapp.leaks_topic, orjson.dumps(body), str(body.get("key_hash", "")).encode()
         )
-        await fut
         kind = str(finding.alert.extra.get("leak_kind", "platform"))
         kapp.metrics.leaks.labels(kind=kind, status=finding.status).inc()
         kapp.metrics.alerts.labels(type="leak.public_code", severity=finding.alert.severity).inc()
@@ -87,8 +86,7 @@ def register_intake(kapp: ScannerApp) -> None:
     s = kapp.settings
 
     async def publish(key: bytes, value: bytes) -> None:
-        fut = await kapp.code_push_topic.send(key=key, value=value)
-        await fut
+        await kapp.produce(kapp.code_push_topic, value, key)
 
     # The GitHub token goes to the keys URL only when it is on the GitHub API's host.
     same_host = (

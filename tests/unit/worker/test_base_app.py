@@ -1,10 +1,11 @@
-"""The worker's reconciler tick (``KeywatchApp._reconcile``): the Redis view is rebuilt first and
-on its own, a failed rebuild is retried at the next tick, and neither a down Redis nor a slow
-announcement holds up the other steps."""
+"""``KeywatchApp``, the base of every keywatch process: its reconciler tick (the Redis view is
+rebuilt first and on its own, a failed rebuild is retried at the next tick, and neither a down
+Redis nor a slow announcement holds up the other steps) and its sends to the broker."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,47 @@ async def test_a_database_failure_is_reported_and_cleared(kw: KeywatchApp) -> No
     await kw._reconcile()
     assert kw.store_error == "key store unavailable: connection refused"
     assert "drain" not in keys.steps[-1:]  # no drain without the database
+
+
+async def test_a_record_goes_to_the_producer_as_topic_send_would(kw: KeywatchApp) -> None:
+    sent: list[tuple[object, ...]] = []
+
+    async def send(*args: object) -> asyncio.Future[None]:
+        sent.append(args)
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    kw.app.producer.send = send  # type: ignore[method-assign]
+    kw.app.producer.maybe_start = _started  # type: ignore[method-assign]
+    await kw.produce(kw.dead_letter_topic, b"v", b"k", 3)
+    await kw.produce(kw.key_actions_topic, b"w")
+    assert sent == [
+        (kw.settings.topics.dead_letter, b"k", b"v", 3, None, None),
+        (kw.settings.topics.key_actions, None, b"w", None, None, None),
+    ]
+
+
+async def test_a_failed_send_raises_and_leaves_no_unread_error(kw: KeywatchApp) -> None:
+    """Faust's ``topic.send`` also fails a FutureMessage that nobody reads: after a broker error,
+    asyncio logged "FutureMessage exception was never retrieved" once per record."""
+    loop = asyncio.get_running_loop()
+    unread: list[object] = []
+    loop.set_exception_handler(lambda _loop, context: unread.append(context.get("message")))
+
+    async def send(*args: object, **kwargs: object) -> asyncio.Future[None]:
+        failed = loop.create_future()
+        failed.set_exception(TimeoutError("producer request timed out"))
+        return failed
+
+    kw.app.producer.send = send  # type: ignore[method-assign]
+    kw.app.producer.maybe_start = _started  # type: ignore[method-assign]
+    for _ in range(3):
+        with pytest.raises(TimeoutError):
+            await kw.produce(kw.dead_letter_topic, b"v")
+    gc.collect()  # an error nobody read is reported when its future is collected
+    assert unread == []
+
+
+async def _started() -> None:
+    return None

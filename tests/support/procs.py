@@ -152,6 +152,27 @@ class Proc:
         """SIGKILL, as a crash would."""
         self.stop(signal.SIGKILL)
 
+    def diagnose(self, port_var: str = "KEYWATCH_WEB_PORT") -> str:
+        """What a failed test prints of a process still running: its keywatch metrics and
+        every asyncio task's stack (mode dumps them into the log on SIGUSR1)."""
+        if self.proc.poll() is not None:
+            return f"keywatch {self.args} exited with {self.proc.returncode}"
+        before = len(self.output())
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGUSR1)
+        time.sleep(1.0)
+        try:
+            samples = [line for line in self.metrics(port_var).splitlines()
+                       if line.startswith("keywatch_") and "_created" not in line
+                       and not line.endswith(" 0.0")]  # fmt: skip
+        except Exception as exc:  # a diagnosis never raises
+            samples = [f"/metrics did not answer: {exc!r}"]
+        # one line per task and where it waits; the whole stacks are in the log file
+        tasks = [line.strip()[:240] for line in self.output()[before:].splitlines()
+                 if line.lstrip().startswith(("TASK", "<Task", "-> <Task"))]  # fmt: skip
+        return (f"--- keywatch {self.args} at the failure ({self.log_path}): metrics\n"
+                + "\n".join(samples) + "\n--- tasks\n" + "\n".join(tasks))  # fmt: skip
+
 
 @contextlib.contextmanager
 def running(args: list[str], env: Mapping[str, str], log_path: Path,
@@ -161,5 +182,8 @@ def running(args: list[str], env: Mapping[str, str], log_path: Path,
     try:
         proc.wait_healthy(port_var)
         yield proc
+    except BaseException:
+        print(proc.diagnose(port_var))  # shown with the failure (pytest's captured stdout)
+        raise
     finally:
         proc.stop()

@@ -108,7 +108,8 @@ async def test_sigkill_mid_stream_then_restart_loses_nothing_and_revokes_once(
         for batch in stream:
             for e in batch:
                 published[e["authenticated_entity"]["id"]] += 1
-        feeding = asyncio.create_task(_trickle(broker.bootstrap, access, stream))
+        killed = asyncio.Event()
+        feeding = asyncio.create_task(_trickle(broker.bootstrap, access, stream, killed))
         deadline = time.monotonic() + 30
         while await analyzed(first) < len(history) + PER_MESSAGE * 3:
             assert time.monotonic() < deadline, "the stream never started"
@@ -116,6 +117,7 @@ async def test_sigkill_mid_stream_then_restart_loses_nothing_and_revokes_once(
         at_kill = await analyzed(first)
         first.kill()  # SIGKILL mid-stream: no shutdown, no final commit
         killed_at = time.monotonic()
+        killed.set()
         await feeding
         assert at_kill < sum(published.values())  # the kill really landed mid-stream
     finally:
@@ -129,12 +131,12 @@ async def test_sigkill_mid_stream_then_restart_loses_nothing_and_revokes_once(
     await publish(broker.bootstrap, access, [burst])
 
     second = Proc(["worker"], env, tmp_path / "second.log")
+    totals: dict[str, int] = {}
     try:
         second.wait_healthy()
         alerts = await collect(broker.bootstrap, topics["KEYWATCH_TOPIC_ALERTS"],
                                new_country_alert(target.key_id), 40)  # fmt: skip
         await wait_for(lambda: store.get(target.key_id).status == "revoked", 20, "revocation")
-        totals: dict[str, int] = {}
 
         def caught_up() -> bool:
             totals.update(asyncio.run(changelog_totals(broker.bootstrap, changelog)))
@@ -145,6 +147,10 @@ async def test_sigkill_mid_stream_then_restart_loses_nothing_and_revokes_once(
         announced = await collect(broker.bootstrap, topics["KEYWATCH_TOPIC_KEY_ACTIONS"],
                                   lambda m: False, 3)  # fmt: skip
         second_analyzed = await analyzed(second)
+    except BaseException:
+        print(f"changelog totals {totals}, published {published}")
+        print(second.diagnose())
+        raise
     finally:
         second.stop()
     assert any(_new_country(a, target.key_id) for a in alerts), alerts
@@ -156,9 +162,16 @@ async def test_sigkill_mid_stream_then_restart_loses_nothing_and_revokes_once(
     store.close()
 
 
-async def _trickle(bootstrap: str, topic: str, stream: list[list[dict[str, Any]]]) -> None:
-    """Publish the stream message by message, spread over ~1.5 s, so the kill lands inside it."""
-    for batch in stream:
+async def _trickle(
+    bootstrap: str, topic: str, stream: list[list[dict[str, Any]]], killed: asyncio.Event
+) -> None:
+    """Publish the stream message by message, spread over ~1.5 s, so the kill lands inside it.
+
+    The second half waits for the kill: on a loaded machine the worker could otherwise analyse
+    the whole stream before the test has read its metrics and killed it."""
+    for i, batch in enumerate(stream):
+        if i == len(stream) // 2:
+            await asyncio.wait_for(killed.wait(), 60)
         await publish(bootstrap, topic, [orjson.dumps(batch)])
         await asyncio.sleep(0.05)
 

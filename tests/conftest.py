@@ -15,6 +15,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -68,6 +69,26 @@ def postgres_server_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _close_key_stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every ``KeyStore`` a test opened, also when it failed before its own ``close()``:
+    otherwise the connection is collected later and its ResourceWarning (an error here) fails
+    an unrelated test."""
+    from worker.keystore.store import KeyStore
+
+    opened: list[KeyStore] = []
+    init = KeyStore.__init__
+
+    def tracked(self: KeyStore, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(KeyStore, "__init__", tracked)
+    yield
+    for store in opened:
+        store.close()  # a second close is harmless (the pool is disposed again)
 
 
 @pytest.fixture(scope="session")
